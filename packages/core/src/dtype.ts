@@ -1,0 +1,80 @@
+export const DTYPES = ["float64", "float32", "float16", "bfloat16", "int32", "int8", "uint8", "bool"] as const;
+export type DType = (typeof DTYPES)[number];
+export type FloatDType = "float64" | "float32" | "float16" | "bfloat16";
+export type HalfDType = "float16" | "bfloat16";
+
+export interface DTypeInfo {
+  readonly itemSize: number;
+  readonly isFloat: boolean;
+  /** Unit roundoff: half the distance from 1 to the next representable value. */
+  readonly epsilon: number;
+}
+
+export const DTYPE_INFO: Readonly<Record<DType, DTypeInfo>> = {
+  float64: { itemSize: 8, isFloat: true, epsilon: 2 ** -53 },
+  float32: { itemSize: 4, isFloat: true, epsilon: 2 ** -24 },
+  float16: { itemSize: 2, isFloat: true, epsilon: 2 ** -11 },
+  bfloat16: { itemSize: 2, isFloat: true, epsilon: 2 ** -8 },
+  int32: { itemSize: 4, isFloat: false, epsilon: 0 },
+  int8: { itemSize: 1, isFloat: false, epsilon: 0 },
+  uint8: { itemSize: 1, isFloat: false, epsilon: 0 },
+  bool: { itemSize: 1, isFloat: false, epsilon: 0 },
+};
+
+export const isFloatDType = (d: DType): d is FloatDType => DTYPE_INFO[d].isFloat;
+export const isHalfDType = (d: DType): d is HalfDType => d === "float16" || d === "bfloat16";
+export const itemSize = (d: DType): number => DTYPE_INFO[d].itemSize;
+
+/** Host storage used for each dtype; 16-bit floats hold their raw bit patterns. */
+export type HostArray = Float64Array | Float32Array | Uint16Array | Int32Array | Int8Array | Uint8Array;
+export type HostArrayFor<D extends DType> = D extends "float64"
+  ? Float64Array
+  : D extends "float32"
+    ? Float32Array
+    : D extends HalfDType
+      ? Uint16Array
+      : D extends "int32"
+        ? Int32Array
+        : D extends "int8"
+          ? Int8Array
+          : Uint8Array;
+
+export function allocHost(dtype: DType, size: number): HostArray {
+  switch (dtype) {
+    case "float64":
+      return new Float64Array(size);
+    case "float32":
+      return new Float32Array(size);
+    case "float16":
+    case "bfloat16":
+      return new Uint16Array(size);
+    case "int32":
+      return new Int32Array(size);
+    case "int8":
+      return new Int8Array(size);
+    case "uint8":
+    case "bool":
+      return new Uint8Array(size);
+  }
+}
+
+const FLOAT_RANK: Partial<Record<DType, number>> = { float16: 1, bfloat16: 1, float32: 2, float64: 3 };
+
+/**
+ * Type promotion for binary ops, as in PyTorch: the wider float wins, float16 with
+ * bfloat16 gives float32, any float beats any integer, and bool yields to everything.
+ */
+export function promoteTypes(a: DType, b: DType): DType {
+  if (a === b) return a;
+  const ra = FLOAT_RANK[a];
+  const rb = FLOAT_RANK[b];
+  if (ra !== undefined && rb !== undefined) {
+    if (ra === rb) return "float32"; // float16 with bfloat16
+    return ra > rb ? a : b;
+  }
+  if (ra !== undefined) return a;
+  if (rb !== undefined) return b;
+  if (a === "bool") return b;
+  if (b === "bool") return a;
+  return "int32";
+}

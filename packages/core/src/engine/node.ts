@@ -1,0 +1,37 @@
+import type { DType, HostArray } from "../dtype.js";
+import type { BackendBuffer } from "./backend.js";
+import type { OpAttrs, PrimitiveOp, Shape } from "./primitives.js";
+import type { Runtime } from "./runtime.js";
+
+/**
+ * A vertex of the lazy graph. A leaf holds data (on the host, on a runtime, or both); a
+ * const is a scalar broadcast to its shape; anything else is a primitive op over `src`.
+ * Realizing a node turns it into a leaf and drops its inputs.
+ */
+export class LazyNode {
+  constructor(
+    public op: PrimitiveOp | "const" | "leaf",
+    public src: LazyNode[],
+    public readonly attrs: OpAttrs,
+    public readonly shape: Shape,
+    public readonly dtype: DType,
+    public readonly value?: number,
+    public host?: HostArray,
+    public device?: { readonly runtime: Runtime; readonly buffer: BackendBuffer },
+  ) {}
+
+  static leaf(host: HostArray, shape: Shape, dtype: DType): LazyNode {
+    return new LazyNode("leaf", [], {}, shape, dtype, undefined, host);
+  }
+
+  get isLeaf(): boolean {
+    return this.op === "leaf";
+  }
+
+  /** Turns this node into a leaf holding `buffer` on `runtime`. */
+  realizeAs(runtime: Runtime, buffer: BackendBuffer): void {
+    this.op = "leaf";
+    this.src = [];
+    this.device = { runtime, buffer };
+  }
+}

@@ -1,0 +1,201 @@
+import { isHalfDType, type DType, type HostArray } from "../dtype.js";
+import { NbitError, UnsupportedOpError } from "../errors.js";
+import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
+import { LazyNode } from "./node.js";
+import { isComparison, type PrimitiveOp } from "./primitives.js";
+
+/** Ops whose float32 result is already exact in the 16-bit input type, so no rounding cast is needed. */
+const EXACT_IN_INPUT_TYPE = new Set<PrimitiveOp>(["neg", "maximum", "max", "where", "reshape", "transpose", "expand"]);
+
+export interface RuntimeStats {
+  programsCompiled: number;
+  programsRun: number;
+  instructionsRun: number;
+}
+
+/** Runs lazy graphs on one backend: lowers them to programs, caches compiled ones, holds buffers. */
+export class Runtime {
+  private readonly compiled = new Map<string, Promise<CompiledProgram>>();
+  readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, instructionsRun: 0 };
+
+  constructor(readonly backend: Backend) {
+    const { execution } = backend.capabilities;
+    if (execution === "eager" && !backend.execute)
+      throw new NbitError("INVALID_BACKEND", `Backend "${backend.name}" declares eager execution but has no execute()`);
+    if (execution === "graph" && !backend.compile)
+      throw new NbitError("INVALID_BACKEND", `Backend "${backend.name}" declares graph execution but has no compile()`);
+  }
+
+  /** Whether the backend can hold `dtype`. */
+  holds(dtype: DType): boolean {
+    return this.backend.capabilities.storage[dtype] !== undefined;
+  }
+
+  /** Computes every node that is not yet a leaf on this runtime, as one program. */
+  async realize(nodes: readonly LazyNode[]): Promise<void> {
+    const pending = [...new Set(nodes)].filter((n) => !(n.isLeaf && n.device?.runtime === this));
+    if (pending.length === 0) return;
+    const builder = new ProgramBuilder(this);
+    const program = builder.build(pending);
+    const buffers = await this.run(program, builder.inputBuffers);
+    pending.forEach((n, i) => n.realizeAs(this, buffers[i]!));
+    for (const leaf of builder.uploadedLeaves) leaf.host = undefined;
+  }
+
+  async download(node: LazyNode): Promise<HostArray> {
+    if (node.isLeaf && node.host) return node.host;
+    await this.realize([node]);
+    return this.backend.download(node.device!.buffer, node.dtype, node.shape);
+  }
+
+  upload(node: LazyNode): BackendBuffer {
+    if (node.device?.runtime === this) return node.device.buffer;
+    if (!node.host)
+      throw new NbitError(
+        "CROSS_RUNTIME",
+        `A tensor of shape [${node.shape.join(", ")}] lives on backend "${node.device?.runtime.backend.name}" and cannot be used on "${this.backend.name}"; download it first.`,
+      );
+    this.checkStorage("upload", node.dtype);
+    const buffer = this.backend.upload(node.host, node.dtype, node.shape);
+    node.device = { runtime: this, buffer };
+    return buffer;
+  }
+
+  checkStorage(op: string, dtype: DType): void {
+    if (!this.holds(dtype)) {
+      const held = Object.keys(this.backend.capabilities.storage);
+      throw new UnsupportedOpError(this.backend.name, op, dtype, held);
+    }
+  }
+
+  private async run(program: Program, inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]> {
+    this.stats.programsRun++;
+    if (this.backend.capabilities.execution === "graph") {
+      let exe = this.compiled.get(program.key);
+      if (!exe) {
+        this.stats.programsCompiled++;
+        exe = Promise.resolve(this.backend.compile!(program));
+        this.compiled.set(program.key, exe);
+      }
+      this.stats.instructionsRun += program.instructions.length;
+      return (await exe).run(inputs);
+    }
+    return this.interpret(program, inputs);
+  }
+
+  private interpret(program: Program, inputs: readonly BackendBuffer[]): BackendBuffer[] {
+    const values: (BackendBuffer | undefined)[] = [...inputs];
+    const infos: ValueInfo[] = [...program.inputs, ...program.instructions];
+    const lastUse = new Array<number>(infos.length).fill(-1);
+    program.instructions.forEach((ins, i) => ins.inputs.forEach((v) => (lastUse[v] = i)));
+    for (const o of program.outputs) lastUse[o] = Infinity;
+    const base = inputs.length;
+    program.instructions.forEach((ins, i) => {
+      const args = ins.inputs.map((v) => values[v]!);
+      values[base + i] = this.backend.execute!(ins, args, ins.inputs.map((v) => infos[v]!));
+      this.stats.instructionsRun++;
+      if (this.backend.dispose)
+        for (const v of new Set(ins.inputs)) if (v >= base && lastUse[v] === i) this.backend.dispose(values[v]!);
+    });
+    return program.outputs.map((o) => values[o]!);
+  }
+}
+
+/** Lowers a lazy graph into a program the backend can run, inserting exact rounding where needed. */
+class ProgramBuilder {
+  readonly inputs: ValueInfo[] = [];
+  readonly inputBuffers: BackendBuffer[] = [];
+  readonly uploadedLeaves: LazyNode[] = [];
+  private readonly instructions: Omit<Instruction, never>[] = [];
+  private readonly ids = new Map<LazyNode, number>();
+
+  constructor(private readonly runtime: Runtime) {}
+
+  private get caps() {
+    return this.runtime.backend.capabilities;
+  }
+
+  /** Lowers the graph under `roots`; leaves become the program's inputs, numbered first. */
+  build(roots: readonly LazyNode[]): Program {
+    const order: LazyNode[] = [];
+    const seen = new Set<LazyNode>();
+    // Iterative post-order walk: graphs of long training runs are deeper than the call stack.
+    const stack: [LazyNode, boolean][] = roots.map((r) => [r, false] as [LazyNode, boolean]).reverse();
+    while (stack.length) {
+      const [node, expanded] = stack.pop()!;
+      if (expanded) {
+        order.push(node);
+        continue;
+      }
+      if (seen.has(node)) continue;
+      seen.add(node);
+      stack.push([node, true]);
+      if (!node.isLeaf) for (let i = node.src.length - 1; i >= 0; i--) if (!seen.has(node.src[i]!)) stack.push([node.src[i]!, false]);
+    }
+    for (const node of order) if (node.isLeaf) this.ids.set(node, this.addInput(node));
+    for (const node of order) if (!node.isLeaf) this.ids.set(node, this.lower(node));
+    const outputs = roots.map((r) => this.ids.get(r)!);
+    const key = this.caps.execution === "graph" ? this.structuralKey(outputs) : "";
+    return { inputs: this.inputs, instructions: this.instructions, outputs, key };
+  }
+
+  private addInput(node: LazyNode): number {
+    const hadDevice = node.device?.runtime === this.runtime;
+    const buffer = this.runtime.upload(node);
+    if (!hadDevice) this.uploadedLeaves.push(node);
+    this.inputs.push({ dtype: node.dtype, shape: node.shape });
+    this.inputBuffers.push(buffer);
+    return this.inputs.length - 1;
+  }
+
+  private emit(ins: Instruction): number {
+    this.instructions.push(ins);
+    return this.inputs.length + this.instructions.length - 1;
+  }
+
+  private lower(node: LazyNode): number {
+    const op = node.op as PrimitiveOp | "const";
+    const inputs = node.src.map((s) => this.ids.get(s)!);
+    if (op === "const") {
+      this.runtime.checkStorage("const", node.dtype);
+      return this.emit({ op, inputs, attrs: {}, dtype: node.dtype, shape: node.shape, value: node.value! });
+    }
+    if (op === "cast") return this.lowerCast(node, inputs[0]!, node.src[0]!.dtype);
+    const operand = (op === "where" ? node.src[1] : node.src[0])!.dtype;
+    const native = this.caps.ops[op] ?? [];
+    if (native.includes(operand)) return this.emit({ op, inputs, attrs: node.attrs, dtype: node.dtype, shape: node.shape });
+    if (isHalfDType(operand) && native.includes("float32") && this.runtime.holds(operand)) {
+      const widened = node.src.map((s, i) => (s.dtype === operand ? this.widen(inputs[i]!, s) : inputs[i]!));
+      const outDType = node.dtype === operand ? "float32" : node.dtype;
+      const result = this.emit({ op, inputs: widened, attrs: node.attrs, dtype: outDType, shape: node.shape });
+      if (isComparison(op)) return result;
+      if (this.caps.storage[operand] === "float32" && EXACT_IN_INPUT_TYPE.has(op)) return result;
+      return this.emit({ op: "cast", inputs: [result], attrs: { to: operand }, dtype: operand, shape: node.shape });
+    }
+    throw new UnsupportedOpError(this.runtime.backend.name, op, operand, native);
+  }
+
+  /** A 16-bit value as float32: free where the backend already stores it as float32. */
+  private widen(id: number, node: LazyNode): number {
+    if (this.caps.storage[node.dtype] === "float32") return id;
+    return this.emit({ op: "cast", inputs: [id], attrs: { to: "float32" }, dtype: "float32", shape: node.shape });
+  }
+
+  private lowerCast(node: LazyNode, input: number, from: DType): number {
+    const to = node.dtype;
+    this.runtime.checkStorage("cast", from);
+    this.runtime.checkStorage("cast", to);
+    if (from === to) return input;
+    // Widening a float32-stored 16-bit value to float32 changes nothing.
+    if (isHalfDType(from) && to === "float32" && this.caps.storage[from] === "float32") return input;
+    return this.emit({ op: "cast", inputs: [input], attrs: { to }, dtype: to, shape: node.shape });
+  }
+
+  private structuralKey(outputs: readonly number[]): string {
+    const parts = this.inputs.map((v) => `${v.dtype}[${v.shape.join(",")}]`);
+    for (const ins of this.instructions)
+      parts.push(`${ins.op}(${ins.inputs.join(",")})${ins.dtype}[${ins.shape.join(",")}]${JSON.stringify(ins.attrs)}${ins.value ?? ""}`);
+    parts.push(`->${outputs.join(",")}`);
+    return parts.join(";");
+  }
+}

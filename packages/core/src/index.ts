@@ -1,0 +1,35 @@
+export * from "./errors.js";
+export * from "./dtype.js";
+export * from "./numerics/index.js";
+export * from "./precision/parse.js";
+export * from "./precision/plugins.js";
+export * from "./accelerator.js";
+export type * from "./engine/backend.js";
+export * from "./engine/primitives.js";
+export { LazyNode } from "./engine/node.js";
+export { Runtime, type RuntimeStats } from "./engine/runtime.js";
+export * from "./engine/context.js";
+export * from "./engine/random.js";
+export * from "./engine/autocast-policy.js";
+export {
+  Tensor,
+  tensor,
+  scalarInput,
+  full,
+  zeros,
+  ones,
+  zerosLike,
+  arange,
+  where,
+  realize,
+  roundScalar,
+  type TensorOrScalar,
+} from "./engine/tensor.js";
+export * from "./nn/module.js";
+export * from "./nn/init.js";
+export * from "./nn/layers.js";
+export * from "./nn/functional.js";
+export * from "./optim/optimizer.js";
+export * from "./optim/sgd.js";
+export * from "./optim/adam.js";
+export * from "./optim/grad-scaler.js";

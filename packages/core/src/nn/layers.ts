@@ -1,0 +1,150 @@
+import { NbitError, ShapeError } from "../errors.js";
+import { defaultGenerator, type Generator } from "../engine/random.js";
+import { promoteTypes } from "../dtype.js";
+import { sizeOf } from "../engine/primitives.js";
+import { Tensor, castFor, rawCast, rawMatmul, rawReshape, rawTranspose, tensor } from "../engine/tensor.js";
+import { oneHot } from "./functional.js";
+import { constantParameter, normalParameter, uniformParameter, type InitOptions } from "./init.js";
+import { Module, type Parameter } from "./module.js";
+
+/** y = x W^T + b, with W of shape [out, in], initialised like torch.nn.Linear. */
+export class Linear extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter | null;
+
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    { bias = true, ...init }: InitOptions & { bias?: boolean } = {},
+  ) {
+    super();
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = uniformParameter([outFeatures, inFeatures], -bound, bound, init);
+    this.bias = bias ? uniformParameter([outFeatures], -bound, bound, init) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** The linear map as a function; under autocast it runs in the low-precision dtype. */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+  const [input, w0, b] = castFor("linear", bias ? [x, weight, bias] : [x, weight]) as [Tensor, Tensor, Tensor | undefined];
+  if (input.shape[input.rank - 1] !== w0.shape[1])
+    throw new ShapeError("linear", [input.shape, w0.shape], `input features ${input.shape[input.rank - 1]} do not match the weight's ${w0.shape[1]}`);
+  const dtype = promoteTypes(input.dtype, w0.dtype);
+  const w = rawCast(w0, dtype);
+  const lead = input.shape.slice(0, -1);
+  const flat = rawReshape(rawCast(input, dtype), [sizeOf(lead), w.shape[1]!]);
+  let y = rawMatmul(flat, rawTranspose(w, [1, 0]));
+  if (b) y = y.add(b);
+  return rawReshape(y, [...lead, w.shape[0]!]);
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return x.relu();
+  }
+}
+export class GELU extends Module {
+  forward(x: Tensor): Tensor {
+    return x.gelu();
+  }
+}
+export class Tanh extends Module {
+  forward(x: Tensor): Tensor {
+    return x.tanh();
+  }
+}
+export class Sigmoid extends Module {
+  forward(x: Tensor): Tensor {
+    return x.sigmoid();
+  }
+}
+
+export class Flatten extends Module {
+  forward(x: Tensor): Tensor {
+    return x.flatten(1);
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
+
+  constructor(
+    readonly normalizedShape: number,
+    readonly eps = 1e-5,
+    init: InitOptions = {},
+  ) {
+    super();
+    this.weight = constantParameter([normalizedShape], 1, init);
+    this.bias = constantParameter([normalizedShape], 0, init);
+  }
+
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+/** Normalises over the last axis; under autocast it runs in float32. */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const [input] = castFor("layerNorm", [x]);
+  const mu = input!.mean(-1, true);
+  const centered = input!.sub(mu);
+  const variance = centered.square().mean(-1, true);
+  return centered.div(variance.add(eps).sqrt()).mul(weight).add(bias);
+}
+
+/** A lookup table; rows are picked with a one-hot matmul, which is exact in any dtype. */
+export class Embedding extends Module {
+  readonly weight: Parameter;
+
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    init: InitOptions = {},
+  ) {
+    super();
+    this.weight = normalParameter([numEmbeddings, embeddingDim], 1, init);
+  }
+
+  forward(indices: Tensor): Tensor {
+    const flat = indices.reshape([-1]);
+    const picked = rawMatmul(rawCast(oneHot(flat, this.numEmbeddings), this.weight.dtype), this.weight);
+    return picked.reshape([...indices.shape, this.embeddingDim]);
+  }
+}
+
+/** Inverted dropout with a seeded mask; the identity in eval mode. */
+export class Dropout extends Module {
+  constructor(
+    readonly p = 0.5,
+    readonly generator: Generator = defaultGenerator,
+  ) {
+    super();
+    if (p < 0 || p >= 1) throw new NbitError("INVALID_ARGUMENT", `Dropout probability must be in [0, 1), got ${p}`);
+  }
+
+  forward(x: Tensor): Tensor {
+    if (!this.training || this.p === 0) return x;
+    const keep = 1 - this.p;
+    const mask = new Float32Array(x.size);
+    for (let i = 0; i < mask.length; i++) mask[i] = this.generator.random() < keep ? 1 / keep : 0;
+    return x.mul(tensor(mask, x.shape, x.dtype));
+  }
+}
+
+export class Sequential extends Module {
+  readonly layers: Module[];
+
+  constructor(...layers: Module[]) {
+    super();
+    this.layers = layers;
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.layers.reduce((h, layer) => layer.forward(h), x);
+  }
+}

@@ -1,0 +1,93 @@
+import { isFloatDType, type DType, type FloatDType } from "../dtype.js";
+import { NbitError, ShapeError } from "../errors.js";
+import { castHost } from "../numerics/convert.js";
+import { Tensor } from "../engine/tensor.js";
+import { sameShape } from "../engine/primitives.js";
+import { LazyNode } from "../engine/node.js";
+
+/** A trainable tensor. Its identity is stable across optimizer steps (they `assign` new values). */
+export class Parameter extends Tensor {
+  constructor(value: Tensor, requiresGrad = true) {
+    super(value.node, requiresGrad);
+  }
+}
+
+/** Base class of layers and models, in the manner of torch.nn.Module. */
+export abstract class Module {
+  training = true;
+
+  abstract forward(...inputs: Tensor[]): Tensor;
+
+  /** Own parameters and submodules, found among this object's fields (arrays included). */
+  *namedChildren(): Generator<[string, Module]> {
+    for (const [key, value] of Object.entries(this)) {
+      if (value instanceof Module) yield [key, value];
+      else if (Array.isArray(value))
+        for (const [i, item] of value.entries()) if (item instanceof Module) yield [`${key}.${i}`, item];
+    }
+  }
+
+  *namedParameters(prefix = ""): Generator<[string, Parameter]> {
+    for (const [key, value] of Object.entries(this)) if (value instanceof Parameter) yield [prefix + key, value];
+    for (const [name, child] of this.namedChildren()) yield* child.namedParameters(`${prefix}${name}.`);
+  }
+
+  parameters(): Parameter[] {
+    return [...this.namedParameters()].map(([, p]) => p);
+  }
+
+  *modules(): Generator<Module> {
+    yield this;
+    for (const [, child] of this.namedChildren()) yield* child.modules();
+  }
+
+  train(mode = true): this {
+    for (const m of this.modules()) m.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Bytes held by all parameters, in their dtypes. */
+  parameterBytes(): number {
+    return this.parameters().reduce((n, p) => n + p.nbytes, 0);
+  }
+
+  parameterCount(): number {
+    return this.parameters().reduce((n, p) => n + p.size, 0);
+  }
+
+  /** Casts every floating-point parameter to `dtype` in place (like module.to(dtype)). */
+  to(dtype: FloatDType): this {
+    for (const p of this.parameters()) if (isFloatDType(p.dtype) && p.dtype !== dtype) p.node = p.cast(dtype).detach().node;
+    return this;
+  }
+
+  stateDict(): Record<string, Tensor> {
+    return Object.fromEntries(this.namedParameters());
+  }
+
+  /** Copies values into parameters by name; names, shapes and dtypes must match exactly. */
+  loadStateDict(state: Readonly<Record<string, { data: ArrayLike<number> | Uint16Array; shape: readonly number[]; dtype: DType }>>, strict = true): void {
+    const own = new Map(this.namedParameters());
+    if (strict) {
+      const missing = [...own.keys()].filter((k) => !(k in state));
+      const unexpected = Object.keys(state).filter((k) => !own.has(k));
+      if (missing.length || unexpected.length)
+        throw new NbitError(
+          "STATE_DICT_MISMATCH",
+          `State dict does not match the module. Missing: ${missing.join(", ") || "(none)"}. Unexpected: ${unexpected.join(", ") || "(none)"}.`,
+        );
+    }
+    for (const [name, entry] of Object.entries(state)) {
+      const p = own.get(name);
+      if (!p) continue;
+      if (!sameShape(p.shape, entry.shape))
+        throw new ShapeError("loadStateDict", [p.shape, entry.shape], `tensor "${name}" expected shape [${p.shape.join(", ")}]`);
+      const host = castHost(entry.data as never, entry.dtype, p.dtype);
+      p.node = LazyNode.leaf(host, p.shape, p.dtype);
+    }
+  }
+}

@@ -1,0 +1,3 @@
+export * from "./float16.js";
+export * from "./bfloat16.js";
+export * from "./convert.js";

@@ -1,0 +1,51 @@
+import { scalarInput, type Tensor, zerosLike } from "../engine/tensor.js";
+import type { Parameter } from "../nn/module.js";
+import { Optimizer, type ParamUpdate } from "./optimizer.js";
+
+export interface AdamOptions {
+  lr: number;
+  betas: readonly [number, number];
+  eps: number;
+  weightDecay: number;
+}
+
+type OptimizerParams = ConstructorParameters<typeof Optimizer<AdamOptions>>[0];
+
+/** Adam (torch.optim.Adam); weight decay is added to the gradient (L2). */
+export class Adam extends Optimizer<AdamOptions> {
+  protected readonly decoupled: boolean = false;
+
+  constructor(params: OptimizerParams, options: Partial<AdamOptions> = {}, defaultWeightDecay = 0) {
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: defaultWeightDecay, ...options });
+  }
+
+  protected initState(param: Parameter): Record<string, Tensor> {
+    return { expAvg: zerosLike(param), expAvgSq: zerosLike(param) };
+  }
+
+  protected update(param: Tensor, grad: Tensor, state: Record<string, Tensor>, o: AdamOptions, step: number): ParamUpdate {
+    const [beta1, beta2] = o.betas;
+    let p = param;
+    let g = grad;
+    if (o.weightDecay) {
+      if (this.decoupled) p = p.mul(scalarInput(1 - o.lr * o.weightDecay, p.dtype));
+      else g = g.add(p.mul(o.weightDecay));
+    }
+    const expAvg = state.expAvg!.mul(beta1).add(g.mul(1 - beta1));
+    const expAvgSq = state.expAvgSq!.mul(beta2).add(g.square().mul(1 - beta2));
+    // Step-dependent factors enter as program inputs, so every step reuses one compiled program.
+    const stepSize = scalarInput(o.lr / (1 - beta1 ** step), p.dtype);
+    const bias2Sqrt = scalarInput(Math.sqrt(1 - beta2 ** step), p.dtype);
+    const denom = expAvgSq.sqrt().div(bias2Sqrt).add(o.eps);
+    return { param: p.sub(expAvg.div(denom).mul(stepSize)), state: { expAvg, expAvgSq } };
+  }
+}
+
+/** AdamW (torch.optim.AdamW): decoupled weight decay, 0.01 by default. */
+export class AdamW extends Adam {
+  protected override readonly decoupled: boolean = true;
+
+  constructor(params: OptimizerParams, options: Partial<AdamOptions> = {}) {
+    super(params, options, 0.01);
+  }
+}

@@ -1,0 +1,111 @@
+import { NbitError } from "../errors.js";
+import { noGrad } from "../engine/context.js";
+import { full, scalarInput, Tensor } from "../engine/tensor.js";
+import type { Optimizer } from "./optimizer.js";
+
+export interface GradScalerOptions {
+  initScale: number;
+  growthFactor: number;
+  backoffFactor: number;
+  growthInterval: number;
+  enabled: boolean;
+}
+
+export interface GradScalerState {
+  scale: number;
+  growthFactor: number;
+  backoffFactor: number;
+  growthInterval: number;
+  growthTracker: number;
+}
+
+/**
+ * Dynamic loss scaling with torch.amp.GradScaler's semantics: the loss is multiplied by the
+ * scale; gradients are unscaled before clipping and stepping; a step with any Inf/NaN gradient
+ * is skipped and halves the scale; 2000 clean steps in a row double it (never to Infinity).
+ * The finiteness check and the skip run inside the step's program; only the outcome is read back.
+ */
+export class GradScaler {
+  scale: number;
+  growthTracker = 0;
+  readonly options: GradScalerOptions;
+  private finite: Tensor | null = null;
+  private unscaled = new WeakSet<Optimizer<{ lr: number }>>();
+
+  constructor(options: Partial<GradScalerOptions> = {}) {
+    this.options = { initScale: 2 ** 16, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, enabled: true, ...options };
+    if (this.options.growthFactor <= 1) throw new NbitError("INVALID_ARGUMENT", "growthFactor must be > 1");
+    if (this.options.backoffFactor >= 1 || this.options.backoffFactor <= 0)
+      throw new NbitError("INVALID_ARGUMENT", "backoffFactor must be in (0, 1)");
+    this.scale = this.options.initScale;
+  }
+
+  scaleLoss(loss: Tensor): Tensor {
+    if (!this.options.enabled) return loss;
+    return loss.mul(scalarInput(this.scale, loss.dtype));
+  }
+
+  /** Divides the gradients by the scale (once per step) and records whether all are finite. */
+  unscale(optimizer: Optimizer<{ lr: number }>): void {
+    if (!this.options.enabled || this.unscaled.has(optimizer)) return;
+    noGrad(() => {
+      // PyTorch computes the inverse in double and rounds it to float32.
+      const inv = scalarInput(Math.fround(1 / this.scale), "float32");
+      let probe: Tensor = full([], 0);
+      for (const p of optimizer.params) {
+        if (!p.grad) continue;
+        const g = p.grad.mul(inv.cast(p.grad.dtype === "float64" ? "float64" : p.grad.dtype));
+        p.grad = g;
+        // Inf * 0 and NaN * 0 are NaN, and NaN poisons the sum: one scalar says "all finite".
+        probe = probe.add(g.mul(0).sum().cast("float32"));
+      }
+      this.finite = probe.equal(0);
+    });
+    this.unscaled.add(optimizer);
+  }
+
+  /** Records the optimizer's update, applied only if every gradient is finite. */
+  step(optimizer: Optimizer<{ lr: number }>): Tensor | null {
+    if (!this.options.enabled) {
+      optimizer.step();
+      return null;
+    }
+    this.unscale(optimizer);
+    const finite = this.finite!;
+    optimizer.step({ applyIf: finite });
+    return finite;
+  }
+
+  /** Adjusts the scale once the step's outcome is known. */
+  update(foundInf: boolean): void {
+    this.finite = null;
+    this.unscaled = new WeakSet();
+    if (!this.options.enabled) return;
+    if (foundInf) {
+      this.scale *= this.options.backoffFactor;
+      this.growthTracker = 0;
+      return;
+    }
+    this.growthTracker++;
+    if (this.growthTracker === this.options.growthInterval) {
+      const grown = this.scale * this.options.growthFactor;
+      if (Number.isFinite(grown) && Number.isFinite(Math.fround(grown))) this.scale = grown;
+      this.growthTracker = 0;
+    }
+  }
+
+  stateDict(): GradScalerState {
+    const { growthFactor, backoffFactor, growthInterval } = this.options;
+    return { scale: this.scale, growthFactor, backoffFactor, growthInterval, growthTracker: this.growthTracker };
+  }
+
+  loadStateDict(state: GradScalerState): void {
+    this.scale = state.scale;
+    this.growthTracker = state.growthTracker;
+    Object.assign(this.options, {
+      growthFactor: state.growthFactor,
+      backoffFactor: state.backoffFactor,
+      growthInterval: state.growthInterval,
+    });
+  }
+}

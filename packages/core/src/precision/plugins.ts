@@ -1,0 +1,216 @@
+import { isFloatDType, type FloatDType } from "../dtype.js";
+import { NbitError } from "../errors.js";
+import { autocast, noGrad, withParamDType } from "../engine/context.js";
+import { full, realize, Tensor } from "../engine/tensor.js";
+import type { Module } from "../nn/module.js";
+import { GradScaler, type GradScalerOptions, type GradScalerState } from "../optim/grad-scaler.js";
+import type { Optimizer } from "../optim/optimizer.js";
+import { PRECISION_INFO, type Precision } from "./parse.js";
+
+export type GradientClipAlgorithm = "norm" | "value";
+type AnyOptimizer = Optimizer<{ lr: number }>;
+
+export interface OptimizerStepOutcome {
+  /** The loss value (unscaled), read back after the step ran. */
+  readonly loss: number;
+  /** True when the gradient scaler skipped the update because a gradient was Inf/NaN. */
+  readonly skipped: boolean;
+}
+
+export interface PrecisionPluginState {
+  readonly precision: Precision;
+  readonly scaler?: GradScalerState;
+}
+
+/**
+ * How a precision is applied to a training run, after Lightning's precision plugins: the
+ * dtype parameters are created in, the autocast region around the forward pass, how loss and
+ * gradients are scaled, clipped and stepped, and what state must be checkpointed.
+ */
+export abstract class PrecisionPlugin {
+  abstract readonly precision: Precision;
+
+  get paramDType(): FloatDType {
+    return PRECISION_INFO[this.precision].paramDType;
+  }
+
+  get autocastDType(): FloatDType | null {
+    return PRECISION_INFO[this.precision].autocastDType;
+  }
+
+  /** Casts a module built outside `initContext` to this precision's parameter dtype. */
+  convertModule<M extends Module>(module: M): M {
+    return module.to(this.paramDType);
+  }
+
+  /** Runs `fn` so that parameters it creates are made directly in the parameter dtype. */
+  initContext<T>(fn: () => T): T {
+    return withParamDType(this.paramDType, fn);
+  }
+
+  /** Runs the forward pass (training/validation/test/predict step) under this precision. */
+  forwardContext<T>(fn: () => T): T {
+    return autocast(this.autocastDType, fn);
+  }
+
+  /** True-precision plugins cast floating inputs to the parameter dtype; mixed ones leave them. */
+  convertInput(t: Tensor): Tensor {
+    return isFloatDType(t.dtype) && this.autocastDType === null ? t.cast(this.paramDType) : t;
+  }
+
+  /** Outputs go back to float32, the default dtype, as in Lightning. */
+  convertOutput(t: Tensor): Tensor {
+    return isFloatDType(t.dtype) && t.dtype !== "float64" ? t.cast("float32") : t;
+  }
+
+  backward(loss: Tensor): void {
+    loss.backward();
+  }
+
+  /** Makes the gradients true gradients (undoes loss scaling); a no-op without a scaler. */
+  unscaleGradients(_optimizer: AnyOptimizer): void {}
+
+  /** Clips gradients after unscaling them, by global norm or by value. */
+  clipGradients(optimizer: AnyOptimizer, clipValue: number, algorithm: GradientClipAlgorithm = "norm"): void {
+    if (!(clipValue > 0)) throw new NbitError("INVALID_ARGUMENT", `gradientClipVal must be > 0, got ${clipValue}`);
+    this.unscaleGradients(optimizer);
+    clipGradients(optimizer.params, clipValue, algorithm);
+  }
+
+  /** Records the optimizer update; returns a bool scalar telling whether it applies, if that is data-dependent. */
+  protected recordStep(optimizer: AnyOptimizer): Tensor | null {
+    optimizer.step();
+    return null;
+  }
+
+  /** Applies the outcome of a step once known (the scaler adjusts its scale). */
+  protected afterStep(_skipped: boolean): void {}
+
+  /**
+   * One optimization step: backward, optional clipping, the update, all realized as a single
+   * program together with the loss, then the scaler update. Returns the loss and whether the
+   * update was skipped.
+   */
+  async optimizerStep(
+    optimizer: AnyOptimizer,
+    loss: Tensor,
+    options: { clipValue?: number; clipAlgorithm?: GradientClipAlgorithm; extra?: readonly Tensor[] } = {},
+  ): Promise<OptimizerStepOutcome> {
+    const lossValue = loss.detach();
+    this.backward(loss);
+    if (options.clipValue !== undefined) this.clipGradients(optimizer, options.clipValue, options.clipAlgorithm);
+    const applied = this.recordStep(optimizer);
+    await realize([lossValue, ...(applied ? [applied] : []), ...optimizer.tensors(), ...(options.extra ?? [])]);
+    const skipped = applied ? (await applied.item()) === 0 : false;
+    optimizer.commit(!skipped);
+    this.afterStep(skipped);
+    optimizer.zeroGrad();
+    return { loss: await lossValue.item(), skipped };
+  }
+
+  stateDict(): PrecisionPluginState {
+    return { precision: this.precision };
+  }
+
+  loadStateDict(state: PrecisionPluginState): void {
+    if (state.precision !== this.precision)
+      throw new NbitError("STATE_DICT_MISMATCH", `Checkpoint was written with precision "${state.precision}", this run uses "${this.precision}"`);
+  }
+}
+
+/** Clips gradients in place, lazily: by global L2 norm (computed in float32) or elementwise by value. */
+export function clipGradients(params: readonly Tensor[], clipValue: number, algorithm: GradientClipAlgorithm): void {
+  noGrad(() => {
+    const grads = params.filter((p) => p.grad);
+    if (algorithm === "value") {
+      for (const p of grads) p.grad = p.grad!.clamp(-clipValue, clipValue);
+      return;
+    }
+    if (algorithm !== "norm") throw new NbitError("INVALID_ARGUMENT", `gradientClipAlgorithm must be "norm" or "value", got "${algorithm}"`);
+    let sq: Tensor = full([], 0);
+    for (const p of grads) sq = sq.add(p.grad!.cast("float32").square().sum());
+    // As torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
+    const coef = full([], clipValue).div(sq.sqrt().add(1e-6)).minimum(1);
+    for (const p of grads) p.grad = p.grad!.mul(coef.cast(p.grad!.dtype));
+  });
+}
+
+/** 64-true: float64 parameters, inputs and math. */
+export class DoublePrecision extends PrecisionPlugin {
+  readonly precision = "64-true" as const;
+}
+
+/** 32-true: float32 everywhere (no autocast, no scaling). */
+export class FloatPrecision extends PrecisionPlugin {
+  readonly precision = "32-true" as const;
+}
+
+/** 16-true / bf16-true: parameters, inputs and math in the 16-bit type; half the parameter memory. */
+export class HalfPrecision extends PrecisionPlugin {
+  constructor(readonly precision: "16-true" | "bf16-true") {
+    super();
+  }
+}
+
+/**
+ * 16-mixed / bf16-mixed: float32 parameters with autocast around the forward pass. 16-mixed
+ * adds a dynamic gradient scaler; bf16 has float32's range and needs none.
+ */
+export class MixedPrecision extends PrecisionPlugin {
+  readonly scaler: GradScaler | null;
+
+  constructor(
+    readonly precision: "16-mixed" | "bf16-mixed",
+    scaler?: GradScaler | Partial<GradScalerOptions>,
+  ) {
+    super();
+    if (precision === "bf16-mixed") {
+      if (scaler) throw new NbitError("INVALID_ARGUMENT", "bf16-mixed does not use a gradient scaler");
+      this.scaler = null;
+    } else {
+      this.scaler = scaler instanceof GradScaler ? scaler : new GradScaler(scaler);
+    }
+  }
+
+  override backward(loss: Tensor): void {
+    (this.scaler ? this.scaler.scaleLoss(loss) : loss).backward();
+  }
+
+  override unscaleGradients(optimizer: AnyOptimizer): void {
+    this.scaler?.unscale(optimizer);
+  }
+
+  protected override recordStep(optimizer: AnyOptimizer): Tensor | null {
+    if (!this.scaler) return super.recordStep(optimizer);
+    return this.scaler.step(optimizer);
+  }
+
+  protected override afterStep(skipped: boolean): void {
+    this.scaler?.update(skipped);
+  }
+
+  override stateDict(): PrecisionPluginState {
+    return this.scaler ? { precision: this.precision, scaler: this.scaler.stateDict() } : super.stateDict();
+  }
+
+  override loadStateDict(state: PrecisionPluginState): void {
+    super.loadStateDict(state);
+    if (this.scaler && state.scaler) this.scaler.loadStateDict(state.scaler);
+  }
+}
+
+/** The plugin Lightning would pick for a canonical precision. */
+export function precisionPluginFor(precision: Precision): PrecisionPlugin {
+  switch (precision) {
+    case "64-true":
+      return new DoublePrecision();
+    case "32-true":
+      return new FloatPrecision();
+    case "16-true":
+    case "bf16-true":
+      return new HalfPrecision(precision);
+    case "16-mixed":
+    case "bf16-mixed":
+      return new MixedPrecision(precision);
+  }
+}
