@@ -33,3 +33,4 @@ export * from "./optim/optimizer.js";
 export * from "./optim/sgd.js";
 export * from "./optim/adam.js";
 export * from "./optim/grad-scaler.js";
+export * from "./engine/reference-kernels.js";

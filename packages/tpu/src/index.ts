@@ -2,6 +2,5 @@ import { registerTpu } from "./accelerator.js";
 
 export { TpuAccelerator, registerTpu } from "./accelerator.js";
 export { TpuBackend, TPU_CAPABILITIES } from "./backend.js";
-export { executeInstruction, type TypedBuffer, type KernelOptions } from "./kernels.js";
 
 registerTpu();

@@ -1,17 +1,8 @@
-import {
-  broadcastStrides,
-  castHost,
-  allocHost,
-  roundFloat32ArrayToBfloat16,
-  sizeOf,
-  type BinaryOp,
-  type DType,
-  type HostArray,
-  type Instruction,
-  type Shape,
-  type UnaryOp,
-  type ValueInfo,
-} from "@nbit/core";
+import { allocHost, type DType, type HostArray } from "../dtype.js";
+import { roundFloat32ArrayToBfloat16 } from "../numerics/bfloat16.js";
+import { castHost } from "../numerics/convert.js";
+import type { Backend, BackendCapabilities, Instruction, ValueInfo } from "./backend.js";
+import { broadcastStrides, PRIMITIVE_OPS, sizeOf, type BinaryOp, type PrimitiveOp, type Shape, type UnaryOp } from "./primitives.js";
 
 /** Buffers hold core's host layout (bfloat16 as raw bits); they are never written after creation. */
 export interface TypedBuffer {
@@ -113,14 +104,15 @@ function reduce(op: "sum" | "max", x: HostArray, shape: Shape, axes: readonly nu
   return out;
 }
 
-function matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, roundInputs: boolean): Float32Array {
-  if (roundInputs) {
+function matmul(a: Float32Array | Float64Array, b: Float32Array | Float64Array, m: number, k: number, n: number, roundInputs: boolean) {
+  if (roundInputs && a instanceof Float32Array && b instanceof Float32Array) {
     // MXU semantics: inputs are rounded to bfloat16, products accumulate in float32.
     a = roundFloat32ArrayToBfloat16(Float32Array.from(a));
     b = roundFloat32ArrayToBfloat16(Float32Array.from(b));
   }
-  const out = new Float32Array(m * n);
-  const row = new Float32Array(n);
+  // Accumulates in the operands' own type: float32 rows for float32, float64 for float64.
+  const out = a instanceof Float64Array ? new Float64Array(m * n) : new Float32Array(m * n);
+  const row = a instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
   for (let i = 0; i < m; i++) {
     row.fill(0);
     for (let p = 0; p < k; p++) {
@@ -135,7 +127,7 @@ function matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: numbe
 
 export interface KernelOptions {
   /** Round float32 matmul inputs to bfloat16 (TPU MXU behaviour). */
-  readonly roundMatmulInputsToBfloat16: boolean;
+  readonly roundMatmulInputsToBfloat16?: boolean;
 }
 
 /** Runs one instruction of a core program on host typed arrays. */
@@ -197,7 +189,7 @@ export function executeInstruction(
     case "matmul": {
       const [m, k] = infos[0]!.shape as [number, number];
       const n = infos[1]!.shape[1]!;
-      return { data: matmul(arg(0) as Float32Array, arg(1) as Float32Array, m, k, n, options.roundMatmulInputsToBfloat16) };
+      return { data: matmul(arg(0) as Float32Array, arg(1) as Float32Array, m, k, n, options.roundMatmulInputsToBfloat16 ?? false) };
     }
     case "cast":
       return { data: castHost(arg(0), infos[0]!.dtype, ins.dtype) };
@@ -209,4 +201,46 @@ function fill(ins: Instruction, size: number): HostArray {
   const out = allocHost(ins.dtype, size);
   out.fill(one[0]!);
   return out;
+}
+
+const ALL_STORED: DType[] = ["float64", "float32", "float16", "bfloat16", "int32", "bool", "uint8", "int8"];
+const FLOAT_OPS: PrimitiveOp[] = ["neg", "exp", "log", "sqrt", "tanh", "div", "matmul"];
+const NUMERIC_OPS: PrimitiveOp[] = ["add", "sub", "mul", "maximum", "less", "sum", "max"];
+
+/** Capabilities of host kernels over `stored` dtypes, computing in `compute` float types. */
+export function referenceCapabilities(stored: readonly DType[], compute: readonly DType[]): BackendCapabilities {
+  return {
+    execution: "eager",
+    storage: Object.fromEntries(stored.map((d) => [d, "native"])),
+    ops: Object.fromEntries(
+      PRIMITIVE_OPS.map((op) => {
+        if (FLOAT_OPS.includes(op)) return [op, compute];
+        if (NUMERIC_OPS.includes(op)) return [op, [...compute, "int32"]];
+        return [op, op === "equal" ? [...compute, "int32", "bool"] : stored];
+      }),
+    ),
+  };
+}
+
+/**
+ * Core's reference backend: plain TypeScript kernels over typed arrays, float64 and float32
+ * compute, every dtype stored. It is the oracle of the conformance kit and the base that
+ * TypeScript backends build on; it is not registered as an accelerator.
+ */
+export class ReferenceBackend implements Backend {
+  readonly name: string = "reference";
+  readonly capabilities: BackendCapabilities = referenceCapabilities(ALL_STORED, ["float64", "float32"]);
+  protected readonly kernelOptions: KernelOptions = {};
+
+  upload(data: HostArray): TypedBuffer {
+    return { data: data.slice() };
+  }
+
+  download(buffer: object): HostArray {
+    return (buffer as TypedBuffer).data.slice();
+  }
+
+  execute(ins: Instruction, inputs: readonly object[], infos: readonly ValueInfo[]): TypedBuffer {
+    return executeInstruction(ins, inputs as TypedBuffer[], infos, this.kernelOptions);
+  }
 }

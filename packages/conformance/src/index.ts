@@ -1,0 +1,2 @@
+export { describeBackendConformance, type ConformanceOptions } from "./suite.js";
+export { randomValues, matmulReference } from "./reference.js";
