@@ -22,6 +22,19 @@ const u32 = new Uint32Array(f32.buffer);
 const bitsOf = (v: number) => ((f32[0] = v), u32[0]!);
 const valueOf = (bits: number) => ((u32[0] = bits >>> 0), f32[0]!);
 
+/** Collects mismatches instead of asserting per element, so exhaustive loops stay fast. */
+function mismatches() {
+  const found: string[] = [];
+  return {
+    check(got: number, want: number, what: () => string) {
+      if (got !== want && found.length < 10) found.push(`${what()}: got 0x${got.toString(16)}, want 0x${want.toString(16)}`);
+    },
+    assertNone() {
+      expect(found).toEqual([]);
+    },
+  };
+}
+
 /** Every finite non-negative float16 value, computed from the format's definition in float64. */
 const HALF_VALUES = (() => {
   const values: { value: number; bits: number }[] = [];
@@ -69,32 +82,38 @@ function referenceBfloatBits(v: number): number {
 
 describe("float16", () => {
   it("round-trips all 65536 bit patterns exactly (NaN stays NaN)", () => {
+    const m = mismatches();
     let checked = 0;
     for (let h = 0; h < 65536; h++) {
       const back = float32BitsToFloat16Bits(float16BitsToFloat32Bits(h));
       const isNaN = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
-      if (isNaN) expect(Number.isNaN(fromFloat16Bits(h))).toBe(true);
-      else expect(back).toBe(h);
+      if (isNaN) m.check(Number.isNaN(fromFloat16Bits(h)) ? 1 : 0, 1, () => `NaN 0x${h.toString(16)}`);
+      else m.check(back, h, () => `0x${h.toString(16)}`);
       checked++;
     }
+    m.assertNone();
     expect(checked).toBe(65536);
   });
 
   it("decodes every finite value as the format defines it", () => {
+    const m = mismatches();
     for (const { bits, value } of HALF_VALUES) {
-      expect(fromFloat16Bits(bits)).toBe(value);
-      expect(fromFloat16Bits(bits | 0x8000)).toBe(-value);
+      m.check(fromFloat16Bits(bits), value, () => `0x${bits.toString(16)}`);
+      m.check(fromFloat16Bits(bits | 0x8000), -value, () => `-0x${bits.toString(16)}`);
     }
+    m.assertNone();
   });
 
   it("rounds ties to even at every midpoint between neighbours, and just off each midpoint", () => {
+    const m = mismatches();
     for (let i = 0; i + 1 < HALF_VALUES.length; i++) {
       const mid = (HALF_VALUES[i]!.value + HALF_VALUES[i + 1]!.value) / 2;
       for (const v of [mid, valueOf(bitsOf(mid) - 1), valueOf(bitsOf(mid) + 1)]) {
-        expect(float32BitsToFloat16Bits(bitsOf(v))).toBe(referenceHalfBits(v));
-        expect(float32BitsToFloat16Bits(bitsOf(-v))).toBe(referenceHalfBits(-v));
+        m.check(float32BitsToFloat16Bits(bitsOf(v)), referenceHalfBits(v), () => `${v}`);
+        m.check(float32BitsToFloat16Bits(bitsOf(-v)), referenceHalfBits(-v), () => `${-v}`);
       }
     }
+    m.assertNone();
   });
 
   it("handles overflow, subnormals, signed zero and NaN", () => {
@@ -118,18 +137,19 @@ describe("float16", () => {
 
   it("matches the reference on random float32 values across the whole range", () => {
     const g = new Generator(42);
+    const m = mismatches();
     for (let i = 0; i < 200_000; i++) {
       const v = valueOf(g.nextUint32());
-      const expected = referenceHalfBits(v);
       const got = float32BitsToFloat16Bits(bitsOf(v));
-      if (Number.isNaN(v)) expect(got & 0x7e00).toBe(0x7e00);
-      else expect(got).toBe(expected);
+      if (Number.isNaN(v)) m.check(got & 0x7e00, 0x7e00, () => "NaN");
+      else m.check(got, referenceHalfBits(v), () => `${v}`);
     }
     // Values near float16's range, where random bit patterns rarely land.
     for (let i = 0; i < 200_000; i++) {
       const v = Math.fround((g.random() - 0.5) * 2 ** (g.int(48) - 28));
-      expect(float32BitsToFloat16Bits(bitsOf(v))).toBe(referenceHalfBits(v));
+      m.check(float32BitsToFloat16Bits(bitsOf(v)), referenceHalfBits(v), () => `${v}`);
     }
+    m.assertNone();
   });
 
   it("bulk conversions agree with the scalar ones", () => {
@@ -148,23 +168,27 @@ describe("float16", () => {
 
 describe("bfloat16", () => {
   it("round-trips all 65536 bit patterns exactly (NaN stays NaN)", () => {
+    const m = mismatches();
     for (let b = 0; b < 65536; b++) {
       const v = valueOf(b << 16);
-      if (Number.isNaN(v)) expect(Number.isNaN(roundToBfloat16(v))).toBe(true);
-      else expect(toBfloat16Bits(v)).toBe(b);
+      if (Number.isNaN(v)) m.check(Number.isNaN(roundToBfloat16(v)) ? 1 : 0, 1, () => `NaN 0x${b.toString(16)}`);
+      else m.check(toBfloat16Bits(v), b, () => `0x${b.toString(16)}`);
     }
+    m.assertNone();
   });
 
   it("rounds ties to even at midpoints and just off them", () => {
     const g = new Generator(5);
+    const m = mismatches();
     for (let i = 0; i < 100_000; i++) {
       const base = g.nextUint32() & 0xffff0000;
       for (const x of [base | 0x8000, (base | 0x8000) - 1, (base | 0x8000) + 1, base | g.int(0x10000)]) {
         const v = valueOf(x);
         if (Number.isNaN(v)) continue;
-        expect(float32BitsToBfloat16Bits(x >>> 0)).toBe(referenceBfloatBits(v));
+        m.check(float32BitsToBfloat16Bits(x >>> 0), referenceBfloatBits(v), () => `${v}`);
       }
     }
+    m.assertNone();
   });
 
   it("handles overflow, subnormals, signed zero and NaN", () => {
