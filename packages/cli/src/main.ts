@@ -1,5 +1,6 @@
 import { accelerators, formatSupportMatrix, supportMatrix } from "@nbit/core";
 import "@nbit/tpu";
+import "@nbit/cpu";
 
 export interface CliIO {
   out: (line: string) => void;

@@ -128,7 +128,7 @@ export function describeBackendConformance(name: string, createAccelerator: () =
         const eps = DTYPE_INFO[dtype].epsilon;
         const half = isHalfDType(dtype);
         // Tolerance for one rounding in `dtype` after float32 compute (backends' transcendental ops may be off by an ulp or two).
-        const rtol = 2 * eps + (dtype === "float64" ? 0 : 8 * EPS32);
+        const rtol = 2 * eps + 8 * (dtype === "float64" ? eps : EPS32);
         const atol = dtype === "float16" ? 2 ** -24 : dtype === "bfloat16" ? 1e-38 : 1e-300;
         const check = (got: Float64Array, ref: Float64Array, tol: (i: number) => number, label: string) => {
           expect(got.length, label).toBe(ref.length);

@@ -210,7 +210,11 @@ export class Tensor {
     return where(rawBinary("less", this, scalarLike(0, this)), this.neg(), this);
   }
   relu(): Tensor {
-    return where(rawBinary("less", scalarLike(0, this), this), this, scalarLike(0, this));
+    // One maximum forward; the gradient passes where the output is > 0 (zero at 0, as torch.relu).
+    // Masking on the output leaves the pre-activation with one consumer, so graph engines can fuse it.
+    const x = this;
+    const out = new Tensor(new LazyNode("maximum", [x.node, scalarLike(0, x).node], {}, x.shape, x.dtype));
+    return withGrad(out, [x], (g, y) => [where(rawBinary("less", scalarLike(0, y), y.detach()), g, 0)]);
   }
   sigmoid(): Tensor {
     return rawBinary("div", scalarLike(1, this), rawBinary("add", scalarLike(1, this), rawUnary("exp", this.neg())));
@@ -330,6 +334,14 @@ function runtimeFor(nodes: readonly LazyNode[]) {
 
 // ---- primitives with gradients ------------------------------------------------------------
 
+function withGrad(out: Tensor, inputs: readonly Tensor[], backward: (grad: Tensor, out: Tensor) => readonly (Tensor | null)[]): Tensor {
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.gradFn = { inputs, backward: (g) => backward(g, out) };
+  }
+  return out;
+}
+
 function prim(
   op: PrimitiveOp,
   inputs: readonly Tensor[],
@@ -339,11 +351,7 @@ function prim(
   backward?: (grad: Tensor, out: Tensor) => readonly (Tensor | null)[],
 ): Tensor {
   const out = new Tensor(new LazyNode(op, inputs.map((t) => t.node), attrs, shape, dtype));
-  if (backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
-    out.requiresGrad = true;
-    out.gradFn = { inputs, backward: (g) => backward(g, out) };
-  }
-  return out;
+  return backward ? withGrad(out, inputs, backward) : out;
 }
 
 const UNARY_GRADS: Record<UnaryOp, (g: Tensor, x: Tensor, out: Tensor) => Tensor> = {
@@ -415,7 +423,17 @@ export function rawTranspose(x: Tensor, perm: readonly number[]): Tensor {
   const shape = transposeShape(x.shape, perm);
   if (perm.every((p, i) => p === i)) return x;
   const inverse = perm.map((_, i) => perm.indexOf(i));
-  return prim("transpose", [x], { perm: [...perm] }, shape, x.dtype, (g) => [rawTranspose(g, inverse)]);
+  const backward = (g: Tensor) => [rawTranspose(g, inverse)];
+  const inner = x.node;
+  if (inner.op === "transpose") {
+    // Fold transpose(transpose(y)) into one transpose of y (or y itself), keeping x's gradient path.
+    const innerPerm = inner.attrs.perm!;
+    const composed = perm.map((p) => innerPerm[p]!);
+    const source = inner.src[0]!;
+    const node = composed.every((p, i) => p === i) ? source : new LazyNode("transpose", [source], { perm: composed }, shape, x.dtype);
+    return withGrad(new Tensor(node), [x], (g) => backward(g));
+  }
+  return prim("transpose", [x], { perm: [...perm] }, shape, x.dtype, backward);
 }
 
 export function rawExpand(x: Tensor, shape: readonly number[]): Tensor {
@@ -429,7 +447,9 @@ export function rawMatmul(a: Tensor, b: Tensor): Tensor {
   requireFloat("matmul", a);
   return prim("matmul", [a, b], {}, matmulShape(a.shape, b.shape), a.dtype, (g) => [
     rawMatmul(g, rawTranspose(b, [1, 0])),
-    rawMatmul(rawTranspose(a, [1, 0]), g),
+    // When b is a transposed weight (x W^T), (g^T a)^T lets the weight's own transpose-back cancel,
+    // so its gradient is one matmul of g^T and a, with no transposed copy of the result.
+    b.node.op === "transpose" ? rawTranspose(rawMatmul(rawTranspose(g, [1, 0]), a), [1, 0]) : rawMatmul(rawTranspose(a, [1, 0]), g),
   ]);
 }
 
@@ -445,6 +465,8 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
   const lead = g.rank - shape.length;
   const axes: number[] = [];
   for (let i = 0; i < g.rank; i++) if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  // Only leading axes summed away (a bias gradient): the reduction alone has the target shape.
+  if (axes.length === lead) return rawSum(g, axes, false);
   return rawReshape(rawSum(g, axes, true), shape);
 }
 

@@ -3,7 +3,7 @@ import { NbitError, ShapeError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { LazyNode } from "../engine/node.js";
 import { sameShape } from "../engine/primitives.js";
-import { Tensor, where } from "../engine/tensor.js";
+import { full, scalarInput, Tensor, where } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
 
 export interface SerializedTensor {
@@ -41,6 +41,9 @@ export abstract class Optimizer<H extends { lr: number }> {
   /** Steps taken per parameter (PyTorch's state["step"]). */
   readonly steps = new Map<Parameter, number>();
   private pending: Parameter[] = [];
+  private scalars = new Map<string, Tensor>();
+  private previousScalars = new Map<string, number>();
+  private currentScalars = new Map<string, number>();
 
   constructor(params: readonly Parameter[] | readonly (Partial<H> & { params: Parameter[] })[], defaults: H) {
     const groups = params.length > 0 && !(params[0] instanceof Tensor) ? (params as (Partial<H> & { params: Parameter[] })[]) : [{ params: params as Parameter[] }];
@@ -57,6 +60,24 @@ export abstract class Optimizer<H extends { lr: number }> {
     for (const p of this.params) p.grad = null;
   }
 
+  /**
+   * A per-step scalar (learning rate, bias correction) shared by every parameter that uses it in
+   * one step. A value that changes between steps (a scheduled learning rate) enters the program
+   * as an input, so every step reuses one compiled program; a value that held still since the last
+   * step is baked in as a constant, which lets graph engines fold it (e.g. into a matmul's alpha).
+   */
+  protected scalar(name: string, value: number, dtype: DType): Tensor {
+    const key = `${name}:${dtype}:${value}`;
+    let t = this.scalars.get(key);
+    if (!t) {
+      const steady = this.previousScalars.get(`${name}:${dtype}`) === value;
+      t = steady ? full([], value, dtype) : scalarInput(value, dtype);
+      this.scalars.set(key, t);
+      this.currentScalars.set(`${name}:${dtype}`, value);
+    }
+    return t;
+  }
+
   protected abstract update(param: Tensor, grad: Tensor, state: Record<string, Tensor>, group: H, step: number): ParamUpdate;
   protected abstract initState(param: Parameter): Record<string, Tensor>;
 
@@ -64,6 +85,9 @@ export abstract class Optimizer<H extends { lr: number }> {
   step(options: StepOptions = {}): void {
     noGrad(() => {
       this.pending = [];
+      this.scalars.clear();
+      this.previousScalars = this.currentScalars;
+      this.currentScalars = new Map();
       for (const group of this.paramGroups) {
         for (const p of group.params) {
           if (!p.grad) continue;

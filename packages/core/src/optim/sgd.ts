@@ -1,4 +1,4 @@
-import { scalarInput, type Tensor, zerosLike } from "../engine/tensor.js";
+import { type Tensor, zerosLike } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
 import { Optimizer, type ParamUpdate } from "./optimizer.js";
 
@@ -28,6 +28,6 @@ export class SGD extends Optimizer<SGDOptions> {
       next.momentumBuffer = buf;
       g = o.nesterov ? g.add(buf.mul(o.momentum)) : buf;
     }
-    return { param: p.sub(g.mul(scalarInput(o.lr, p.dtype))), state: next };
+    return { param: p.sub(g.mul(this.scalar("lr", o.lr, p.dtype))), state: next };
   }
 }

@@ -1,0 +1,142 @@
+// CPU backend benchmark: the standard MLP (256-512-512-10, ReLU, cross-entropy, SGD lr 0.05,
+// batch 128, synthetic data) on onnxruntime-node with 2 intra-op threads. Prints steps/s per
+// precision, the same step as one hand-built ONNX graph, and parameter/optimizer bytes.
+import {
+  crossEntropy,
+  Generator,
+  Linear,
+  manualSeed,
+  precisionPluginFor,
+  ReLU,
+  Runtime,
+  Sequential,
+  setDefaultRuntime,
+  SGD,
+  tensor,
+  type Precision,
+} from "@nbit/core";
+import { createRequire } from "node:module";
+import type * as ortTypes from "onnxruntime-node";
+import { CpuAccelerator } from "../src/index.js";
+import { encodeModel, OnnxType, type OnnxNode } from "../src/onnx-proto.js";
+
+const ort = createRequire(import.meta.url)("onnxruntime-node") as typeof ortTypes;
+const THREADS = 2;
+const [IN, H, OUT, BATCH, LR] = [256, 512, 10, 128, 0.05];
+const WARMUP = 20;
+const STEPS = Number(process.env.BENCH_STEPS ?? 200);
+
+const g = new Generator(0);
+const batches = Array.from({ length: 8 }, () => ({
+  x: new Float32Array(BATCH * IN).map(() => g.normal()),
+  y: new Int32Array(BATCH).map(() => g.int(OUT)),
+}));
+
+async function trainerPath(precision: Precision) {
+  const backend = new CpuAccelerator({ threads: THREADS }).createBackend();
+  setDefaultRuntime(new Runtime(backend));
+  manualSeed(0);
+  const plugin = precisionPluginFor(precision);
+  const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
+  const optimizer = new SGD(model.parameters(), { lr: LR });
+  let loss = 0;
+  const step = async (i: number) => {
+    const b = batches[i % batches.length]!;
+    const x = plugin.convertInput(tensor(b.x, [BATCH, IN]));
+    const out = plugin.forwardContext(() => crossEntropy(model.forward(x), tensor(b.y, [BATCH], "int32")));
+    loss = (await plugin.optimizerStep(optimizer, out)).loss;
+  };
+  for (let i = 0; i < WARMUP; i++) await step(i);
+  const t0 = performance.now();
+  for (let i = 0; i < STEPS; i++) await step(i);
+  const seconds = (performance.now() - t0) / 1000;
+  return { stepsPerSecond: STEPS / seconds, loss, paramBytes: model.parameterBytes(), stateBytes: optimizer.stateBytes(), sessions: backend.sessionsCreated };
+}
+
+/** The same training step written by hand as one ONNX graph: the ceiling for the Trainer path. */
+async function handBuilt() {
+  const nodes: OnnxNode[] = [];
+  const n = (op: string, inputs: string[], output: string, attributes?: OnnxNode["attributes"]) => {
+    nodes.push({ op, inputs, outputs: [output], ...(attributes ? { attributes } : {}) });
+    return output;
+  };
+  const dims = [IN, H, H, OUT];
+  const f32 = (v: number) => new Uint8Array(Float32Array.of(v).buffer);
+  const i64 = (v: number[]) => new Uint8Array(BigInt64Array.from(v.map(BigInt)).buffer);
+  const initializers = [
+    { name: "lr", type: OnnxType.FLOAT, dims: [], raw: f32(LR) },
+    { name: "invN", type: OnnxType.FLOAT, dims: [], raw: f32(1 / BATCH) },
+    { name: "zero", type: OnnxType.FLOAT, dims: [], raw: f32(0) },
+    { name: "ax1", type: OnnxType.INT64, dims: [1], raw: i64([1]) },
+    { name: "ax0", type: OnnxType.INT64, dims: [1], raw: i64([0]) },
+    { name: "depth", type: OnnxType.INT64, dims: [1], raw: i64([OUT]) },
+    { name: "onoff", type: OnnxType.FLOAT, dims: [2], raw: new Uint8Array(Float32Array.of(0, 1).buffer) },
+  ];
+  // Forward: h_k = relu(h_{k-1} W_k^T + b_k); weights are [out, in] as in nbit.
+  let h = "x";
+  const acts: string[] = ["x"];
+  for (let k = 0; k < 3; k++) {
+    const z = n("Add", [n("MatMul", [h, n("Transpose", [`W${k}`], `Wt${k}`, [{ name: "perm", ints: [1, 0] }])], `mm${k}`), `b${k}`], `z${k}`);
+    h = k < 2 ? n("Relu", [z], `h${k}`) : z;
+    acts.push(h);
+  }
+  const lsm = n("LogSoftmax", [h], "lsm", [{ name: "axis", int: 1 }]);
+  const y64 = n("Cast", ["y"], "y64", [{ name: "to", int: OnnxType.INT64 }]);
+  const onehot = n("OneHot", [y64, "depth", "onoff"], "onehot", [{ name: "axis", int: -1 }]);
+  n("Mul", [n("Neg", [n("ReduceSum", [n("Mul", [onehot, lsm], "pick"), "ax1"], "rowsum", [{ name: "keepdims", int: 0 }])], "nll"), "invN"], "nllN");
+  n("ReduceSum", ["nllN"], "loss", [{ name: "keepdims", int: 0 }]);
+  // Backward: dz = (softmax - onehot) / N, then through the layers.
+  let dz = n("Mul", [n("Sub", [n("Exp", [lsm], "sm"), onehot], "diff"), "invN"], "dz2");
+  const outputs = ["loss"];
+  for (let k = 2; k >= 0; k--) {
+    const dW = n("MatMul", [n("Transpose", [dz], `dzt${k}`, [{ name: "perm", ints: [1, 0] }]), acts[k]!], `dW${k}`);
+    const db = n("ReduceSum", [dz, "ax0"], `db${k}`, [{ name: "keepdims", int: 0 }]);
+    if (k > 0) {
+      const dh = n("MatMul", [dz, `W${k}`], `dh${k}`);
+      dz = n("Where", [n("Greater", [acts[k]!, "zero"], `pos${k}`), dh, "zero"], `dz${k - 1}`);
+    }
+    n("Sub", [`W${k}`, n("Mul", [dW, "lr"], `sW${k}`)], `newW${k}`);
+    n("Sub", [`b${k}`, n("Mul", [db, "lr"], `sb${k}`)], `newb${k}`);
+    outputs.push(`newW${k}`, `newb${k}`);
+  }
+  const value = (name: string, d: number[], type: (typeof OnnxType)[keyof typeof OnnxType] = OnnxType.FLOAT) => ({ name, type, dims: d });
+  const params = [0, 1, 2].flatMap((k) => [value(`W${k}`, [dims[k + 1]!, dims[k]!]), value(`b${k}`, [dims[k + 1]!])]);
+  const model = encodeModel({
+    nodes,
+    initializers,
+    inputs: [value("x", [BATCH, IN]), value("y", [BATCH], OnnxType.INT32), ...params],
+    outputs: [value("loss", []), ...[2, 1, 0].flatMap((k) => [value(`newW${k}`, [dims[k + 1]!, dims[k]!]), value(`newb${k}`, [dims[k + 1]!])])],
+  });
+  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: "all" });
+  const state: Record<string, ortTypes.Tensor> = {};
+  for (const p of params) state[p.name] = new ort.Tensor("float32", new Float32Array(p.dims.reduce((a, b) => a * b, 1)).map(() => (g.random() - 0.5) * 0.1), p.dims);
+  let loss = 0;
+  const step = async (i: number) => {
+    const b = batches[i % batches.length]!;
+    const out = await session.run({ x: new ort.Tensor("float32", b.x, [BATCH, IN]), y: new ort.Tensor("int32", b.y, [BATCH]), ...state });
+    for (let k = 0; k < 3; k++) {
+      state[`W${k}`] = out[`newW${k}`]!;
+      state[`b${k}`] = out[`newb${k}`]!;
+    }
+    loss = (out.loss!.data as Float32Array)[0]!;
+  };
+  for (let i = 0; i < WARMUP; i++) await step(i);
+  const t0 = performance.now();
+  for (let i = 0; i < STEPS; i++) await step(i);
+  return { stepsPerSecond: STEPS / ((performance.now() - t0) / 1000), loss };
+}
+
+console.log(`MLP ${IN}-${H}-${H}-${OUT}, batch ${BATCH}, SGD lr ${LR}, ${THREADS} threads, ${STEPS} timed steps after ${WARMUP} warm-up`);
+const hand = await handBuilt();
+const results: Record<string, Awaited<ReturnType<typeof trainerPath>>> = {};
+for (const p of ["32-true", "bf16-mixed", "64-true"] as const) results[p] = await trainerPath(p);
+const hand2 = await handBuilt(); // again, to see drift on a shared machine
+const handRate = (hand.stepsPerSecond + hand2.stepsPerSecond) / 2;
+const base = results["32-true"]!.stepsPerSecond;
+console.log(`\n${"path".padEnd(26)}${"steps/s".padStart(9)}${"ratio".padStart(22)}${"param bytes".padStart(14)}${"optim bytes".padStart(13)}  sessions`);
+console.log(`${"hand-built ONNX (32-true)".padEnd(26)}${handRate.toFixed(1).padStart(9)}${"1.00 of hand-built".padStart(22)}`);
+for (const [p, r] of Object.entries(results)) {
+  const ratio = p === "32-true" ? `${(r.stepsPerSecond / handRate).toFixed(2)} of hand-built` : `${(r.stepsPerSecond / base).toFixed(2)} of 32-true`;
+  console.log(`${`nbit ${p}`.padEnd(26)}${r.stepsPerSecond.toFixed(1).padStart(9)}${ratio.padStart(22)}${String(r.paramBytes).padStart(14)}${String(r.stateBytes).padStart(13)}  ${r.sessions}`);
+}
+console.log(`\nhand-built runs: ${hand.stepsPerSecond.toFixed(1)} and ${hand2.stepsPerSecond.toFixed(1)} steps/s; final losses: ${Object.entries(results).map(([p, r]) => `${p} ${r.loss.toFixed(4)}`).join(", ")}, hand ${hand2.loss.toFixed(4)}`);

@@ -1,0 +1,90 @@
+import {
+  hostToFloat32,
+  isHalfDType,
+  numbersToHost,
+  referenceCapabilities,
+  type Backend,
+  type BackendCapabilities,
+  type CompiledProgram,
+  type DType,
+  type HostArray,
+  type Program,
+  type Shape,
+} from "@nbit/core";
+import type * as ort from "onnxruntime-node";
+import { programToOnnx } from "./lower.js";
+
+type Ort = typeof ort;
+
+const ORT_TYPE: Record<Exclude<DType, "float16" | "bfloat16">, ort.Tensor.Type> = {
+  float64: "float64",
+  float32: "float32",
+  int32: "int32",
+  int8: "int8",
+  uint8: "uint8",
+  bool: "bool",
+};
+
+/**
+ * What onnxruntime's CPU execution provider gives nbit: float32 and float64 kernels, graph
+ * execution, and float16/bfloat16 held as float32 values that are always exactly representable
+ * (its CPU EP has no bfloat16 arithmetic and its JS API has no bfloat16 tensor).
+ */
+export const CPU_CAPABILITIES: BackendCapabilities = {
+  ...referenceCapabilities(["float64", "float32", "int32", "bool", "uint8", "int8"], ["float64", "float32"]),
+  execution: "graph",
+  storage: { float64: "native", float32: "native", float16: "float32", bfloat16: "float32", int32: "native", bool: "native", uint8: "native", int8: "native" },
+};
+
+export interface CpuBackendOptions {
+  /** Intra-op threads per session (default: every core). */
+  readonly threads?: number;
+}
+
+/** Runs each captured program (a whole training step) as one onnxruntime session. */
+export class CpuBackend implements Backend {
+  readonly name = "cpu";
+  readonly capabilities = CPU_CAPABILITIES;
+  sessionsCreated = 0;
+
+  constructor(
+    private readonly ort: Ort,
+    private readonly options: CpuBackendOptions = {},
+  ) {}
+
+  upload(data: HostArray, dtype: DType, shape: Shape): ort.Tensor {
+    if (isHalfDType(dtype)) return new this.ort.Tensor("float32", hostToFloat32(data, dtype), [...shape]);
+    return new this.ort.Tensor(ORT_TYPE[dtype], data as never, [...shape]);
+  }
+
+  download(buffer: object, dtype: DType): HostArray {
+    const data = (buffer as ort.Tensor).data as HostArray;
+    if (isHalfDType(dtype)) return numbersToHost(data as Float32Array, dtype);
+    return data.slice();
+  }
+
+  async compile(program: Program): Promise<CompiledProgram> {
+    const model = programToOnnx(program);
+    const session = await this.ort.InferenceSession.create(model, {
+      executionProviders: ["cpu"],
+      graphOptimizationLevel: "all",
+      executionMode: "sequential",
+      interOpNumThreads: 1,
+      logSeverityLevel: 3,
+      ...(process.env.NBIT_DUMP ? { optimizedModelFilePath: process.env.NBIT_DUMP } : {}),
+      ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
+    });
+    this.sessionsCreated++;
+    const inputNames = program.inputs.map((_, i) => `v${i}`);
+    const outputNames = program.outputs.map((_, k) => `out${k}`);
+    return {
+      run: async (inputs) => {
+        const feeds: Record<string, ort.Tensor> = {};
+        inputNames.forEach((n, i) => (feeds[n] = inputs[i] as ort.Tensor));
+        const results = await session.run(feeds);
+        return outputNames.map((n) => results[n]!);
+      },
+      dispose: () => void session.release(),
+    };
+  }
+}
