@@ -1,5 +1,9 @@
+import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
+import { lossCurvesSvg } from "../src/plot.js";
 
 async function run(...argv: string[]) {
   const out: string[] = [];
@@ -12,14 +16,53 @@ describe("nbit cli", () => {
   it("matrix prints one row per registered accelerator", async () => {
     const { code, out } = await run("matrix");
     expect(code).toBe(0);
-    const lines = out.split("\n");
-    expect(lines[0]).toMatch(/^accelerator\s+64-true/);
+    expect(out.split("\n")[0]).toMatch(/^accelerator\s+64-true/);
     expect(out).toMatch(/^tpu\s+-\s+yes\s+-\s+yes\s+-\s+yes\s+bf16-mixed\s+yes \(1 device\)$/m);
+    expect(out).toMatch(/^cpu\s+yes\s+yes\s+-\s+-\s+-\s+yes\s+bf16-mixed\s+yes \(1 device\)$/m);
   });
 
-  it("rejects unknown commands with usage", async () => {
-    const { code, err } = await run("nope");
-    expect(code).toBe(2);
-    expect(err).toContain('Unknown command "nope"');
+  it("the demo trains on real MNIST digits to over 90% test accuracy", async () => {
+    const { code, out } = await run("demo", "--max-epochs", "4");
+    expect(code).toBe(0);
+    const accuracy = Number(/test accuracy ([\d.]+)%/.exec(out)![1]);
+    expect(accuracy).toBeGreaterThan(90);
+  }, 120_000);
+
+  it("fit writes metrics and checkpoints under --log-dir", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nbit-cli-"));
+    const { code, out } = await run("fit", "--accelerator", "tpu", "--precision", "bf16-mixed", "--max-epochs", "1", "--limit-batches", "60", "--log-dir", dir, "--no-progress-bar");
+    expect(code).toBe(0);
+    expect(out).toMatch(/^tpu bf16-mixed: test accuracy/);
+    const version = join(dir, "default", "version_0");
+    expect(readFileSync(join(version, "metrics.csv"), "utf8")).toContain("train_loss");
+    expect(readdirSync(join(version, "checkpoints"))[0]).toMatch(/^epoch=0-step=60\.safetensors$/);
+  }, 60_000);
+
+  it("compare prints a table and writes an SVG of the loss curves", async () => {
+    const plot = join(mkdtempSync(join(tmpdir(), "nbit-plot-")), "cmp.svg");
+    const { code, out } = await run("compare", "--accelerator", "cpu", "--precisions", "32-true,bf16-mixed,64", "--limit-batches", "30", "--plot", plot);
+    expect(code).toBe(0);
+    const rows = out.split("\n").filter((l) => /^(32-true|bf16-mixed|64-true)\s/.test(l));
+    expect(rows).toHaveLength(3);
+    expect(rows[2]).toMatch(/^64-true\s+[\d.]+\s+[\d.]+%\s+[\d.]+\s+814160\s+1628320\s+0$/);
+    const svg = readFileSync(plot, "utf8");
+    expect(svg.match(/<polyline/g)).toHaveLength(3);
+    expect(svg).toContain(">bf16-mixed</text>");
+  }, 60_000);
+
+  it("reports unsupported precisions and unknown commands", async () => {
+    const bad = await run("compare", "--accelerator", "cpu", "--precisions", "16-mixed");
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/Accelerator "cpu" does not support precision "16-mixed"/);
+    const unknown = await run("nope");
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toContain('Unknown command "nope"');
+  });
+
+  it("plots log-scale curves with one polyline per series", () => {
+    const svg = lossCurvesSvg([{ label: "a", values: [2, 1, 0.5] }, { label: "b<c", values: [3, 2] }]);
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.match(/<polyline/g)).toHaveLength(2);
+    expect(svg).toContain("b&lt;c");
   });
 });

@@ -54,3 +54,11 @@ export async function accuracy(logits: Tensor, labels: Tensor): Promise<number> 
   }
   return n === 0 ? 0 : correct / n;
 }
+
+/** Fraction of rows whose largest logit is the labelled class, as a lazy float32 scalar (ties count as correct). */
+export function accuracyOf(logits: Tensor, labels: Tensor): Tensor {
+  const x = logits.cast("float32");
+  const picked = rawCast(oneHot(labels, x.shape[1]!), "float32").mul(x).sum(1);
+  const wrong = rawCast(picked.less(x.max(1)), "float32");
+  return wrong.neg().add(1).mean();
+}

@@ -15,6 +15,8 @@ export interface SerializedTensor {
 export interface OptimizerStateDict {
   readonly state: Record<number, Record<string, SerializedTensor>>;
   readonly steps: Record<number, number>;
+  /** Step scalars of the last step, so a resumed run bakes the same constants as an uninterrupted one. */
+  readonly scalars?: Record<string, number>;
   readonly paramGroups: readonly (Record<string, unknown> & { params: number[] })[];
 }
 
@@ -137,7 +139,7 @@ export abstract class Optimizer<H extends { lr: number }> {
       steps[i] = this.steps.get(p) ?? 0;
     }
     const paramGroups = this.paramGroups.map(({ params, ...hyper }) => ({ ...hyper, params: params.map((p) => index.get(p)!) }));
-    return { state, steps, paramGroups };
+    return { state, steps, paramGroups, scalars: Object.fromEntries(this.currentScalars) };
   }
 
   loadStateDict(dict: OptimizerStateDict): void {
@@ -153,6 +155,7 @@ export abstract class Optimizer<H extends { lr: number }> {
     });
     this.state.clear();
     this.steps.clear();
+    this.currentScalars = new Map(Object.entries(dict.scalars ?? {}));
     for (const [key, entries] of Object.entries(dict.state)) {
       const p = params[Number(key)];
       if (!p) throw new NbitError("STATE_DICT_MISMATCH", `Optimizer state names parameter ${key}, which does not exist`);

@@ -1,0 +1,64 @@
+import { manualSeed, Trainer, type Accelerator, type Precision } from "@nbit/core";
+import { mnistLoaders } from "./mnist.js";
+import { MnistClassifier } from "./models.js";
+
+export interface RunOptions {
+  readonly accelerator?: string | Accelerator;
+  readonly precision?: string | number;
+  readonly maxEpochs: number;
+  readonly batchSize: number;
+  readonly lr: number;
+  readonly seed: number;
+  readonly progressBar: boolean;
+  readonly logDir?: string;
+  readonly checkpoint?: boolean;
+  readonly limitTrainBatches?: number;
+}
+
+export interface RunResult {
+  readonly precision: Precision;
+  readonly accelerator: string;
+  readonly losses: readonly number[];
+  readonly finalLoss: number;
+  readonly testAccuracy: number;
+  readonly testLoss: number;
+  readonly seconds: number;
+  readonly parameterBytes: number;
+  readonly optimizerBytes: number;
+  readonly skippedSteps: number;
+}
+
+/** Trains the MNIST classifier once and evaluates it on the held-out digits. */
+export async function trainMnist(options: RunOptions): Promise<RunResult> {
+  manualSeed(options.seed);
+  const trainer = new Trainer({
+    ...(options.accelerator !== undefined ? { accelerator: options.accelerator } : {}),
+    ...(options.precision !== undefined ? { precision: options.precision } : {}),
+    maxEpochs: options.maxEpochs,
+    enableProgressBar: options.progressBar,
+    enableCheckpointing: options.checkpoint ?? false,
+    logger: options.logDir !== undefined,
+    ...(options.logDir !== undefined ? { defaultRootDir: options.logDir } : {}),
+    seed: options.seed,
+    ...(options.limitTrainBatches !== undefined ? { limitTrainBatches: options.limitTrainBatches } : {}),
+  });
+  const { train, test } = mnistLoaders(options.batchSize, options.seed);
+  const model = trainer.initModule(() => new MnistClassifier(options.lr));
+  const started = performance.now();
+  await trainer.fit(model, train);
+  const seconds = (performance.now() - started) / 1000;
+  const metrics = await trainer.test(model, test);
+  const tail = trainer.losses.slice(-20);
+  return {
+    precision: trainer.precision,
+    accelerator: trainer.accelerator.name,
+    losses: trainer.losses,
+    finalLoss: tail.reduce((a, b) => a + b, 0) / tail.length,
+    testAccuracy: metrics.test_acc!,
+    testLoss: metrics.test_loss!,
+    seconds,
+    parameterBytes: model.parameterBytes(),
+    optimizerBytes: trainer.optimizer!.stateBytes(),
+    skippedSteps: trainer.skippedSteps,
+  };
+}

@@ -1,0 +1,96 @@
+import { allocHost, type DType, type HostArray } from "../dtype.js";
+import { NbitError } from "../errors.js";
+import { Generator } from "../engine/random.js";
+import { Tensor } from "../engine/tensor.js";
+import { numbersToHost } from "../numerics/convert.js";
+
+export interface ArrayField {
+  /** Row-major values of every sample, back to back. */
+  readonly data: ArrayLike<number>;
+  /** Shape of one sample ([] for a scalar such as a class label). */
+  readonly sampleShape: readonly number[];
+  readonly dtype?: DType;
+}
+
+/** Samples held in flat host arrays, one array per field (e.g. images and labels). */
+export class TensorDataset {
+  readonly length: number;
+  private readonly fields: { host: HostArray; sampleShape: readonly number[]; dtype: DType; sampleSize: number }[];
+
+  constructor(...fields: ArrayField[]) {
+    if (fields.length === 0) throw new NbitError("INVALID_ARGUMENT", "TensorDataset needs at least one field");
+    this.fields = fields.map((f) => {
+      const dtype = f.dtype ?? "float32";
+      const sampleSize = f.sampleShape.reduce((a, b) => a * b, 1);
+      return { host: numbersToHost(f.data, dtype), sampleShape: f.sampleShape, dtype, sampleSize };
+    });
+    const lengths = this.fields.map((f) => f.host.length / f.sampleSize);
+    if (lengths.some((l) => l !== lengths[0] || !Number.isInteger(l)))
+      throw new NbitError("INVALID_ARGUMENT", `TensorDataset fields hold different numbers of samples: ${lengths.join(", ")}`);
+    this.length = lengths[0]!;
+  }
+
+  /** The samples at `indices`, stacked into one host tensor per field. */
+  batch(indices: readonly number[]): Tensor[] {
+    return this.fields.map((f) => {
+      const out = allocHost(f.dtype, indices.length * f.sampleSize);
+      indices.forEach((idx, row) => out.set(f.host.subarray(idx * f.sampleSize, (idx + 1) * f.sampleSize), row * f.sampleSize));
+      return Tensor.fromHost(out, [indices.length, ...f.sampleShape], f.dtype);
+    });
+  }
+}
+
+export interface DataLoaderOptions {
+  readonly batchSize?: number;
+  readonly shuffle?: boolean;
+  /** Seed of the shuffle; each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches. */
+  readonly seed?: number;
+  readonly dropLast?: boolean;
+}
+
+/** Batches a TensorDataset, with seeded per-epoch shuffling and optional drop-last. */
+export class DataLoader {
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly seed: number;
+  readonly dropLast: boolean;
+  private epoch = 0;
+
+  constructor(
+    readonly dataset: TensorDataset,
+    options: DataLoaderOptions = {},
+  ) {
+    this.batchSize = options.batchSize ?? 1;
+    this.shuffle = options.shuffle ?? false;
+    this.seed = options.seed ?? 0;
+    this.dropLast = options.dropLast ?? false;
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1)
+      throw new NbitError("INVALID_ARGUMENT", `batchSize must be a positive integer, got ${options.batchSize}`);
+  }
+
+  get length(): number {
+    const n = this.dataset.length / this.batchSize;
+    return this.dropLast ? Math.floor(n) : Math.ceil(n);
+  }
+
+  /** Selects the epoch whose order the next iteration follows (the Trainer calls this). */
+  setEpoch(epoch: number): void {
+    this.epoch = epoch;
+  }
+
+  order(epoch = this.epoch): number[] {
+    const idx = Array.from({ length: this.dataset.length }, (_, i) => i);
+    if (!this.shuffle) return idx;
+    const g = new Generator((this.seed * 1_000_003 + epoch) >>> 0);
+    for (let i = idx.length - 1; i > 0; i--) {
+      const j = g.int(i + 1);
+      [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+    }
+    return idx;
+  }
+
+  *[Symbol.iterator](): Iterator<Tensor[]> {
+    const order = this.order();
+    for (let b = 0; b < this.length; b++) yield this.dataset.batch(order.slice(b * this.batchSize, (b + 1) * this.batchSize));
+  }
+}

@@ -1,0 +1,56 @@
+import { Module } from "../nn/module.js";
+import type { Tensor } from "../engine/tensor.js";
+import type { Optimizer } from "../optim/optimizer.js";
+import type { LRScheduler } from "./schedulers.js";
+import type { Trainer } from "./trainer.js";
+
+export type Batch = Tensor[];
+
+export interface LogOptions {
+  /** Record the value at each step (default: true while training, false otherwise). */
+  readonly onStep?: boolean;
+  /** Record the mean over the epoch (default: false while training, true otherwise). */
+  readonly onEpoch?: boolean;
+  /** Show it on the progress bar. */
+  readonly progBar?: boolean;
+}
+
+export interface OptimizerConfig {
+  readonly optimizer: Optimizer<{ lr: number }>;
+  readonly lrScheduler?: LRScheduler | { readonly scheduler: LRScheduler; readonly interval?: "step" | "epoch" };
+}
+
+export type TrainingStepOutput = Tensor | { readonly loss: Tensor };
+
+export interface LoggedValue {
+  readonly value: Tensor | number;
+  readonly options: Required<LogOptions>;
+  readonly batchSize: number;
+}
+
+/**
+ * A model with its training logic, as Lightning's LightningModule: implement `trainingStep`
+ * and `configureOptimizers`, optionally the validation, test and predict steps, and call
+ * `log()` for metrics. Steps build lazy graphs; the Trainer runs each step as one program.
+ */
+export abstract class LightningModule extends Module {
+  trainer: Trainer | null = null;
+  /** Values logged during the current step; the Trainer collects them. */
+  readonly logged = new Map<string, LoggedValue>();
+
+  abstract trainingStep(batch: Batch, batchIdx: number): TrainingStepOutput;
+  abstract configureOptimizers(): Optimizer<{ lr: number }> | OptimizerConfig;
+  validationStep?(batch: Batch, batchIdx: number): void | Tensor;
+  testStep?(batch: Batch, batchIdx: number): void | Tensor;
+  predictStep?(batch: Batch, batchIdx: number): Tensor;
+
+  log(name: string, value: Tensor | number, options: LogOptions = {}): void {
+    const training = this.trainer?.stage === "train";
+    const batchSize = this.trainer?.currentBatchSize ?? 1;
+    this.logged.set(name, {
+      value: typeof value === "number" ? value : value.detach(),
+      options: { onStep: options.onStep ?? training, onEpoch: options.onEpoch ?? !training, progBar: options.progBar ?? false },
+      batchSize,
+    });
+  }
+}

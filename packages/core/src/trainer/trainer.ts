@@ -1,0 +1,450 @@
+import { accelerators, resolvePrecision, type Accelerator, type AcceleratorRegistry } from "../accelerator.js";
+import { NbitError } from "../errors.js";
+import { setDefaultRuntime, noGrad } from "../engine/context.js";
+import { defaultGenerator, manualSeed } from "../engine/random.js";
+import { Runtime } from "../engine/runtime.js";
+import { realize, Tensor } from "../engine/tensor.js";
+import type { Optimizer, OptimizerStateDict, SerializedTensor } from "../optim/optimizer.js";
+import { defaultWarn, type PrecisionInput, type Precision, type Warn } from "../precision/parse.js";
+import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin, type PrecisionPluginState } from "../precision/plugins.js";
+import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback } from "./callbacks.js";
+import type { DataLoader } from "./data.js";
+import type { Batch, LightningModule, LoggedValue, OptimizerConfig } from "./lightning-module.js";
+import { CSVLogger, type Logger } from "./logger.js";
+import { readSafetensors, writeFileAtomic, encodeSafetensors, CheckpointError, type StoredTensor } from "./safetensors.js";
+import type { LRScheduler, LRSchedulerState } from "./schedulers.js";
+
+export interface TrainerOptions {
+  /** Accelerator name, "auto" (default: the best registered and available), or an instance. */
+  readonly accelerator?: string | Accelerator;
+  /** Devices to use; nbit trains on one device. */
+  readonly devices?: number | "auto";
+  /** Canonical precision or a Lightning legacy alias (default "32-true"). */
+  readonly precision?: PrecisionInput | number | string;
+  /** Use this precision plugin instead of the one the precision names. */
+  readonly plugin?: PrecisionPlugin;
+  readonly maxEpochs?: number;
+  /** Stop after this many optimizer steps (-1: no limit). */
+  readonly maxSteps?: number;
+  readonly accumulateGradBatches?: number;
+  readonly gradientClipVal?: number;
+  readonly gradientClipAlgorithm?: GradientClipAlgorithm;
+  readonly callbacks?: readonly Callback[];
+  /** A logger, true for a CSVLogger under `defaultRootDir`, false for none. */
+  readonly logger?: Logger | boolean;
+  readonly enableProgressBar?: boolean;
+  /** Add a ModelCheckpoint saving the latest epoch when no callback is one (default true, as Lightning). */
+  readonly enableCheckpointing?: boolean;
+  readonly seed?: number;
+  /** Accepted for Lightning parity: nbit's backends are deterministic for a fixed thread count. */
+  readonly deterministic?: boolean;
+  readonly defaultRootDir?: string;
+  readonly logEveryNSteps?: number;
+  readonly limitTrainBatches?: number;
+  readonly limitValBatches?: number;
+  readonly checkValEveryNEpoch?: number;
+  readonly registry?: AcceleratorRegistry;
+  readonly warn?: Warn;
+}
+
+export class NonFiniteLossError extends NbitError {
+  constructor(
+    readonly value: number,
+    readonly step: number,
+    readonly epoch: number,
+    readonly batchIdx: number,
+    precision: Precision,
+  ) {
+    super(
+      "NON_FINITE_LOSS",
+      `The loss is ${value} at global step ${step} (epoch ${epoch}, batch ${batchIdx}) with precision "${precision}". ` +
+        "Check the inputs and the learning rate; with 16-bit formats, consider a wider precision or gradient clipping.",
+    );
+  }
+}
+
+const CHECKPOINT_FORMAT = 1;
+
+interface CheckpointMeta {
+  format: number;
+  precision: Precision;
+  position: { epoch: number; batch: number };
+  globalStep: number;
+  optimizer: Omit<OptimizerStateDict, "state"> & { stateShapes: Record<number, string[]> };
+  scheduler: LRSchedulerState | null;
+  plugin: PrecisionPluginState;
+  callbacks: Record<string, unknown>;
+  rng: number[];
+}
+
+/** Lightning's Trainer for nbit: fit/validate/test/predict with precision, callbacks, logging and checkpoints. */
+export class Trainer {
+  readonly accelerator: Accelerator;
+  readonly precision: Precision;
+  readonly precisionPlugin: PrecisionPlugin;
+  readonly runtime: Runtime;
+  readonly callbacks: Callback[];
+  readonly logger: Logger | null;
+  readonly maxEpochs: number;
+  readonly maxSteps: number;
+  readonly warnings: string[] = [];
+
+  stage: "train" | "validate" | "test" | "predict" | null = null;
+  currentEpoch = 0;
+  globalStep = 0;
+  currentBatchSize = 0;
+  numTrainingBatches = 0;
+  shouldStop = false;
+  /** Optimizer steps the gradient scaler skipped (Inf/NaN gradients). */
+  skippedSteps = 0;
+  /** Latest value of every logged metric (epoch means for epoch-level ones). */
+  callbackMetrics: Record<string, number> = {};
+  progressBarMetrics: Record<string, number> = {};
+  optimizer: Optimizer<{ lr: number }> | null = null;
+  scheduler: { scheduler: LRScheduler; interval: "step" | "epoch" } | null = null;
+  /** Per-step training losses of the last fit (unscaled, one per batch). */
+  readonly losses: number[] = [];
+
+  private readonly options: TrainerOptions;
+  private position = { epoch: 0, batch: 0 };
+  private warnedSkip = false;
+
+  constructor(options: TrainerOptions = {}) {
+    this.options = options;
+    const warn = options.warn ?? defaultWarn;
+    const emit = (m: string) => {
+      this.warnings.push(m);
+      warn(m);
+    };
+    const registry = options.registry ?? accelerators;
+    this.accelerator = typeof options.accelerator === "object" ? options.accelerator : registry.resolve(options.accelerator ?? "auto");
+    const devices = options.devices ?? "auto";
+    if (devices !== "auto" && devices !== 1)
+      throw new NbitError("UNSUPPORTED_DEVICES", `devices=${devices}: nbit trains on one device; "${this.accelerator.name}" has ${this.accelerator.deviceCount()}.`);
+    this.precision = options.plugin?.precision ?? resolvePrecision(this.accelerator, options.precision ?? "32-true", emit).precision;
+    this.precisionPlugin = options.plugin ?? precisionPluginFor(this.precision);
+    this.runtime = new Runtime(this.accelerator.createBackend());
+    this.maxEpochs = options.maxEpochs ?? (options.maxSteps !== undefined && options.maxSteps >= 0 ? Infinity : 1000);
+    this.maxSteps = options.maxSteps ?? -1;
+    const logger = options.logger ?? true;
+    this.logger = logger === true ? new CSVLogger(options.defaultRootDir ?? "nbit_logs") : logger === false ? null : logger;
+    this.callbacks = [...(options.callbacks ?? [])];
+    if ((options.enableProgressBar ?? true) && !this.callbacks.some((c) => c instanceof ProgressBar)) this.callbacks.push(new ProgressBar());
+    if ((options.enableCheckpointing ?? true) && !this.callbacks.some((c) => c instanceof ModelCheckpoint)) this.callbacks.push(new ModelCheckpoint());
+    const accumulate = options.accumulateGradBatches ?? 1;
+    if (!Number.isInteger(accumulate) || accumulate < 1)
+      throw new NbitError("INVALID_ARGUMENT", `accumulateGradBatches must be a positive integer, got ${accumulate}`);
+  }
+
+  /** Where logs and default checkpoints go. */
+  get logDir(): string {
+    return this.logger?.logDir ?? this.options.defaultRootDir ?? "nbit_logs";
+  }
+
+  /** Runs `fn` so the parameters it creates are made directly in this precision's dtype. */
+  initModule<T>(fn: () => T): T {
+    return this.precisionPlugin.initContext(fn);
+  }
+
+  logMetrics(metrics: Readonly<Record<string, number>>): void {
+    Object.assign(this.callbackMetrics, metrics);
+    this.logger?.logMetrics({ ...metrics, epoch: this.currentEpoch }, this.globalStep);
+  }
+
+  private prepare(module: LightningModule): void {
+    if (this.options.seed !== undefined) manualSeed(this.options.seed);
+    setDefaultRuntime(this.runtime);
+    module.trainer = this;
+    this.module = module;
+    const plugin = this.precisionPlugin;
+    if (plugin.autocastDType === null && module.parameters().some((p) => p.dtype !== plugin.paramDType)) plugin.convertModule(module);
+  }
+
+  private configureOptimizers(module: LightningModule): void {
+    const config = module.configureOptimizers();
+    const { optimizer, lrScheduler } = "optimizer" in config ? (config as OptimizerConfig) : { optimizer: config, lrScheduler: undefined };
+    this.optimizer = optimizer;
+    this.scheduler = lrScheduler ? ("scheduler" in lrScheduler ? { scheduler: lrScheduler.scheduler, interval: lrScheduler.interval ?? "epoch" } : { scheduler: lrScheduler, interval: "epoch" }) : null;
+  }
+
+  private async hook(name: keyof Callback, module: LightningModule): Promise<void> {
+    for (const c of this.callbacks) await (c[name] as ((t: Trainer, m: LightningModule) => unknown) | undefined)?.call(c, this, module);
+  }
+
+  async fit(module: LightningModule, train: DataLoader, val?: DataLoader, { ckptPath }: { ckptPath?: string } = {}): Promise<void> {
+    this.prepare(module);
+    this.configureOptimizers(module);
+    this.losses.length = 0;
+    this.shouldStop = false;
+    if (ckptPath) this.loadCheckpoint(ckptPath, module);
+    const limit = this.options.limitTrainBatches;
+    this.numTrainingBatches = limit !== undefined ? Math.min(limit, train.length) : train.length;
+    const accumulate = this.options.accumulateGradBatches ?? 1;
+    await this.hook("onFitStart", module);
+    try {
+      for (this.currentEpoch = this.position.epoch; this.currentEpoch < this.maxEpochs && !this.shouldStop; this.currentEpoch++) {
+        const skip = this.currentEpoch === this.position.epoch ? this.position.batch : 0;
+        await this.trainEpoch(module, train, skip, accumulate);
+        this.position = { epoch: this.currentEpoch + 1, batch: 0 };
+        const every = this.options.checkValEveryNEpoch ?? 1;
+        if (val && module.validationStep && (this.currentEpoch + 1) % every === 0) await this.evaluationLoop(module, val, "validate");
+        if (this.scheduler?.interval === "epoch") this.scheduler.scheduler.step();
+        this.logger?.flush?.();
+        await this.hook("onTrainEpochEnd", module);
+        if (this.maxSteps >= 0 && this.globalStep >= this.maxSteps) this.shouldStop = true;
+      }
+      if (this.skippedSteps > 0)
+        this.warn(`The gradient scaler skipped ${this.skippedSteps} optimizer step(s) with Inf/NaN gradients; the learning-rate scheduler was not advanced for them.`);
+      await this.hook("onFitEnd", module);
+    } finally {
+      this.stage = null;
+      this.logger?.flush?.();
+    }
+  }
+
+  private async trainEpoch(module: LightningModule, train: DataLoader, skip: number, accumulate: number): Promise<void> {
+    module.train();
+    train.setEpoch(this.currentEpoch);
+    await this.hook("onTrainEpochStart", module);
+    const epochSums = new Map<string, { sum: number; count: number }>();
+    const plugin = this.precisionPlugin;
+    const optimizer = this.optimizer!;
+    let batchIdx = -1;
+    for (const rawBatch of train) {
+      batchIdx++;
+      if (batchIdx < skip) continue;
+      if (batchIdx >= this.numTrainingBatches) break;
+      this.stage = "train";
+      const batch = rawBatch.map((t) => plugin.convertInput(t));
+      this.currentBatchSize = batch[0]?.shape[0] ?? 1;
+      module.logged.clear();
+      const output = plugin.forwardContext(() => module.trainingStep(batch, batchIdx));
+      const loss = output instanceof Tensor ? output : output.loss;
+      const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
+      // Lightning divides the loss by the number of accumulated batches.
+      const stepLoss = accumulate > 1 ? loss.div(accumulate) : loss;
+      const logged = [...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor);
+      const step = this.globalStep;
+      let lossValue: number;
+      let skipped = false;
+      if (boundary) {
+        const outcome = await plugin.optimizerStep(optimizer, stepLoss, {
+          ...(this.options.gradientClipVal !== undefined ? { clipValue: this.options.gradientClipVal, clipAlgorithm: this.options.gradientClipAlgorithm ?? "norm" } : {}),
+          extra: logged,
+        });
+        lossValue = outcome.loss * accumulate;
+        skipped = outcome.skipped;
+        this.globalStep++;
+        if (skipped) this.noteSkippedStep();
+        else if (this.scheduler?.interval === "step") this.scheduler.scheduler.step();
+      } else {
+        const detached = loss.detach();
+        plugin.backward(stepLoss);
+        await realize([detached, ...optimizer.params.flatMap((p) => (p.grad ? [p.grad] : [])), ...logged]);
+        lossValue = await detached.item();
+      }
+      if (!Number.isFinite(lossValue) && !skipped && plugin.autocastDType !== "float16")
+        throw new NonFiniteLossError(lossValue, step, this.currentEpoch, batchIdx, this.precision);
+      this.losses.push(lossValue);
+      await this.collectLogged(module.logged, epochSums, "train");
+      this.progressBarMetrics = Object.fromEntries([...module.logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
+      const logEvery = this.options.logEveryNSteps ?? 50;
+      if (boundary && this.globalStep % logEvery === 0) this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
+      this.position = { epoch: this.currentEpoch, batch: batchIdx + 1 };
+      const outcome: BatchOutcome = { loss: lossValue, skipped, optimizerStep: boundary };
+      for (const c of this.callbacks) await c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
+      if (this.maxSteps >= 0 && this.globalStep >= this.maxSteps) {
+        this.shouldStop = true;
+        break;
+      }
+      if (this.shouldStop) break;
+    }
+    const epochMetrics: Record<string, number> = {};
+    for (const [k, { sum, count }] of epochSums) epochMetrics[k] = sum / count;
+    if (Object.keys(epochMetrics).length) this.logMetrics(epochMetrics);
+  }
+
+  private noteSkippedStep(): void {
+    this.skippedSteps++;
+    if (!this.warnedSkip) {
+      this.warnedSkip = true;
+      this.warn(
+        `Step ${this.globalStep}: the gradient scaler found Inf/NaN gradients and skipped the optimizer step; the learning-rate scheduler is not advanced on skipped steps.`,
+      );
+    }
+  }
+
+  private warn(message: string): void {
+    this.warnings.push(message);
+    (this.options.warn ?? ((m: string) => process.emitWarning(m)))(message);
+  }
+
+  private stepMetrics(logged: ReadonlyMap<string, LoggedValue>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, l] of logged) if (l.options.onStep && this.callbackMetrics[k] !== undefined) out[k] = this.callbackMetrics[k]!;
+    return out;
+  }
+
+  /** Reads this step's logged values (already computed with the step) into metrics and epoch sums. */
+  private async collectLogged(logged: ReadonlyMap<string, LoggedValue>, epochSums: Map<string, { sum: number; count: number }>, _stage: string) {
+    for (const [name, l] of logged) {
+      const value = typeof l.value === "number" ? l.value : await l.value.item();
+      if (l.options.onStep) this.callbackMetrics[name] = value;
+      if (l.options.onEpoch) {
+        const acc = epochSums.get(name) ?? { sum: 0, count: 0 };
+        acc.sum += value * l.batchSize;
+        acc.count += l.batchSize;
+        epochSums.set(name, acc);
+      }
+    }
+  }
+
+  private async evaluationLoop(module: LightningModule, loader: DataLoader, stage: "validate" | "test"): Promise<Record<string, number>> {
+    const step = stage === "validate" ? module.validationStep : module.testStep;
+    if (!step) throw new NbitError("MISSING_STEP", `${module.constructor.name} does not define ${stage === "validate" ? "validationStep" : "testStep"}()`);
+    const wasTraining = module.training;
+    module.eval();
+    const previousStage = this.stage;
+    this.stage = stage;
+    const sums = new Map<string, { sum: number; count: number }>();
+    const limit = stage === "validate" ? (this.options.limitValBatches ?? Infinity) : Infinity;
+    let batchIdx = 0;
+    for (const rawBatch of loader) {
+      if (batchIdx >= limit) break;
+      const batch = rawBatch.map((t) => this.precisionPlugin.convertInput(t));
+      this.currentBatchSize = batch[0]?.shape[0] ?? 1;
+      module.logged.clear();
+      noGrad(() => this.precisionPlugin.forwardContext(() => step.call(module, batch, batchIdx)));
+      await realize([...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor));
+      await this.collectLogged(module.logged, sums, stage);
+      batchIdx++;
+    }
+    const metrics: Record<string, number> = {};
+    for (const [k, { sum, count }] of sums) metrics[k] = sum / count;
+    if (Object.keys(metrics).length) this.logMetrics(metrics);
+    this.stage = previousStage;
+    if (wasTraining) module.train();
+    if (stage === "validate") await this.hook("onValidationEpochEnd", module);
+    return metrics;
+  }
+
+  async validate(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
+    this.prepare(module);
+    try {
+      return await this.evaluationLoop(module, loader, "validate");
+    } finally {
+      this.logger?.flush?.();
+    }
+  }
+
+  async test(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
+    this.prepare(module);
+    try {
+      return await this.evaluationLoop(module, loader, "test");
+    } finally {
+      this.logger?.flush?.();
+    }
+  }
+
+  /** Runs predictStep (or forward on the first batch tensor) over every batch; outputs in float32. */
+  async predict(module: LightningModule, loader: DataLoader): Promise<Tensor[]> {
+    this.prepare(module);
+    module.eval();
+    this.stage = "predict";
+    const outputs: Tensor[] = [];
+    let batchIdx = 0;
+    for (const rawBatch of loader) {
+      const batch = rawBatch.map((t) => this.precisionPlugin.convertInput(t));
+      const out = noGrad(() =>
+        this.precisionPlugin.forwardContext(() => (module.predictStep ? module.predictStep(batch, batchIdx) : module.forward(batch[0]!))),
+      );
+      const converted = this.precisionPlugin.convertOutput(out);
+      await realize([converted]);
+      outputs.push(converted);
+      batchIdx++;
+    }
+    this.stage = null;
+    return outputs;
+  }
+
+  // ---- checkpoints ------------------------------------------------------------------------
+
+  /**
+   * Writes weights (in their own dtypes), optimizer state, scaler, scheduler, callbacks, RNG and
+   * loop position as one safetensors file, atomically.
+   */
+  async saveCheckpoint(path: string): Promise<void> {
+    const module = this.moduleOf();
+    const tensors: Record<string, StoredTensor> = {};
+    for (const [name, p] of module.namedParameters()) tensors[`model.${name}`] = { dtype: p.dtype, shape: [...p.shape], data: await p.toHost() };
+    let optimizer: CheckpointMeta["optimizer"] = { steps: {}, paramGroups: [], stateShapes: {}, scalars: {} };
+    if (this.optimizer) {
+      const { state, ...rest } = await this.optimizer.stateDict();
+      const stateShapes: Record<number, string[]> = {};
+      for (const [i, entries] of Object.entries(state)) {
+        stateShapes[Number(i)] = Object.keys(entries);
+        for (const [k, t] of Object.entries(entries)) tensors[`optimizer.${i}.${k}`] = t;
+      }
+      optimizer = { ...rest, stateShapes };
+    }
+    const callbacks: Record<string, unknown> = {};
+    for (const c of this.callbacks) if (c.stateDict) callbacks[c.stateKey ?? c.constructor.name] = c.stateDict();
+    const meta: CheckpointMeta = {
+      format: CHECKPOINT_FORMAT,
+      precision: this.precision,
+      position: this.position,
+      globalStep: this.globalStep,
+      optimizer,
+      scheduler: this.scheduler?.scheduler.stateDict() ?? null,
+      plugin: this.precisionPlugin.stateDict(),
+      callbacks,
+      rng: defaultGenerator.getState(),
+    };
+    writeFileAtomic(path, encodeSafetensors(tensors, { nbit: JSON.stringify(meta) }));
+  }
+
+  private module: LightningModule | null = null;
+  private moduleOf(): LightningModule {
+    if (!this.module) throw new NbitError("NO_MODULE", "saveCheckpoint() needs a module: call it during or after fit()");
+    return this.module;
+  }
+
+  private loadCheckpoint(path: string, module: LightningModule): void {
+    const { tensors, metadata } = readSafetensors(path);
+    if (!metadata.nbit) throw new CheckpointError(path, "has no nbit metadata (not written by Trainer.saveCheckpoint)");
+    const meta = JSON.parse(metadata.nbit) as CheckpointMeta;
+    if (meta.format !== CHECKPOINT_FORMAT) throw new CheckpointError(path, `format ${meta.format} is not supported (expected ${CHECKPOINT_FORMAT})`);
+    for (const [name, p] of module.namedParameters()) {
+      const t = tensors[`model.${name}`];
+      const expected = `${p.dtype}[${p.shape.join(", ")}]`;
+      if (!t) throw new CheckpointError(path, `tensor "model.${name}" is missing; expected ${expected}`);
+      const found = `${t.dtype}[${t.shape.join(", ")}]`;
+      if (found !== expected) throw new CheckpointError(path, `tensor "model.${name}" expected ${expected}, found ${found}`);
+    }
+    const own = new Set([...module.namedParameters()].map(([n]) => `model.${n}`));
+    const unexpected = Object.keys(tensors).filter((k) => k.startsWith("model.") && !own.has(k));
+    if (unexpected.length) throw new CheckpointError(path, `has tensors this module does not: ${unexpected.join(", ")}`);
+    module.loadStateDict(Object.fromEntries([...module.namedParameters()].map(([n]) => [n, tensors[`model.${n}`]!])));
+    if (this.optimizer) {
+      const state: Record<number, Record<string, SerializedTensor>> = {};
+      for (const [i, keys] of Object.entries(meta.optimizer.stateShapes)) {
+        state[Number(i)] = {};
+        for (const k of keys) {
+          const t = tensors[`optimizer.${i}.${k}`];
+          if (!t) throw new CheckpointError(path, `tensor "optimizer.${i}.${k}" is missing`);
+          state[Number(i)]![k] = t;
+        }
+      }
+      this.optimizer.loadStateDict({ ...meta.optimizer, state });
+    }
+    if (meta.scheduler && this.scheduler) this.scheduler.scheduler.loadStateDict(meta.scheduler);
+    this.precisionPlugin.loadStateDict(meta.plugin);
+    for (const c of this.callbacks) {
+      const s = meta.callbacks[c.stateKey ?? c.constructor.name];
+      if (s !== undefined) c.loadStateDict?.(s);
+    }
+    defaultGenerator.setState(meta.rng);
+    this.position = { ...meta.position };
+    this.globalStep = meta.globalStep;
+  }
+}
