@@ -1,6 +1,7 @@
 import { accelerators, formatSupportMatrix, NbitError, resolvePrecision, supportMatrix } from "@nbit/core";
 import "@nbit/tpu";
 import "@nbit/cpu";
+import "@nbit/cuda";
 import { writeFileSync } from "node:fs";
 import { numberOption, parseArgs, stringOption } from "./args.js";
 import { lossCurvesSvg } from "./plot.js";

@@ -19,6 +19,8 @@ describe("nbit cli", () => {
     expect(out.split("\n")[0]).toMatch(/^accelerator\s+64-true/);
     expect(out).toMatch(/^tpu\s+-\s+yes\s+-\s+yes\s+-\s+yes\s+bf16-mixed\s+yes \(1 device\)$/m);
     expect(out).toMatch(/^cpu\s+yes\s+yes\s+-\s+-\s+-\s+yes\s+bf16-mixed\s+yes \(1 device\)$/m);
+    expect(out).toMatch(/^cuda\s+-\s+yes\s+yes\s+yes\s+yes\s+yes\s+16-mixed\s+no: @tensorflow\/tfjs-node-gpu is not installed/m);
+    expect(out.split("\n")[2]).toMatch(/^cuda/); // highest priority first
   });
 
   it("the demo trains on real MNIST digits to over 90% test accuracy", async () => {

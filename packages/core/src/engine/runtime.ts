@@ -16,9 +16,12 @@ export interface RuntimeStats {
 /** Runs lazy graphs on one backend: lowers them to programs, caches compiled ones, holds buffers. */
 export class Runtime {
   private readonly compiled = new Map<string, Promise<CompiledProgram>>();
+  /** Frees a buffer once the node that owns it is garbage-collected (tfjs tensors need an explicit dispose). */
+  private readonly finalizer: FinalizationRegistry<BackendBuffer> | null;
   readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, instructionsRun: 0 };
 
   constructor(readonly backend: Backend) {
+    this.finalizer = backend.dispose ? new FinalizationRegistry((buffer) => backend.dispose!(buffer)) : null;
     const { execution } = backend.capabilities;
     if (execution === "eager" && !backend.execute)
       throw new NbitError("INVALID_BACKEND", `Backend "${backend.name}" declares eager execution but has no execute()`);
@@ -38,7 +41,10 @@ export class Runtime {
     const builder = new ProgramBuilder(this);
     const program = builder.build(pending);
     const buffers = await this.run(program, builder.inputBuffers);
-    pending.forEach((n, i) => n.realizeAs(this, buffers[i]!));
+    pending.forEach((n, i) => {
+      n.realizeAs(this, buffers[i]!);
+      this.finalizer?.register(n, buffers[i]!);
+    });
     for (const leaf of builder.uploadedLeaves) leaf.host = undefined;
   }
 
@@ -58,6 +64,7 @@ export class Runtime {
     this.checkStorage("upload", node.dtype);
     const buffer = this.backend.upload(node.host, node.dtype, node.shape);
     node.device = { runtime: this, buffer };
+    this.finalizer?.register(node, buffer);
     return buffer;
   }
 
@@ -134,7 +141,16 @@ class ProgramBuilder {
     }
     for (const node of order) if (node.isLeaf) this.ids.set(node, this.addInput(node));
     for (const node of order) if (!node.isLeaf) this.ids.set(node, this.lower(node));
-    const outputs = roots.map((r) => this.ids.get(r)!);
+    // Every output gets a buffer of its own: a value that is an input (an elided cast) or is
+    // returned twice is copied by a same-shape reshape, so no two nodes own one buffer.
+    const taken = new Set<number>();
+    const outputs = roots.map((r) => {
+      let id = this.ids.get(r)!;
+      if (id < this.inputs.length || taken.has(id))
+        id = this.emit({ op: "reshape", inputs: [id], attrs: { shape: r.shape }, dtype: r.dtype, shape: r.shape });
+      taken.add(id);
+      return id;
+    });
     const key = this.caps.execution === "graph" ? this.structuralKey(outputs) : "";
     return { inputs: this.inputs, instructions: this.instructions, outputs, key };
   }

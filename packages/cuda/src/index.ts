@@ -1,0 +1,7 @@
+import { registerCuda } from "./accelerator.js";
+
+export { CudaAccelerator, registerCuda, type CudaEngine } from "./accelerator.js";
+export { TfjsBackend, CUDA_CAPABILITIES } from "./backend.js";
+export { roundToHalf } from "./rounding.js";
+
+registerCuda();
