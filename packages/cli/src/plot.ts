@@ -4,6 +4,8 @@ export interface Series {
 }
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+// Curves of precisions that agree lie on top of each other: dashes keep each one visible.
+const DASHES = ["", "8 4", "2 3", "12 3 2 3", "4 4", "1 2"];
 
 /** Moving average over `window` points, so per-step noise does not hide the trend. */
 function smooth(values: readonly number[], window: number): number[] {
@@ -24,7 +26,7 @@ export function lossCurvesSvg(series: readonly Series[], title = "Training loss 
   const m = { left: 70, right: 190, top: 40, bottom: 50 };
   const w = width - m.left - m.right;
   const h = height - m.top - m.bottom;
-  const window = Math.max(1, Math.round(Math.max(...series.map((s) => s.values.length)) / 100));
+  const window = Math.max(1, Math.round(Math.max(...series.map((s) => s.values.length)) / 50));
   const curves = series.map((s) => ({ label: s.label, values: smooth(s.values, window) }));
   const all = curves.flatMap((c) => c.values).filter((v) => v > 0 && Number.isFinite(v));
   const yMin = Math.log10(Math.min(...all));
@@ -52,9 +54,10 @@ export function lossCurvesSvg(series: readonly Series[], title = "Training loss 
   curves.forEach((c, s) => {
     const color = COLORS[s % COLORS.length]!;
     const points = c.values.map((v, i) => (v > 0 && Number.isFinite(v) ? `${x(i).toFixed(1)},${y(v).toFixed(1)}` : null)).filter(Boolean);
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${points.join(" ")}"/>`);
+    const dash = DASHES[s % DASHES.length] ? ` stroke-dasharray="${DASHES[s % DASHES.length]}"` : "";
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8"${dash} points="${points.join(" ")}"/>`);
     const ly = m.top + 10 + s * 20;
-    parts.push(`<line x1="${m.left + w + 15}" y1="${ly}" x2="${m.left + w + 40}" y2="${ly}" stroke="${color}" stroke-width="3"/><text x="${m.left + w + 46}" y="${ly + 4}">${esc(c.label)}</text>`);
+    parts.push(`<line x1="${m.left + w + 15}" y1="${ly}" x2="${m.left + w + 40}" y2="${ly}" stroke="${color}" stroke-width="3"${dash}/><text x="${m.left + w + 46}" y="${ly + 4}">${esc(c.label)}</text>`);
   });
   parts.push("</svg>");
   return parts.join("\n");

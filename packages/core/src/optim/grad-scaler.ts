@@ -45,9 +45,13 @@ export class GradScaler {
     return loss.mul(scalarInput(this.scale, loss.dtype));
   }
 
-  /** Divides the gradients by the scale (once per step) and records whether all are finite. */
-  unscale(optimizer: Optimizer<{ lr: number }>): void {
-    if (!this.options.enabled || this.unscaled.has(optimizer)) return;
+  /**
+   * Divides the gradients by the scale (once per step) and returns a bool scalar that is true
+   * when every gradient is finite (null when the scaler is disabled).
+   */
+  unscale(optimizer: Optimizer<{ lr: number }>): Tensor | null {
+    if (!this.options.enabled) return null;
+    if (this.unscaled.has(optimizer)) return this.finite;
     noGrad(() => {
       // PyTorch computes the inverse in double and rounds it to float32.
       const inv = scalarInput(Math.fround(1 / this.scale), "float32");
@@ -62,18 +66,7 @@ export class GradScaler {
       this.finite = probe.equal(0);
     });
     this.unscaled.add(optimizer);
-  }
-
-  /** Records the optimizer's update, applied only if every gradient is finite. */
-  step(optimizer: Optimizer<{ lr: number }>): Tensor | null {
-    if (!this.options.enabled) {
-      optimizer.step();
-      return null;
-    }
-    this.unscale(optimizer);
-    const finite = this.finite!;
-    optimizer.step({ applyIf: finite });
-    return finite;
+    return this.finite;
   }
 
   /** Adjusts the scale once the step's outcome is known. */

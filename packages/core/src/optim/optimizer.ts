@@ -54,6 +54,14 @@ export abstract class Optimizer<H extends { lr: number }> {
     if (new Set(all).size !== all.length) throw new NbitError("INVALID_ARGUMENT", "A parameter appears in more than one parameter group");
   }
 
+  /** True for optimizers whose update runs on the host after the gradients are computed (8-bit ones). */
+  readonly updatesOnHost: boolean = false;
+
+  /** The host update of `updatesOnHost` optimizers; gradients are computed when it is called. */
+  async hostStep(): Promise<void> {
+    throw new NbitError("INTERNAL", `${this.constructor.name} records its update lazily with step()`);
+  }
+
   get params(): Parameter[] {
     return this.paramGroups.flatMap((g) => g.params);
   }

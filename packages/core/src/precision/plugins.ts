@@ -77,9 +77,8 @@ export abstract class PrecisionPlugin {
     clipGradients(optimizer.params, clipValue, algorithm);
   }
 
-  /** Records the optimizer update; returns a bool scalar telling whether it applies, if that is data-dependent. */
-  protected recordStep(optimizer: AnyOptimizer): Tensor | null {
-    optimizer.step();
+  /** Unscales the gradients if needed and returns a bool scalar telling whether they are all finite, or null without a scaler. */
+  protected gradientsFinite(_optimizer: AnyOptimizer): Tensor | null {
     return null;
   }
 
@@ -89,7 +88,8 @@ export abstract class PrecisionPlugin {
   /**
    * One optimization step: backward, optional clipping, the update, all realized as a single
    * program together with the loss, then the scaler update. Returns the loss and whether the
-   * update was skipped.
+   * update was skipped. Optimizers that update on the host (8-bit ones) get their gradients
+   * computed first and update only when the step is not skipped.
    */
   async optimizerStep(
     optimizer: AnyOptimizer,
@@ -99,10 +99,20 @@ export abstract class PrecisionPlugin {
     const lossValue = loss.detach();
     this.backward(loss);
     if (options.clipValue !== undefined) this.clipGradients(optimizer, options.clipValue, options.clipAlgorithm);
-    const applied = this.recordStep(optimizer);
-    await realize([lossValue, ...(applied ? [applied] : []), ...optimizer.tensors(), ...(options.extra ?? [])]);
-    const skipped = applied ? (await applied.item()) === 0 : false;
-    optimizer.commit(!skipped);
+    const applied = this.gradientsFinite(optimizer);
+    const flag = applied ? [applied] : [];
+    let skipped: boolean;
+    if (optimizer.updatesOnHost) {
+      const grads = optimizer.params.flatMap((p) => (p.grad ? [p.grad] : []));
+      await realize([lossValue, ...flag, ...grads, ...(options.extra ?? [])]);
+      skipped = applied ? (await applied.item()) === 0 : false;
+      if (!skipped) await optimizer.hostStep();
+    } else {
+      optimizer.step(applied ? { applyIf: applied } : {});
+      await realize([lossValue, ...flag, ...optimizer.tensors(), ...(options.extra ?? [])]);
+      skipped = applied ? (await applied.item()) === 0 : false;
+      optimizer.commit(!skipped);
+    }
     this.afterStep(skipped);
     optimizer.zeroGrad();
     return { loss: await lossValue.item(), skipped };
@@ -180,9 +190,8 @@ export class MixedPrecision extends PrecisionPlugin {
     this.scaler?.unscale(optimizer);
   }
 
-  protected override recordStep(optimizer: AnyOptimizer): Tensor | null {
-    if (!this.scaler) return super.recordStep(optimizer);
-    return this.scaler.step(optimizer);
+  protected override gradientsFinite(optimizer: AnyOptimizer): Tensor | null {
+    return this.scaler ? this.scaler.unscale(optimizer) : null;
   }
 
   protected override afterStep(skipped: boolean): void {

@@ -6,6 +6,7 @@ import { Runtime } from "../engine/runtime.js";
 import { realize, Tensor } from "../engine/tensor.js";
 import type { Optimizer, OptimizerStateDict, SerializedTensor } from "../optim/optimizer.js";
 import { defaultWarn, type PrecisionInput, type Precision, type Warn } from "../precision/parse.js";
+import { precisionPluginForAmpLevel, type AmpLevel } from "../precision/apex.js";
 import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin, type PrecisionPluginState } from "../precision/plugins.js";
 import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback } from "./callbacks.js";
 import type { DataLoader } from "./data.js";
@@ -23,6 +24,8 @@ export interface TrainerOptions {
   readonly precision?: PrecisionInput | number | string;
   /** Use this precision plugin instead of the one the precision names. */
   readonly plugin?: PrecisionPlugin;
+  /** Apex-style optimization level ("O0".."O3"), instead of `precision`. */
+  readonly ampLevel?: AmpLevel | string;
   readonly maxEpochs?: number;
   /** Stop after this many optimizer steps (-1: no limit). */
   readonly maxSteps?: number;
@@ -121,8 +124,12 @@ export class Trainer {
     const devices = options.devices ?? "auto";
     if (devices !== "auto" && devices !== 1)
       throw new NbitError("UNSUPPORTED_DEVICES", `devices=${devices}: nbit trains on one device; "${this.accelerator.name}" has ${this.accelerator.deviceCount()}.`);
-    this.precision = options.plugin?.precision ?? resolvePrecision(this.accelerator, options.precision ?? "32-true", emit).precision;
-    this.precisionPlugin = options.plugin ?? precisionPluginFor(this.precision);
+    if (options.ampLevel !== undefined && (options.precision !== undefined || options.plugin))
+      throw new NbitError("INVALID_ARGUMENT", "Pass either ampLevel or precision/plugin, not both");
+    const plugin = options.plugin ?? (options.ampLevel !== undefined ? precisionPluginForAmpLevel(options.ampLevel) : undefined);
+    // A given plugin must still run on this accelerator: its precision is checked like a requested one.
+    this.precision = resolvePrecision(this.accelerator, plugin?.precision ?? options.precision ?? "32-true", emit).precision;
+    this.precisionPlugin = plugin ?? precisionPluginFor(this.precision);
     this.runtime = new Runtime(this.accelerator.createBackend());
     this.maxEpochs = options.maxEpochs ?? (options.maxSteps !== undefined && options.maxSteps >= 0 ? Infinity : 1000);
     this.maxSteps = options.maxSteps ?? -1;
