@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
 
-// --expose-gc lets the memory test collect dropped tensors before it counts them.
-export default defineConfig({ test: { pool: "forks", poolOptions: { forks: { execArgv: ["--expose-gc"] } } } });
+// --expose-gc lets the memory test collect dropped tensors before it counts them. CI runs every
+// package's tests at once on two cores: allow slow tests time to finish.
+export default defineConfig({ test: { testTimeout: 60_000, pool: "forks", poolOptions: { forks: { execArgv: ["--expose-gc"] } } } });
