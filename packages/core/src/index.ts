@@ -23,6 +23,7 @@ export {
   arange,
   where,
   realize,
+  customGradient,
   roundScalar,
   type TensorOrScalar,
 } from "./engine/tensor.js";

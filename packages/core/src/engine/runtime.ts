@@ -208,10 +208,17 @@ class ProgramBuilder {
   }
 
   private structuralKey(outputs: readonly number[]): string {
-    const parts = this.inputs.map((v) => `${v.dtype}[${v.shape.join(",")}]`);
-    for (const ins of this.instructions)
-      parts.push(`${ins.op}(${ins.inputs.join(",")})${ins.dtype}[${ins.shape.join(",")}]${JSON.stringify(ins.attrs)}${ins.value ?? ""}`);
-    parts.push(`->${outputs.join(",")}`);
-    return parts.join(";");
+    let key = "";
+    for (const v of this.inputs) key += `${v.dtype}[${v.shape.join(",")}];`;
+    for (const ins of this.instructions) {
+      const a = ins.attrs;
+      key += `${ins.op}(${ins.inputs.join(",")})${ins.dtype}[${ins.shape.join(",")}]`;
+      if (a.axes) key += `a${a.axes.join(",")}${a.keepDims ? "k" : ""}`;
+      if (a.perm) key += `p${a.perm.join(",")}`;
+      if (a.to) key += `t${a.to}`;
+      if (ins.value !== undefined) key += `=${ins.value}`;
+      key += ";";
+    }
+    return `${key}->${outputs.join(",")}`;
   }
 }

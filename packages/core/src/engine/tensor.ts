@@ -334,6 +334,15 @@ function runtimeFor(nodes: readonly LazyNode[]) {
 
 // ---- primitives with gradients ------------------------------------------------------------
 
+/**
+ * Gives `out` a hand-written gradient with respect to `inputs` (like torch.autograd.Function):
+ * compute `out` under noGrad, then attach `backward`, which maps the output's gradient to one
+ * gradient (or null) per input.
+ */
+export function customGradient(out: Tensor, inputs: readonly Tensor[], backward: (grad: Tensor, out: Tensor) => readonly (Tensor | null)[]): Tensor {
+  return withGrad(new Tensor(out.node), inputs, backward);
+}
+
 function withGrad(out: Tensor, inputs: readonly Tensor[], backward: (grad: Tensor, out: Tensor) => readonly (Tensor | null)[]): Tensor {
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;

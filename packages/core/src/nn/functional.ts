@@ -1,5 +1,6 @@
 import { DTypeError, ShapeError } from "../errors.js";
-import { arange, castFor, Tensor, rawBinary, rawCast, rawReshape } from "../engine/tensor.js";
+import { noGrad } from "../engine/context.js";
+import { arange, castFor, customGradient, Tensor, rawBinary, rawCast, rawReshape } from "../engine/tensor.js";
 
 /** one_hot(indices, classes) as bool: compares each index against 0..classes-1. */
 export function oneHot(indices: Tensor, classes: number): Tensor {
@@ -25,10 +26,18 @@ export function crossEntropy(logits: Tensor, target: Tensor, reduction: Reductio
   } else {
     if (target.shape[0] !== n || target.shape[1] !== c)
       throw new ShapeError("crossEntropy", [logits.shape, target.shape], "probability targets must match the logits' shape");
-    weights = target.cast(x!.dtype);
+    weights = target.cast(x!.dtype).detach();
   }
-  const perSample = weights.mul(x!.logSoftmax(1)).sum(1).neg();
-  return reduce(perSample, reduction);
+  // Fused gradient, as PyTorch's log_softmax + nll_loss backward: d/dx = (softmax(x) * sum(w) - w) * g,
+  // a handful of ops instead of differentiating the log-softmax graph op by op.
+  const logProbs = noGrad(() => x!.logSoftmax(1));
+  const perSample = noGrad(() => weights.mul(logProbs).sum(1).neg());
+  const loss = noGrad(() => reduce(perSample, reduction));
+  return customGradient(loss, [x!], (g) => {
+    const rowGrad = reduction === "mean" ? g.div(n).reshape([1, 1]) : reduction === "sum" ? g.reshape([1, 1]) : g.reshape([n, 1]);
+    const total = target.dtype === "int32" ? logProbs.exp() : logProbs.exp().mul(weights.sum(1, true));
+    return [total.sub(weights).mul(rowGrad)];
+  });
 }
 
 /** Mean squared error; under autocast it runs in float32. */

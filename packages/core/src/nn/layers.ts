@@ -1,8 +1,8 @@
 import { NbitError, ShapeError } from "../errors.js";
 import { defaultGenerator, type Generator } from "../engine/random.js";
-import { promoteTypes } from "../dtype.js";
+import { isHalfDType, promoteTypes } from "../dtype.js";
 import { sizeOf } from "../engine/primitives.js";
-import { Tensor, castFor, rawCast, rawMatmul, rawReshape, rawTranspose, tensor } from "../engine/tensor.js";
+import { Tensor, castFor, rawBinary, rawCast, rawMatmul, rawReshape, rawTranspose, tensor } from "../engine/tensor.js";
 import { oneHot } from "./functional.js";
 import { constantParameter, normalParameter, uniformParameter, type InitOptions } from "./init.js";
 import { Module, type Parameter } from "./module.js";
@@ -37,8 +37,15 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const w = rawCast(w0, dtype);
   const lead = input.shape.slice(0, -1);
   const flat = rawReshape(rawCast(input, dtype), [sizeOf(lead), w.shape[1]!]);
-  let y = rawMatmul(flat, rawTranspose(w, [1, 0]));
-  if (b) y = y.add(b);
+  let y: Tensor;
+  if (b && isHalfDType(dtype) && b.dtype === dtype) {
+    // addmm semantics, as PyTorch's 16-bit linear: x W^T + b accumulates in float32 and rounds once.
+    const wide = (t: Tensor) => rawCast(t, "float32");
+    y = rawCast(rawBinary("add", rawMatmul(wide(flat), wide(rawTranspose(w, [1, 0]))), wide(b)), dtype);
+  } else {
+    y = rawMatmul(flat, rawTranspose(w, [1, 0]));
+    if (b) y = y.add(b);
+  }
   return rawReshape(y, [...lead, w.shape[0]!]);
 }
 
