@@ -335,19 +335,20 @@ export class Trainer {
     return metrics;
   }
 
-  async validate(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
-    this.prepare(module);
-    try {
-      return await this.evaluationLoop(module, loader, "validate");
-    } finally {
-      this.logger?.flush?.();
-    }
+  /** Runs validationStep over `loader`; returns the epoch means of what it logged. */
+  validate(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
+    return this.evaluate(module, loader, "validate");
   }
 
-  async test(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
+  /** Runs testStep over `loader`; returns the epoch means of what it logged. */
+  test(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
+    return this.evaluate(module, loader, "test");
+  }
+
+  private async evaluate(module: LightningModule, loader: DataLoader, stage: "validate" | "test"): Promise<Record<string, number>> {
     this.prepare(module);
     try {
-      return await this.evaluationLoop(module, loader, "test");
+      return await this.evaluationLoop(module, loader, stage);
     } finally {
       this.logger?.flush?.();
     }
