@@ -241,3 +241,49 @@ describe("precision plugins", () => {
     expect(model.parameters().every((p) => p.dtype === "bfloat16")).toBe(true);
   });
 });
+
+describe("nn layers", () => {
+  it("Embedding picks rows exactly and sends gradients back to the picked rows", async () => {
+    const { Embedding } = await import("../src/index.js");
+    manualSeed(4);
+    const emb = new Embedding(5, 3, { dtype: "bfloat16" });
+    const table = Array.from(await emb.weight.data());
+    const idx = tensor([4, 0, 4], [3], "int32");
+    const out = emb.forward(idx);
+    expect(out.shape).toEqual([3, 3]);
+    expect(out.dtype).toBe("bfloat16");
+    expect(Array.from(await out.data())).toEqual([...table.slice(12, 15), ...table.slice(0, 3), ...table.slice(12, 15)]);
+    out.cast("float32").sum().backward();
+    expect(Array.from(await emb.weight.grad!.data())).toEqual([1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2]);
+  });
+
+  it("Dropout is seeded, scales kept values by 1/(1-p), and is the identity in eval mode", async () => {
+    const { Dropout, Generator } = await import("../src/index.js");
+    const x = tensor(new Float32Array(1000).fill(1), [1000]);
+    const a = Array.from(await new Dropout(0.25, new Generator(9)).forward(x).data());
+    const b = Array.from(await new Dropout(0.25, new Generator(9)).forward(x).data());
+    expect(a).toEqual(b);
+    expect(new Set(a)).toEqual(new Set([0, 1 / 0.75].map(Math.fround)));
+    expect(a.filter((v) => v === 0).length).toBeGreaterThan(200);
+    expect(a.filter((v) => v === 0).length).toBeLessThan(300);
+    const d = new Dropout(0.25).eval();
+    expect(d.forward(x)).toBe(x);
+  });
+
+  it("LayerNorm, GELU and sigmoid match their definitions", async () => {
+    const { LayerNorm } = await import("../src/index.js");
+    const values = [1, 2, 4, -1];
+    const ln = new LayerNorm(4);
+    const out = Array.from(await ln.forward(tensor(values, [1, 4])).data());
+    const mean = 1.5;
+    const variance = values.reduce((s, v) => s + (v - mean) ** 2, 0) / 4;
+    out.forEach((v, i) => expect(v).toBeCloseTo((values[i]! - mean) / Math.sqrt(variance + 1e-5), 5));
+    const gelu = Array.from(await tensor(values, [4]).gelu().data());
+    gelu.forEach((v, i) => {
+      const x = values[i]!;
+      expect(v).toBeCloseTo(0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))), 5);
+    });
+    const sig = Array.from(await tensor(values, [4]).sigmoid().data());
+    sig.forEach((v, i) => expect(v).toBeCloseTo(1 / (1 + Math.exp(-values[i]!)), 6));
+  });
+});

@@ -307,3 +307,21 @@ describe("DataLoader", () => {
     expect([...e0].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 });
+
+describe("Trainer limits and clipping", () => {
+  it("stops at maxSteps and clips gradients by value", async () => {
+    const trainer = new Trainer(quiet({ maxSteps: 5, gradientClipVal: 1e-3, gradientClipAlgorithm: "value" }));
+    const model = new Classifier("sgd");
+    model.net.layers[2] = new Sequential();
+    const before = Array.from(await model.net.parameters()[0]!.data());
+    await trainer.fit(model, new DataLoader(blobs(64), { batchSize: 8 }));
+    expect(trainer.globalStep).toBe(5);
+    expect(trainer.losses).toHaveLength(5);
+    // With every gradient clipped to 1e-3, SGD (lr 0.05, momentum 0.9) moves each weight by at most
+    // lr * 1e-3 * (1 + 0.9 + ... ) over 5 steps.
+    const after = Array.from(await model.net.parameters()[0]!.data());
+    const bound = 0.05 * 1e-3 * (1 + 1.9 + 2.71 + 3.439 + 4.0951) + 1e-7;
+    after.forEach((w, i) => expect(Math.abs(w - before[i]!)).toBeLessThanOrEqual(bound));
+    expect(after.some((w, i) => w !== before[i])).toBe(true);
+  });
+});

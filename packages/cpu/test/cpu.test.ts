@@ -1,4 +1,16 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
+  Adam,
+  DataLoader,
+  Generator,
+  LightningModule,
+  StepLR,
+  TensorDataset,
+  Trainer,
+  type Batch,
+  type Tensor,
   crossEntropy,
   Linear,
   manualSeed,
@@ -66,5 +78,36 @@ describe("cpu backend", () => {
     const acc = new CpuAccelerator();
     expect(() => resolvePrecision(acc, "16-mixed", null)).toThrow(/AMP with float16 is not supported on CPU/);
     expect(resolvePrecision(acc, 16, null).precision).toBe("bf16-mixed");
+  });
+});
+
+describe("cpu checkpoints", () => {
+  it("resume mid-epoch with the same losses as an uninterrupted run (bf16-mixed, Adam, step LR schedule)", async () => {
+    class Net extends LightningModule {
+      readonly net = new Sequential(new Linear(8, 32), new ReLU(), new Linear(32, 3));
+      forward(x: Tensor) {
+        return this.net.forward(x);
+      }
+      trainingStep([x, y]: Batch) {
+        return crossEntropy(this.forward(x!), y!);
+      }
+      configureOptimizers() {
+        const optimizer = new Adam(this.parameters(), { lr: 0.01 });
+        return { optimizer, lrScheduler: { scheduler: new StepLR(optimizer, 4, 0.5), interval: "step" as const } };
+      }
+    }
+    const g = new Generator(3);
+    const data = new TensorDataset({ data: Array.from({ length: 96 * 8 }, () => g.normal()), sampleShape: [8] }, { data: Array.from({ length: 96 }, (_, i) => i % 3), sampleShape: [], dtype: "int32" });
+    const path = join(mkdtempSync(join(tmpdir(), "nbit-cpu-resume-")), "mid.safetensors");
+    const run = async (ckptPath?: string) => {
+      manualSeed(11);
+      const save = { async onTrainBatchEnd(t: Trainer, _m: unknown, _o: unknown, _b: unknown, i: number) { if (!ckptPath && t.currentEpoch === 0 && i === 5) await t.saveCheckpoint(path); } };
+      const trainer = new Trainer({ accelerator: new CpuAccelerator({ threads: 2 }), precision: "bf16-mixed", maxEpochs: 2, logger: false, enableProgressBar: false, enableCheckpointing: false, callbacks: [save] });
+      await trainer.fit(trainer.initModule(() => new Net()), new DataLoader(data, { batchSize: 8, shuffle: true, seed: 2 }), undefined, ckptPath ? { ckptPath } : {});
+      return trainer.losses;
+    };
+    const straight = await run();
+    const resumed = await run(path);
+    expect(resumed).toEqual(straight.slice(6));
   });
 });
