@@ -2,6 +2,7 @@
 // batch 128, synthetic data) on onnxruntime-node with 2 intra-op threads. Prints steps/s per
 // precision, the same step as one hand-built ONNX graph, and parameter/optimizer bytes.
 import {
+  Adam,
   crossEntropy,
   Generator,
   Linear,
@@ -138,5 +139,22 @@ console.log(`${"hand-built ONNX (32-true)".padEnd(26)}${handRate.toFixed(1).padS
 for (const [p, r] of Object.entries(results)) {
   const ratio = p === "32-true" ? `${(r.stepsPerSecond / handRate).toFixed(2)} of hand-built` : `${(r.stepsPerSecond / base).toFixed(2)} of 32-true`;
   console.log(`${`nbit ${p}`.padEnd(26)}${r.stepsPerSecond.toFixed(1).padStart(9)}${ratio.padStart(22)}${String(r.paramBytes).padStart(14)}${String(r.stateBytes).padStart(13)}  ${r.sessions}`);
+}
+// Memory per precision: parameters, and optimizer state after one step of SGD with momentum and of Adam.
+console.log(`\n${"memory".padEnd(12)}${"params".padStart(12)}${"SGD+momentum".padStart(14)}${"Adam".padStart(12)}  (bytes)`);
+for (const p of ["32-true", "bf16-mixed", "64-true"] as const) {
+  setDefaultRuntime(new Runtime(new CpuAccelerator({ threads: THREADS }).createBackend()));
+  const plugin = precisionPluginFor(p);
+  const b = batches[0]!;
+  const states = [];
+  let params = 0;
+  for (const make of [(ps: ReturnType<Sequential["parameters"]>) => new SGD(ps, { lr: LR, momentum: 0.9 }), (ps: ReturnType<Sequential["parameters"]>) => new Adam(ps, { lr: 1e-3 })]) {
+    const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
+    const optimizer = make(model.parameters());
+    await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(b.x, [BATCH, IN]))), tensor(b.y, [BATCH], "int32"))));
+    params = model.parameterBytes();
+    states.push(optimizer.stateBytes());
+  }
+  console.log(`${p.padEnd(12)}${String(params).padStart(12)}${String(states[0]).padStart(14)}${String(states[1]).padStart(12)}`);
 }
 console.log(`\nhand-built runs: ${hand.stepsPerSecond.toFixed(1)} and ${hand2.stepsPerSecond.toFixed(1)} steps/s; final losses: ${Object.entries(results).map(([p, r]) => `${p} ${r.loss.toFixed(4)}`).join(", ")}, hand ${hand2.loss.toFixed(4)}`);
