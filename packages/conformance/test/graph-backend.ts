@@ -1,10 +1,10 @@
 import {
-  CANONICAL_PRECISIONS,
   castHost,
   executeInstruction,
   hostToFloat32,
   isHalfDType,
   numbersToHost,
+  referenceAccelerator,
   referenceCapabilities,
   roundFloat32ArrayToBfloat16,
   roundFloat32ArrayToFloat16,
@@ -61,12 +61,5 @@ export class GraphReferenceBackend implements Backend {
   }
 }
 
-export const graphReferenceAccelerator = (backend = new GraphReferenceBackend()): Accelerator => ({
-  name: "graph-reference",
-  description: "reference kernels run as captured programs, 16-bit floats stored as float32",
-  supportedPrecisions: CANONICAL_PRECISIONS,
-  legacyHalfPrecision: "16-mixed",
-  isAvailable: () => ({ available: true }),
-  deviceCount: () => 1,
-  createBackend: () => backend,
-});
+export const graphReferenceAccelerator = (backend = new GraphReferenceBackend()): Accelerator =>
+  referenceAccelerator({ name: "graph-reference", backend: () => backend });

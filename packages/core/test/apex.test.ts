@@ -20,10 +20,10 @@ import {
   crossEntropy,
   manualSeed,
   precisionPluginForAmpLevel,
+  referenceAccelerator,
   roundToFloat16,
   setDefaultRuntime,
   tensor,
-  type Accelerator,
   type Batch,
   type Precision,
   type Tensor,
@@ -31,15 +31,7 @@ import {
 
 afterEach(() => setDefaultRuntime(null));
 
-const accelerator = (precisions: readonly Precision[] = CANONICAL_PRECISIONS): Accelerator => ({
-  name: "ref",
-  description: "reference",
-  supportedPrecisions: precisions,
-  legacyHalfPrecision: "16-mixed",
-  isAvailable: () => ({ available: true }),
-  deviceCount: () => 1,
-  createBackend: () => new ReferenceBackend(),
-});
+const accelerator = (supportedPrecisions: readonly Precision[] = CANONICAL_PRECISIONS) => referenceAccelerator({ name: "ref", supportedPrecisions });
 
 class Net extends LightningModule {
   readonly net = new Sequential(new Linear(6, 16), new ReLU(), new Linear(16, 3));

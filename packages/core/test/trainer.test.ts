@@ -18,7 +18,7 @@ import {
   ModelCheckpoint,
   NonFiniteLossError,
   ReLU,
-  ReferenceBackend,
+  referenceAccelerator,
   SGD,
   Adam,
   Sequential,
@@ -33,22 +33,14 @@ import {
   Generator,
   manualSeed,
   setDefaultRuntime,
-  type Accelerator,
   type Batch,
   type Precision,
   type Tensor,
   type TrainerOptions,
 } from "../src/index.js";
 
-const reference = (name = "ref", precisions: readonly Precision[] = CANONICAL_PRECISIONS, available = true): Accelerator => ({
-  name,
-  description: "reference kernels",
-  supportedPrecisions: precisions,
-  legacyHalfPrecision: "16-mixed",
-  isAvailable: () => (available ? { available: true } : { available: false, reason: "no such device here" }),
-  deviceCount: () => 1,
-  createBackend: () => new ReferenceBackend(),
-});
+const reference = (name = "ref", supportedPrecisions: readonly Precision[] = CANONICAL_PRECISIONS, available = true) =>
+  referenceAccelerator({ name, supportedPrecisions, ...(available ? {} : { unavailableReason: "no such device here" }) });
 
 afterEach(() => setDefaultRuntime(null));
 

@@ -1,6 +1,8 @@
 import { allocHost, type DType, type HostArray } from "../dtype.js";
 import { roundFloat32ArrayToBfloat16 } from "../numerics/bfloat16.js";
 import { castHost } from "../numerics/convert.js";
+import type { Accelerator } from "../accelerator.js";
+import { CANONICAL_PRECISIONS, type Precision } from "../precision/parse.js";
 import type { Backend, BackendCapabilities, Instruction, ValueInfo } from "./backend.js";
 import { broadcastStrides, PRIMITIVE_OPS, sizeOf, type BinaryOp, type PrimitiveOp, type Shape, type UnaryOp } from "./primitives.js";
 
@@ -243,4 +245,31 @@ export class ReferenceBackend implements Backend {
   execute(ins: Instruction, inputs: readonly object[], infos: readonly ValueInfo[]): TypedBuffer {
     return executeInstruction(ins, inputs as TypedBuffer[], infos, this.kernelOptions);
   }
+}
+
+export interface ReferenceAcceleratorOptions {
+  readonly name?: string;
+  readonly supportedPrecisions?: readonly Precision[];
+  readonly legacyHalfPrecision?: Precision;
+  /** A reason makes the accelerator unavailable (for testing "auto" and error messages). */
+  readonly unavailableReason?: string;
+  /** The backend it creates (default: a new ReferenceBackend). */
+  readonly backend?: () => Backend;
+}
+
+/**
+ * An accelerator over the reference kernels (every precision by default). For tests, examples
+ * and conformance runs; not registered anywhere.
+ */
+export function referenceAccelerator(options: ReferenceAcceleratorOptions = {}): Accelerator {
+  const name = options.name ?? "reference";
+  return {
+    name,
+    description: `core's TypeScript reference kernels (${name})`,
+    supportedPrecisions: options.supportedPrecisions ?? CANONICAL_PRECISIONS,
+    legacyHalfPrecision: options.legacyHalfPrecision ?? "16-mixed",
+    isAvailable: () => (options.unavailableReason ? { available: false, reason: options.unavailableReason } : { available: true }),
+    deviceCount: () => (options.unavailableReason ? 0 : 1),
+    createBackend: options.backend ?? (() => new ReferenceBackend()),
+  };
 }

@@ -113,7 +113,7 @@ class ProgramBuilder {
   readonly inputs: ValueInfo[] = [];
   readonly inputBuffers: BackendBuffer[] = [];
   readonly uploadedLeaves: LazyNode[] = [];
-  private readonly instructions: Omit<Instruction, never>[] = [];
+  private readonly instructions: Instruction[] = [];
   private readonly ids = new Map<LazyNode, number>();
 
   constructor(private readonly runtime: Runtime) {}

@@ -253,7 +253,7 @@ export class Trainer {
       if (!Number.isFinite(lossValue) && !skipped && plugin.autocastDType !== "float16")
         throw new NonFiniteLossError(lossValue, step, this.currentEpoch, batchIdx, this.precision);
       this.losses.push(lossValue);
-      await this.collectLogged(module.logged, epochSums, "train");
+      await this.collectLogged(module.logged, epochSums);
       this.progressBarMetrics = Object.fromEntries([...module.logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
       const logEvery = this.options.logEveryNSteps ?? 50;
       if (boundary && this.globalStep % logEvery === 0) this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
@@ -293,7 +293,7 @@ export class Trainer {
   }
 
   /** Reads this step's logged values (already computed with the step) into metrics and epoch sums. */
-  private async collectLogged(logged: ReadonlyMap<string, LoggedValue>, epochSums: Map<string, { sum: number; count: number }>, _stage: string) {
+  private async collectLogged(logged: ReadonlyMap<string, LoggedValue>, epochSums: Map<string, { sum: number; count: number }>) {
     for (const [name, l] of logged) {
       const value = typeof l.value === "number" ? l.value : await l.value.item();
       if (l.options.onStep) this.callbackMetrics[name] = value;
@@ -323,7 +323,7 @@ export class Trainer {
       module.logged.clear();
       noGrad(() => this.precisionPlugin.forwardContext(() => step.call(module, batch, batchIdx)));
       await realize([...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor));
-      await this.collectLogged(module.logged, sums, stage);
+      await this.collectLogged(module.logged, sums);
       batchIdx++;
     }
     const metrics: Record<string, number> = {};
