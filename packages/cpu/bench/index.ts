@@ -33,25 +33,24 @@ const batches = Array.from({ length: 8 }, () => ({
   y: new Int32Array(BATCH).map(() => g.int(OUT)),
 }));
 
+/** A training step through nbit (the Trainer's path: plugin, lazy graph, one fused program). */
 async function trainerPath(precision: Precision) {
-  const backend = new CpuAccelerator({ threads: THREADS }).createBackend();
-  setDefaultRuntime(new Runtime(backend));
+  const backend = new CpuAccelerator({ threads: THREADS, allowSpinning: false }).createBackend();
+  const runtime = new Runtime(backend);
+  setDefaultRuntime(runtime);
   manualSeed(0);
   const plugin = precisionPluginFor(precision);
   const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
   const optimizer = new SGD(model.parameters(), { lr: LR });
   let loss = 0;
   const step = async (i: number) => {
+    setDefaultRuntime(runtime);
     const b = batches[i % batches.length]!;
     const x = plugin.convertInput(tensor(b.x, [BATCH, IN]));
     const out = plugin.forwardContext(() => crossEntropy(model.forward(x), tensor(b.y, [BATCH], "int32")));
     loss = (await plugin.optimizerStep(optimizer, out)).loss;
   };
-  for (let i = 0; i < WARMUP; i++) await step(i);
-  const t0 = performance.now();
-  for (let i = 0; i < STEPS; i++) await step(i);
-  const seconds = (performance.now() - t0) / 1000;
-  return { stepsPerSecond: STEPS / seconds, loss, paramBytes: model.parameterBytes(), stateBytes: optimizer.stateBytes(), sessions: backend.sessionsCreated };
+  return { step, result: () => ({ loss, paramBytes: model.parameterBytes(), sessions: backend.sessionsCreated }) };
 }
 
 /** The same training step written by hand as one ONNX graph: the ceiling for the Trainer path. */
@@ -108,7 +107,7 @@ async function handBuilt() {
     inputs: [value("x", [BATCH, IN]), value("y", [BATCH], OnnxType.INT32), ...params],
     outputs: [value("loss", []), ...[2, 1, 0].flatMap((k) => [value(`newW${k}`, [dims[k + 1]!, dims[k]!]), value(`newb${k}`, [dims[k + 1]!])])],
   });
-  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: "all" });
+  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } } });
   const state: Record<string, ortTypes.Tensor> = {};
   for (const p of params) state[p.name] = new ort.Tensor("float32", new Float32Array(p.dims.reduce((a, b) => a * b, 1)).map(() => (g.random() - 0.5) * 0.1), p.dims);
   let loss = 0;
@@ -121,25 +120,37 @@ async function handBuilt() {
     }
     loss = (out.loss!.data as Float32Array)[0]!;
   };
-  for (let i = 0; i < WARMUP; i++) await step(i);
-  const t0 = performance.now();
-  for (let i = 0; i < STEPS; i++) await step(i);
-  return { stepsPerSecond: STEPS / ((performance.now() - t0) / 1000), loss };
+  return { step, result: () => ({ loss }) };
 }
 
-console.log(`MLP ${IN}-${H}-${H}-${OUT}, batch ${BATCH}, SGD lr ${LR}, ${THREADS} threads, ${STEPS} timed steps after ${WARMUP} warm-up`);
-const hand = await handBuilt();
-const results: Record<string, Awaited<ReturnType<typeof trainerPath>>> = {};
-for (const p of ["32-true", "bf16-mixed", "64-true"] as const) results[p] = await trainerPath(p);
-const hand2 = await handBuilt(); // again, to see drift on a shared machine
-const handRate = (hand.stepsPerSecond + hand2.stepsPerSecond) / 2;
-const base = results["32-true"]!.stepsPerSecond;
-console.log(`\n${"path".padEnd(26)}${"steps/s".padStart(9)}${"ratio".padStart(22)}${"param bytes".padStart(14)}${"optim bytes".padStart(13)}  sessions`);
-console.log(`${"hand-built ONNX (32-true)".padEnd(26)}${handRate.toFixed(1).padStart(9)}${"1.00 of hand-built".padStart(22)}`);
-for (const [p, r] of Object.entries(results)) {
-  const ratio = p === "32-true" ? `${(r.stepsPerSecond / handRate).toFixed(2)} of hand-built` : `${(r.stepsPerSecond / base).toFixed(2)} of 32-true`;
-  console.log(`${`nbit ${p}`.padEnd(26)}${r.stepsPerSecond.toFixed(1).padStart(9)}${ratio.padStart(22)}${String(r.paramBytes).padStart(14)}${String(r.stateBytes).padStart(13)}  ${r.sessions}`);
+console.log(`MLP ${IN}-${H}-${H}-${OUT}, batch ${BATCH}, SGD lr ${LR}, ${THREADS} threads, ${STEPS} timed steps per path after ${WARMUP} warm-up`);
+console.log("Paths take turns step by step, so load on this shared machine hits them alike; every session runs with");
+console.log("onnxruntime's thread spinning off, or the idle sessions' spinning threads would slow the busy one.");
+const paths = {
+  "hand-built ONNX (32-true)": await handBuilt(),
+  "nbit 32-true": await trainerPath("32-true"),
+  "nbit bf16-mixed": await trainerPath("bf16-mixed"),
+  "nbit 64-true": await trainerPath("64-true"),
+};
+const seconds = Object.fromEntries(Object.keys(paths).map((k) => [k, 0])) as Record<keyof typeof paths, number>;
+for (let i = 0; i < WARMUP + STEPS; i++)
+  for (const [name, path] of Object.entries(paths) as [keyof typeof paths, (typeof paths)[keyof typeof paths]][]) {
+    const t0 = performance.now();
+    await path.step(i);
+    if (i >= WARMUP) seconds[name] += (performance.now() - t0) / 1000;
+  }
+const rate = (k: keyof typeof paths) => STEPS / seconds[k];
+const handRate = rate("hand-built ONNX (32-true)");
+const base = rate("nbit 32-true");
+console.log(`\n${"path".padEnd(26)}${"steps/s".padStart(9)}${"ratio".padStart(22)}${"param bytes".padStart(14)}  sessions  final loss`);
+console.log(`${"hand-built ONNX (32-true)".padEnd(26)}${handRate.toFixed(1).padStart(9)}${"1.00 of hand-built".padStart(22)}${"".padStart(14)}  ${"".padEnd(8)}  ${paths["hand-built ONNX (32-true)"].result().loss.toFixed(4)}`);
+for (const p of ["32-true", "bf16-mixed", "64-true"] as const) {
+  const name = `nbit ${p}` as const;
+  const r = paths[name].result();
+  const ratio = p === "32-true" ? `${(rate(name) / handRate).toFixed(2)} of hand-built` : `${(rate(name) / base).toFixed(2)} of 32-true`;
+  console.log(`${name.padEnd(26)}${rate(name).toFixed(1).padStart(9)}${ratio.padStart(22)}${String(r.paramBytes).padStart(14)}  ${String(r.sessions).padEnd(8)}  ${r.loss.toFixed(4)}`);
 }
+
 // Memory per precision: parameters, and optimizer state after one step of SGD with momentum and of Adam.
 console.log(`\n${"memory".padEnd(12)}${"params".padStart(12)}${"SGD+momentum".padStart(14)}${"Adam".padStart(12)}  (bytes)`);
 for (const p of ["32-true", "bf16-mixed", "64-true"] as const) {
@@ -157,4 +168,3 @@ for (const p of ["32-true", "bf16-mixed", "64-true"] as const) {
   }
   console.log(`${p.padEnd(12)}${String(params).padStart(12)}${String(states[0]).padStart(14)}${String(states[1]).padStart(12)}`);
 }
-console.log(`\nhand-built runs: ${hand.stepsPerSecond.toFixed(1)} and ${hand2.stepsPerSecond.toFixed(1)} steps/s; final losses: ${Object.entries(results).map(([p, r]) => `${p} ${r.loss.toFixed(4)}`).join(", ")}, hand ${hand2.loss.toFixed(4)}`);

@@ -50,7 +50,7 @@ export class CpuAccelerator implements Accelerator {
   createBackend(): CpuBackend {
     const l = this.load();
     if (!("ort" in l)) throw new Error(l.error);
-    return new CpuBackend(l.ort, { threads: this.threads });
+    return new CpuBackend(l.ort, { ...this.options, threads: this.threads });
   }
 }
 

@@ -39,6 +39,11 @@ export const CPU_CAPABILITIES: BackendCapabilities = {
 export interface CpuBackendOptions {
   /** Intra-op threads per session (default: every core). */
   readonly threads?: number;
+  /**
+   * Let idle intra-op threads spin for a while after a run (onnxruntime's default). Turn it off
+   * when several sessions take turns, or their spinning threads slow each other down.
+   */
+  readonly allowSpinning?: boolean;
 }
 
 /** Runs each captured program (a whole training step) as one onnxruntime session. */
@@ -71,6 +76,7 @@ export class CpuBackend implements Backend {
       executionMode: "sequential",
       interOpNumThreads: 1,
       logSeverityLevel: 3,
+      ...(this.options.allowSpinning === false ? { extra: { session: { intra_op: { allow_spinning: "0" } } } } : {}),
       ...(process.env.NBIT_DUMP ? { optimizedModelFilePath: process.env.NBIT_DUMP } : {}),
       ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
     });
