@@ -7,7 +7,8 @@ const [IN, H, OUT, BATCH, STEPS, LR] = [256, 512, 10, 128, 300, 1e-3];
 const g = new Generator(0);
 // A learnable target: labels from a fixed random linear map of the inputs.
 const teacher = Array.from({ length: OUT * IN }, () => g.normal());
-const batches = Array.from({ length: 16 }, () => {
+// Every step sees a fresh batch, so the loss measures learning rather than memorisation.
+const batches = Array.from({ length: STEPS }, () => {
   const x = new Float32Array(BATCH * IN).map(() => g.normal());
   const y = new Int32Array(BATCH).map((_, r) => {
     let best = 0;
