@@ -14,6 +14,7 @@ import {
   setDefaultRuntime,
   SGD,
   tensor,
+  Tensor,
   type Precision,
 } from "@nbit/core";
 import { createRequire } from "node:module";
@@ -46,8 +47,9 @@ async function trainerPath(precision: Precision) {
   const step = async (i: number) => {
     setDefaultRuntime(runtime);
     const b = batches[i % batches.length]!;
-    const x = plugin.convertInput(tensor(b.x, [BATCH, IN]));
-    const out = plugin.forwardContext(() => crossEntropy(model.forward(x), tensor(b.y, [BATCH], "int32")));
+    // Batches enter as host tensors without a copy, as the DataLoader hands them to the Trainer.
+    const x = plugin.convertInput(Tensor.fromHost(b.x, [BATCH, IN], "float32"));
+    const out = plugin.forwardContext(() => crossEntropy(model.forward(x), Tensor.fromHost(b.y, [BATCH], "int32")));
     loss = (await plugin.optimizerStep(optimizer, out)).loss;
   };
   return { step, result: () => ({ loss, paramBytes: model.parameterBytes(), sessions: backend.sessionsCreated }) };
