@@ -58,9 +58,9 @@ export abstract class PrecisionPlugin {
     return isFloatDType(t.dtype) && this.autocastDType === null ? t.cast(this.paramDType) : t;
   }
 
-  /** Outputs go back to float32, the default dtype, as in Lightning. */
+  /** Outputs go back to float32, the default dtype, as Lightning's plugins do (64-true included). */
   convertOutput(t: Tensor): Tensor {
-    return isFloatDType(t.dtype) && t.dtype !== "float64" ? t.cast("float32") : t;
+    return isFloatDType(t.dtype) ? t.cast("float32") : t;
   }
 
   backward(loss: Tensor): void {
