@@ -2,13 +2,12 @@ import {
   hostToFloat32,
   isHalfDType,
   numbersToHost,
-  PRIMITIVE_OPS,
+  referenceCapabilities,
   type Backend,
   type BackendCapabilities,
   type DType,
   type HostArray,
   type Instruction,
-  type PrimitiveOp,
   type Shape,
   type ValueInfo,
 } from "@nbit/core";
@@ -18,24 +17,14 @@ import { roundToHalf } from "./rounding.js";
 type Tf = typeof tfc;
 type T = tfc.Tensor;
 
-const FLOAT_ONLY: PrimitiveOp[] = ["neg", "exp", "log", "sqrt", "tanh", "div", "matmul"];
-const NUMERIC: PrimitiveOp[] = ["add", "sub", "mul", "maximum", "less", "sum", "max"];
-
 /**
  * What tfjs offers: float32, int32 and bool tensors; no float64, float16, bfloat16 or 8-bit
  * types. 16-bit floats are held as float32 values that are exactly representable, rounded on
  * the device by `roundToHalf`.
  */
 export const CUDA_CAPABILITIES: BackendCapabilities = {
-  execution: "eager",
+  ...referenceCapabilities(["float32", "int32", "bool"], ["float32"]),
   storage: { float32: "native", float16: "float32", bfloat16: "float32", int32: "native", bool: "native" },
-  ops: Object.fromEntries(
-    PRIMITIVE_OPS.map((op) => {
-      if (FLOAT_ONLY.includes(op)) return [op, ["float32"]];
-      if (NUMERIC.includes(op)) return [op, ["float32", "int32"]];
-      return [op, op === "equal" ? ["float32", "int32", "bool"] : ["float32", "int32", "bool"]];
-    }),
-  ),
 };
 
 const physical = (d: DType): "float32" | "int32" | "bool" => (d === "int32" ? "int32" : d === "bool" ? "bool" : "float32");

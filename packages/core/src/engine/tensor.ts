@@ -212,9 +212,8 @@ export class Tensor {
   relu(): Tensor {
     // One maximum forward; the gradient passes where the output is > 0 (zero at 0, as torch.relu).
     // Masking on the output leaves the pre-activation with one consumer, so graph engines can fuse it.
-    const x = this;
-    const out = new Tensor(new LazyNode("maximum", [x.node, scalarLike(0, x).node], {}, x.shape, x.dtype));
-    return withGrad(out, [x], (g, y) => [where(rawBinary("less", scalarLike(0, y), y.detach()), g, 0)]);
+    const zero = scalarLike(0, this);
+    return prim("maximum", [this, zero], {}, this.shape, this.dtype, (g, y) => [where(rawBinary("less", zero, y.detach()), g, 0), null]);
   }
   sigmoid(): Tensor {
     return rawBinary("div", scalarLike(1, this), rawBinary("add", scalarLike(1, this), rawUnary("exp", this.neg())));
@@ -440,7 +439,7 @@ export function rawTranspose(x: Tensor, perm: readonly number[]): Tensor {
     const composed = perm.map((p) => innerPerm[p]!);
     const source = inner.src[0]!;
     const node = composed.every((p, i) => p === i) ? source : new LazyNode("transpose", [source], { perm: composed }, shape, x.dtype);
-    return withGrad(new Tensor(node), [x], (g) => backward(g));
+    return withGrad(new Tensor(node), [x], backward);
   }
   return prim("transpose", [x], { perm: [...perm] }, shape, x.dtype, backward);
 }

@@ -100,19 +100,14 @@ export abstract class PrecisionPlugin {
     this.backward(loss);
     if (options.clipValue !== undefined) this.clipGradients(optimizer, options.clipValue, options.clipAlgorithm);
     const applied = this.gradientsFinite(optimizer);
-    const flag = applied ? [applied] : [];
-    let skipped: boolean;
-    if (optimizer.updatesOnHost) {
-      const grads = optimizer.params.flatMap((p) => (p.grad ? [p.grad] : []));
-      await realize([lossValue, ...flag, ...grads, ...(options.extra ?? [])]);
-      skipped = applied ? (await applied.item()) === 0 : false;
-      if (!skipped) await optimizer.hostStep();
-    } else {
-      optimizer.step(applied ? { applyIf: applied } : {});
-      await realize([lossValue, ...flag, ...optimizer.tensors(), ...(options.extra ?? [])]);
-      skipped = applied ? (await applied.item()) === 0 : false;
-      optimizer.commit(!skipped);
-    }
+    const onHost = optimizer.updatesOnHost;
+    if (!onHost) optimizer.step(applied ? { applyIf: applied } : {});
+    // A lazy update is computed with the step; a host update needs the gradients first.
+    const pending = onHost ? optimizer.params.flatMap((p) => (p.grad ? [p.grad] : [])) : optimizer.tensors();
+    await realize([lossValue, ...(applied ? [applied] : []), ...pending, ...(options.extra ?? [])]);
+    const skipped = applied ? (await applied.item()) === 0 : false;
+    if (!onHost) optimizer.commit(!skipped);
+    else if (!skipped) await optimizer.hostStep();
     this.afterStep(skipped);
     optimizer.zeroGrad();
     return { loss: await lossValue.item(), skipped };
