@@ -1,4 +1,4 @@
-import { manualSeed, Trainer, type Accelerator, type Precision } from "@nbit/core";
+import { Trainer, type Accelerator, type Precision } from "@nbit/core";
 import { mnistLoaders } from "./mnist.js";
 import { MnistClassifier } from "./models.js";
 
@@ -30,7 +30,6 @@ export interface RunResult {
 
 /** Trains the MNIST classifier once and evaluates it on the held-out digits. */
 export async function trainMnist(options: RunOptions): Promise<RunResult> {
-  manualSeed(options.seed);
   const trainer = new Trainer({
     ...(options.accelerator !== undefined ? { accelerator: options.accelerator } : {}),
     ...(options.precision !== undefined ? { precision: options.precision } : {}),

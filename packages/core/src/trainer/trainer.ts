@@ -38,6 +38,7 @@ export interface TrainerOptions {
   readonly enableProgressBar?: boolean;
   /** Add a ModelCheckpoint saving the latest epoch when no callback is one (default true, as Lightning). */
   readonly enableCheckpointing?: boolean;
+  /** Seeds the default generator once, when the Trainer is built (before the model, as seed_everything). */
   readonly seed?: number;
   /** Accepted for Lightning parity: nbit's backends are deterministic for a fixed thread count. */
   readonly deterministic?: boolean;
@@ -131,6 +132,8 @@ export class Trainer {
     this.precision = resolvePrecision(this.accelerator, plugin?.precision ?? options.precision ?? "32-true", emit).precision;
     this.precisionPlugin = plugin ?? precisionPluginFor(this.precision);
     this.runtime = new Runtime(this.accelerator.createBackend());
+    // Seeded once, here, as seed_everything before building the model: later fit/test calls do not rewind it.
+    if (options.seed !== undefined) manualSeed(options.seed);
     this.maxEpochs = options.maxEpochs ?? (options.maxSteps !== undefined && options.maxSteps >= 0 ? Infinity : 1000);
     this.maxSteps = options.maxSteps ?? -1;
     const logger = options.logger ?? true;
@@ -159,7 +162,6 @@ export class Trainer {
   }
 
   private prepare(module: LightningModule): void {
-    if (this.options.seed !== undefined) manualSeed(this.options.seed);
     setDefaultRuntime(this.runtime);
     module.trainer = this;
     this.module = module;
