@@ -96,6 +96,22 @@ describe("lowering", () => {
     expect(ops).toEqual(["cast:float32", "cast:float32", "add:float32", "cast:bfloat16"]);
   });
 
+  it("rounds a 16-bit linear's weight gradient in the weight's layout, with no transposed copy", async () => {
+    const model = mlp();
+    const plugin = precisionPluginFor("bf16-mixed");
+    const x = tensor(Array.from({ length: 24 }, (_, i) => Math.sin(i)), [4, 6]);
+    await plugin.optimizerStep(new SGD(model.parameters(), { lr: 0.1 }), plugin.forwardContext(() => crossEntropy(model.forward(x), tensor([0, 1, 2, 1], [4], "int32"))));
+    const program = backend.compiled.at(-1)!;
+    const producer = (v: number) => program.instructions[v - program.inputs.length];
+    // A transpose may feed a matmul (the backend folds it in), but never copies a rounded value.
+    const transposed = program.instructions.filter((ins) => ins.op === "transpose").map((ins) => producer(ins.inputs[0]!));
+    expect(transposed.length).toBeGreaterThan(0);
+    for (const source of transposed) expect(source?.op === "cast" && source.dtype === "bfloat16").toBe(false);
+    const roundedMatmuls = program.instructions.filter((ins) => ins.op === "cast" && ins.dtype === "bfloat16" && producer(ins.inputs[0]!)?.op === "matmul");
+    const shapes = roundedMatmuls.map((ins) => ins.shape.join("x"));
+    expect(shapes).toEqual(expect.arrayContaining(["8x6", "3x8"]));
+  });
+
   it("refuses ops a backend lacks with the backend, op and dtype named", async () => {
     const partial: Backend = Object.assign(new ReferenceBackend(), {
       name: "partial",

@@ -41,7 +41,9 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   if (b && isHalfDType(dtype) && b.dtype === dtype) {
     // addmm semantics, as PyTorch's 16-bit linear: x W^T + b accumulates in float32 and rounds once.
     const wide = (t: Tensor) => rawCast(t, "float32");
-    y = rawCast(rawBinary("add", rawMatmul(wide(flat), wide(rawTranspose(w, [1, 0]))), wide(b)), dtype);
+    // Widening before transposing lets matmul's backward see the transpose, so the weight gradient
+    // is rounded in the weight's own layout and no transposed copy of it is made.
+    y = rawCast(rawBinary("add", rawMatmul(wide(flat), rawTranspose(wide(w), [1, 0])), wide(b)), dtype);
   } else {
     y = rawMatmul(flat, rawTranspose(w, [1, 0]));
     if (b) y = y.add(b);
