@@ -1,7 +1,7 @@
 // CPU backend benchmark: the standard MLP (256-512-512-10, ReLU, cross-entropy, SGD lr 0.05,
-// batch 128, synthetic data) on onnxruntime-node with 2 intra-op threads. Prints steps/s per
-// precision, the same step as hand-built ONNX graphs (32-true and bf16-mixed), and
-// parameter/optimizer bytes.
+// batch 128, synthetic data) on onnxruntime-node with 2 intra-op threads (BENCH_THREADS changes
+// it). Prints steps/s per precision, the same step as hand-built ONNX graphs (32-true and
+// bf16-mixed), and parameter/optimizer bytes.
 import {
   Adam,
   crossEntropy,
@@ -99,7 +99,6 @@ async function handBuilt(bf16: boolean) {
   n("ReduceSum", ["nllN"], "loss", [{ name: "keepdims", int: 0 }]);
   // Backward: dz = (softmax - onehot) / N, then through the layers.
   let dz = round(n("Mul", [n("Sub", [n("Exp", [lsm], "sm"), onehot], "diff"), "invN"], "dz2"));
-  const outputs = ["loss"];
   for (let k = 2; k >= 0; k--) {
     const dW = round(n("MatMul", [n("Transpose", [dz], `dzt${k}`, [{ name: "perm", ints: [1, 0] }]), acts[k]!], `dW${k}`));
     const db = round(n("ReduceSum", [dz, "ax0"], `db${k}`, [{ name: "keepdims", int: 0 }]));
@@ -109,7 +108,6 @@ async function handBuilt(bf16: boolean) {
     }
     n("Sub", [`W${k}`, n("Mul", [dW, "lr"], `sW${k}`)], `newW${k}`);
     n("Sub", [`b${k}`, n("Mul", [db, "lr"], `sb${k}`)], `newb${k}`);
-    outputs.push(`newW${k}`, `newb${k}`);
   }
   const value = (name: string, d: number[], type: (typeof OnnxType)[keyof typeof OnnxType] = OnnxType.FLOAT) => ({ name, type, dims: d });
   const params = [0, 1, 2].flatMap((k) => [value(`W${k}`, [dims[k + 1]!, dims[k]!]), value(`b${k}`, [dims[k + 1]!])]);
