@@ -4,14 +4,13 @@
 import {
   accelerators,
   broadcastStrides,
-  float32ArrayToBfloat16,
-  float32ArrayToFloat16,
+  FLOAT_FORMATS,
   hostToFloat32,
   isHalfDType,
+  KernelRegistry,
   numbersToHost,
-  PRIMITIVE_OPS,
-  roundFloat32ArrayToBfloat16,
-  roundFloat32ArrayToFloat16,
+  OPS,
+  ROUNDED_FLOAT_DTYPES,
   sizeOf,
   type Accelerator,
   type Backend,
@@ -19,6 +18,8 @@ import {
   type DType,
   type HostArray,
   type Instruction,
+  type KernelSpec,
+  type PrimitiveOp,
   type Shape,
   type ValueInfo,
 } from "@nbit/core";
@@ -28,18 +29,11 @@ interface Buffer {
   readonly data: Float32Array;
 }
 
-const STORED: DType[] = ["float32", "int32", "bool"];
-
-// 1. Capabilities are data: what the backend holds and which dtypes each primitive runs in.
-export const NAIVE_CAPABILITIES: BackendCapabilities = {
-  execution: "eager",
-  storage: { float32: "native", int32: "native", bool: "native", float16: "float32", bfloat16: "float32" },
-  ops: Object.fromEntries(PRIMITIVE_OPS.map((op) => [op, op === "matmul" || op === "div" || op === "exp" || op === "log" || op === "sqrt" || op === "tanh" || op === "neg" ? ["float32"] : STORED])),
-};
+/** A kernel: the instruction, its input arrays and their infos, to a new output array. */
+type Kernel = (ins: Instruction, args: readonly Float32Array[], infos: readonly ValueInfo[]) => Float32Array;
 
 /** Index into a source of `shape` for each element of `out`, following NumPy broadcasting. */
-function sourceIndex(shape: Shape, out: Shape): Int32Array {
-  const strides = broadcastStrides(shape, out);
+function sourceIndex(shape: Shape, out: Shape, strides = broadcastStrides(shape, out)): Int32Array {
   const index = new Int32Array(sizeOf(out));
   for (let i = 0; i < index.length; i++) {
     let rest = i;
@@ -53,16 +47,18 @@ function sourceIndex(shape: Shape, out: Shape): Int32Array {
   return index;
 }
 
-const UNARY: Record<string, (x: number) => number> = { neg: (x) => -x, exp: Math.exp, log: Math.log, sqrt: Math.sqrt, tanh: Math.tanh };
-const BINARY: Record<string, (x: number, y: number) => number> = {
-  add: (x, y) => x + y,
-  sub: (x, y) => x - y,
-  mul: (x, y) => x * y,
-  div: (x, y) => x / y,
-  maximum: (x, y) => (x !== x || x > y ? x : y),
-  less: (x, y) => (x < y ? 1 : 0),
-  equal: (x, y) => (x === y ? 1 : 0),
-};
+/** Row-major strides of `shape`. */
+const stridesOf = (shape: Shape): number[] => shape.map((_, i) => sizeOf(shape.slice(i + 1)));
+/** Reads `x` (of `shape`) at `map`ped positions. */
+const take = (x: Float32Array, map: Int32Array): Float32Array => Float32Array.from(map, (i) => x[i]!);
+
+const unary = (f: (x: number) => number): Kernel => (_ins, [x]) => x!.map(f);
+const binary =
+  (f: (x: number, y: number) => number): Kernel =>
+  (ins, [a, b], [ia, ib]) => {
+    const [sa, sb] = [sourceIndex(ia!.shape, ins.shape), sourceIndex(ib!.shape, ins.shape)];
+    return Float32Array.from({ length: sizeOf(ins.shape) }, (_, i) => f(a![sa[i]!]!, b![sb[i]!]!));
+  };
 
 function reduce(x: Float32Array, shape: Shape, axes: readonly number[], sum: boolean): Float32Array {
   const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
@@ -75,26 +71,110 @@ function reduce(x: Float32Array, shape: Shape, axes: readonly number[], sum: boo
   return Float32Array.from(acc);
 }
 
-function matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float32Array {
-  const out = new Float32Array(m * n);
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s += a[i * k + p]! * b[p * n + j]!;
-      out[i * n + j] = s;
-    }
+/** Batched matmul: each batch of the output reads its (broadcast) batches of a and b. */
+const matmul: Kernel = (ins, [a, b], [ia, ib]) => {
+  const [m, k] = ia!.shape.slice(-2) as [number, number];
+  const n = ib!.shape.at(-1)!;
+  const batch = ins.shape.slice(0, -2);
+  const [ba, bb] = [sourceIndex(ia!.shape.slice(0, -2), batch), sourceIndex(ib!.shape.slice(0, -2), batch)];
+  const out = new Float32Array(sizeOf(ins.shape));
+  for (let t = 0; t < sizeOf(batch); t++)
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) s += a![ba[t]! * m * k + i * k + p]! * b![bb[t]! * k * n + p * n + j]!;
+        out[(t * m + i) * n + j] = s;
+      }
   return out;
-}
+};
 
 function cast(x: Float32Array, to: DType): Float32Array {
-  if (to === "bfloat16") return roundFloat32ArrayToBfloat16(Float32Array.from(x));
-  if (to === "float16") return roundFloat32ArrayToFloat16(Float32Array.from(x));
+  if (isHalfDType(to)) return FLOAT_FORMATS[to].roundInPlace(Float32Array.from(x));
   if (to === "int32") return x.map(Math.trunc);
   if (to === "bool") return x.map((v) => (v !== 0 ? 1 : 0));
   return Float32Array.from(x);
 }
 
-// 2. The backend: upload/download in core's host layout, and one kernel per primitive.
+/** The box of `x` that starts at `starts` and has the output's shape. */
+const slice: Kernel = (ins, [x], [info]) => {
+  const strides = stridesOf(info!.shape);
+  const offset = ins.attrs.starts!.reduce((o, s, d) => o + s * strides[d]!, 0);
+  return take(x!, sourceIndex(ins.shape, ins.shape, strides).map((i) => i + offset));
+};
+
+/** `x` written into a box of the output (pad, and each part of concat), the rest left as it is. */
+function place(out: Float32Array, outShape: Shape, x: Float32Array, shape: Shape, at: readonly number[]): Float32Array {
+  const offset = at.reduce((o, a, d) => o + a * stridesOf(outShape)[d]!, 0);
+  sourceIndex(shape, shape, stridesOf(outShape)).forEach((o, i) => (out[offset + o] = x[i]!));
+  return out;
+}
+
+/** [pre, size, post] around `axis`, for gather and indexAdd. */
+const around = (shape: Shape, axis: number) => [sizeOf(shape.slice(0, axis)), shape[axis]!, sizeOf(shape.slice(axis + 1))] as const;
+
+const STORED: DType[] = ["float32", "int32", "bool"];
+const NUMERIC: DType[] = ["float32", "int32"];
+const F32: DType[] = ["float32"];
+const k = (op: PrimitiveOp, dtypes: readonly DType[], kernel: Kernel): KernelSpec<Kernel> => ({ op, dtypes, kernel });
+
+// 1. Kernels, registered per op and dtype. Capabilities are derived from them, so an op left out
+// (here the convolutions and pooling) is declared unsupported by not being registered.
+export const NAIVE_KERNELS = new KernelRegistry<Kernel>("naive", [
+  k("neg", F32, unary((x) => -x)),
+  k("exp", F32, unary(Math.exp)),
+  k("log", F32, unary(Math.log)),
+  k("sqrt", F32, unary(Math.sqrt)),
+  k("tanh", F32, unary(Math.tanh)),
+  k("add", NUMERIC, binary((x, y) => x + y)),
+  k("sub", NUMERIC, binary((x, y) => x - y)),
+  k("mul", NUMERIC, binary((x, y) => x * y)),
+  k("div", F32, binary((x, y) => x / y)),
+  k("maximum", NUMERIC, binary((x, y) => (x !== x || x > y ? x : y))),
+  k("less", NUMERIC, binary((x, y) => (x < y ? 1 : 0))),
+  k("equal", STORED, binary((x, y) => (x === y ? 1 : 0))),
+  k("where", STORED, (ins, [c, a, b], infos) => {
+    const [ic, ia, ib] = infos.map((info) => sourceIndex(info.shape, ins.shape));
+    return Float32Array.from({ length: sizeOf(ins.shape) }, (_, i) => (c![ic![i]!] ? a![ia![i]!]! : b![ib![i]!]!));
+  }),
+  k("sum", NUMERIC, (ins, [x], [info]) => reduce(x!, info!.shape, ins.attrs.axes!, true)),
+  k("max", NUMERIC, (ins, [x], [info]) => reduce(x!, info!.shape, ins.attrs.axes!, false)),
+  k("reshape", STORED, (_ins, [x]) => x!),
+  k("expand", STORED, (ins, [x], [info]) => take(x!, sourceIndex(info!.shape, ins.shape))),
+  k("transpose", STORED, (ins, [x], [info]) => take(x!, sourceIndex(ins.shape, ins.shape, ins.attrs.perm!.map((p) => stridesOf(info!.shape)[p]!)))),
+  k("matmul", F32, matmul),
+  k("cast", STORED, (ins, [x]) => cast(x!, ins.dtype)),
+  k("gather", STORED, (ins, [x, index], [info]) => {
+    const [pre, size, post] = around(info!.shape, ins.attrs.axis!);
+    const out = new Float32Array(sizeOf(ins.shape));
+    for (let p = 0; p < pre; p++) index!.forEach((j, i) => out.set(x!.subarray((p * size + j) * post, (p * size + j + 1) * post), (p * index!.length + i) * post));
+    return out;
+  }),
+  k("indexAdd", NUMERIC, (ins, [base, index, updates], [info]) => {
+    const [pre, size, post] = around(info!.shape, ins.attrs.axis!);
+    const out = Float32Array.from(base!);
+    for (let p = 0; p < pre; p++) index!.forEach((j, i) => updates!.subarray((p * index!.length + i) * post, (p * index!.length + i + 1) * post).forEach((u, q) => (out[(p * size + j) * post + q]! += u)));
+    return out;
+  }),
+  k("slice", STORED, slice),
+  k("pad", STORED, (ins, [x], [info]) => place(new Float32Array(sizeOf(ins.shape)).fill(ins.attrs.fill!), ins.shape, x!, info!.shape, ins.attrs.before!)),
+  k("concat", STORED, (ins, args, infos) => {
+    let offset = 0;
+    return args.reduce((out, x, i) => {
+      const at = ins.shape.map((_, d) => (d === ins.attrs.axis ? offset : 0));
+      offset += infos[i]!.shape[ins.attrs.axis!]!;
+      return place(out, ins.shape, x, infos[i]!.shape, at);
+    }, new Float32Array(sizeOf(ins.shape)));
+  }),
+]);
+
+export const NAIVE_CAPABILITIES: BackendCapabilities = NAIVE_KERNELS.capabilities("eager", {
+  float32: "native",
+  int32: "native",
+  bool: "native",
+  ...Object.fromEntries(ROUNDED_FLOAT_DTYPES.map((d) => [d, "float32"])),
+});
+
+// 2. The backend: upload/download in core's host layout, and dispatch to the registered kernel.
 export class NaiveBackend implements Backend {
   readonly name = "naive";
   readonly capabilities = NAIVE_CAPABILITIES;
@@ -104,59 +184,15 @@ export class NaiveBackend implements Backend {
   }
 
   download(buffer: object, dtype: DType): HostArray {
-    const { data } = buffer as Buffer;
-    if (dtype === "float16") return float32ArrayToFloat16(data);
-    if (dtype === "bfloat16") return float32ArrayToBfloat16(data);
-    return numbersToHost(data, dtype);
+    return numbersToHost((buffer as Buffer).data, dtype);
   }
 
   execute(ins: Instruction, inputs: readonly object[], infos: readonly ValueInfo[]): Buffer {
-    const args = (inputs as Buffer[]).map((b) => b.data);
-    const size = sizeOf(ins.shape);
-    const at = (k: number) => sourceIndex(infos[k]!.shape, ins.shape);
-    switch (ins.op) {
-      case "const":
-        return { data: new Float32Array(size).fill(ins.value!) };
-      case "matmul":
-        return { data: matmul(args[0]!, args[1]!, infos[0]!.shape[0]!, infos[0]!.shape[1]!, infos[1]!.shape[1]!) };
-      case "sum":
-      case "max":
-        return { data: reduce(args[0]!, infos[0]!.shape, ins.attrs.axes!, ins.op === "sum") };
-      case "reshape":
-        return { data: args[0]! };
-      case "expand": {
-        const index = at(0);
-        return { data: Float32Array.from(index, (i) => args[0]![i]!) };
-      }
-      case "transpose": {
-        const src = infos[0]!.shape;
-        const strides = ins.attrs.perm!.map((p) => sizeOf(src.slice(p + 1)));
-        const out = new Float32Array(size);
-        for (let i = 0; i < size; i++) {
-          let rest = i;
-          let from = 0;
-          for (let d = ins.shape.length - 1; d >= 0; d--) {
-            from += (rest % ins.shape[d]!) * strides[d]!;
-            rest = Math.floor(rest / ins.shape[d]!);
-          }
-          out[i] = args[0]![from]!;
-        }
-        return { data: out };
-      }
-      case "where": {
-        const [c, a, b] = [at(0), at(1), at(2)];
-        return { data: Float32Array.from({ length: size }, (_, i) => (args[0]![c[i]!] ? args[1]![a[i]!]! : args[2]![b[i]!]!)) };
-      }
-      case "cast":
-        return { data: cast(args[0]!, ins.dtype) };
-      default: {
-        const unary = UNARY[ins.op];
-        if (unary) return { data: args[0]!.map(unary) };
-        const [a, b] = [at(0), at(1)];
-        const f = BINARY[ins.op]!;
-        return { data: Float32Array.from({ length: size }, (_, i) => f(args[0]![a[i]!]!, args[1]![b[i]!]!)) };
-      }
-    }
+    if (ins.op === "const") return { data: new Float32Array(sizeOf(ins.shape)).fill(ins.value!) };
+    // Narrow floats are float32 numbers here, so they run float32 kernels.
+    const operand = infos[OPS[ins.op].operand]!.dtype;
+    const kernel = NAIVE_KERNELS.get(ins.op, isHalfDType(operand) ? "float32" : operand);
+    return { data: kernel(ins, (inputs as Buffer[]).map((b) => b.data), infos) };
   }
 }
 
@@ -178,7 +214,7 @@ export class NaiveAccelerator implements Accelerator {
   }
 }
 
-// 4. Registration under its own name; priority 0 keeps "auto" on the real backends.
+// 4. Registration under its own name; priority -10 keeps "auto" on the real backends.
 export function registerNaive(priority = -10): void {
   accelerators.register("naive", () => new NaiveAccelerator(), { priority, override: true });
 }

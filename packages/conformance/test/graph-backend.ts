@@ -1,23 +1,26 @@
 import {
   castHost,
-  executeInstruction,
+  executeHost,
+  FLOAT_FORMATS,
   hostToFloat32,
   isHalfDType,
+  KernelRegistry,
   numbersToHost,
   referenceAccelerator,
-  referenceCapabilities,
-  roundFloat32ArrayToBfloat16,
-  roundFloat32ArrayToFloat16,
+  referenceKernels,
+  ROUNDED_FLOAT_DTYPES,
   type Accelerator,
   type Backend,
   type BackendCapabilities,
   type DType,
   type HostArray,
+  type HostKernel,
   type Program,
   type TypedBuffer,
 } from "@nbit/core";
 
 const physical = (d: DType): DType => (isHalfDType(d) ? "float32" : d);
+const KERNELS = new KernelRegistry<HostKernel>("graph-reference", referenceKernels());
 
 /**
  * A graph-executing backend that stores float16/bfloat16 as float32 (as the ONNX Runtime CPU
@@ -25,11 +28,15 @@ const physical = (d: DType): DType => (isHalfDType(d) ? "float32" : d);
  */
 export class GraphReferenceBackend implements Backend {
   readonly name = "graph-reference";
-  readonly capabilities: BackendCapabilities = {
-    ...referenceCapabilities(["float64", "float32", "int32", "bool", "uint8", "int8"], ["float64", "float32"]),
-    execution: "graph",
-    storage: { float64: "native", float32: "native", float16: "float32", bfloat16: "float32", int32: "native", bool: "native", uint8: "native", int8: "native" },
-  };
+  readonly capabilities: BackendCapabilities = KERNELS.capabilities("graph", {
+    float64: "native",
+    float32: "native",
+    ...Object.fromEntries(ROUNDED_FLOAT_DTYPES.map((d) => [d, "float32"])),
+    int32: "native",
+    bool: "native",
+    uint8: "native",
+    int8: "native",
+  });
   compiled = 0;
 
   upload(data: HostArray, dtype: DType): TypedBuffer {
@@ -52,8 +59,8 @@ export class GraphReferenceBackend implements Backend {
           const argInfos = ins.inputs.map((i) => infos[i]!);
           if (ins.op === "cast" && isHalfDType(ins.dtype)) {
             const wide = castHost(args[0]!.data, argInfos[0]!.dtype, "float32") as Float32Array;
-            values.push({ data: ins.dtype === "float16" ? roundFloat32ArrayToFloat16(wide) : roundFloat32ArrayToBfloat16(wide) });
-          } else values.push(executeInstruction({ ...ins, dtype: physical(ins.dtype) }, args, argInfos, {}));
+            values.push({ data: FLOAT_FORMATS[ins.dtype].roundInPlace(wide) });
+          } else values.push(executeHost(KERNELS, { ...ins, dtype: physical(ins.dtype) }, args, argInfos));
         }
         return program.outputs.map((o) => values[o]!);
       },

@@ -1,7 +1,10 @@
-export const DTYPES = ["float64", "float32", "float16", "bfloat16", "int32", "int8", "uint8", "bool"] as const;
-export type DType = (typeof DTYPES)[number];
-export type FloatDType = "float64" | "float32" | "float16" | "bfloat16";
-export type HalfDType = "float16" | "bfloat16";
+import { FLOAT_FORMATS, ROUNDED_FLOAT_DTYPES, type RoundedFloatDType } from "./numerics/formats.js";
+
+/** A float format narrower than float32, held as exactly-rounded values (one row of FLOAT_FORMATS each). */
+export type HalfDType = RoundedFloatDType;
+export type FloatDType = "float64" | "float32" | HalfDType;
+export type DType = FloatDType | "int32" | "int8" | "uint8" | "bool";
+export const DTYPES: readonly DType[] = ["float64", "float32", ...ROUNDED_FLOAT_DTYPES, "int32", "int8", "uint8", "bool"];
 
 export interface DTypeInfo {
   readonly itemSize: number;
@@ -13,8 +16,7 @@ export interface DTypeInfo {
 export const DTYPE_INFO: Readonly<Record<DType, DTypeInfo>> = {
   float64: { itemSize: 8, isFloat: true, epsilon: 2 ** -53 },
   float32: { itemSize: 4, isFloat: true, epsilon: 2 ** -24 },
-  float16: { itemSize: 2, isFloat: true, epsilon: 2 ** -11 },
-  bfloat16: { itemSize: 2, isFloat: true, epsilon: 2 ** -8 },
+  ...(Object.fromEntries(ROUNDED_FLOAT_DTYPES.map((d) => [d, { itemSize: 2, isFloat: true, epsilon: FLOAT_FORMATS[d].epsilon }])) as Record<HalfDType, DTypeInfo>),
   int32: { itemSize: 4, isFloat: false, epsilon: 0 },
   int8: { itemSize: 1, isFloat: false, epsilon: 0 },
   uint8: { itemSize: 1, isFloat: false, epsilon: 0 },
@@ -22,7 +24,8 @@ export const DTYPE_INFO: Readonly<Record<DType, DTypeInfo>> = {
 };
 
 export const isFloatDType = (d: DType): d is FloatDType => DTYPE_INFO[d].isFloat;
-export const isHalfDType = (d: DType): d is HalfDType => d === "float16" || d === "bfloat16";
+const HALF = new Set<string>(ROUNDED_FLOAT_DTYPES);
+export const isHalfDType = (d: DType): d is HalfDType => HALF.has(d);
 export const itemSize = (d: DType): number => DTYPE_INFO[d].itemSize;
 
 /** Host storage used for each dtype; 16-bit floats hold their raw bit patterns. */
@@ -45,9 +48,6 @@ export function allocHost(dtype: DType, size: number): HostArray {
       return new Float64Array(size);
     case "float32":
       return new Float32Array(size);
-    case "float16":
-    case "bfloat16":
-      return new Uint16Array(size);
     case "int32":
       return new Int32Array(size);
     case "int8":
@@ -55,10 +55,12 @@ export function allocHost(dtype: DType, size: number): HostArray {
     case "uint8":
     case "bool":
       return new Uint8Array(size);
+    default:
+      return new Uint16Array(size);
   }
 }
 
-const FLOAT_RANK: Partial<Record<DType, number>> = { float16: 1, bfloat16: 1, float32: 2, float64: 3 };
+const FLOAT_RANK: Partial<Record<DType, number>> = { ...Object.fromEntries(ROUNDED_FLOAT_DTYPES.map((d) => [d, 1])), float32: 2, float64: 3 };
 
 /**
  * Type promotion for binary ops, as in PyTorch: the wider float wins, float16 with
@@ -69,7 +71,7 @@ export function promoteTypes(a: DType, b: DType): DType {
   const ra = FLOAT_RANK[a];
   const rb = FLOAT_RANK[b];
   if (ra !== undefined && rb !== undefined) {
-    if (ra === rb) return "float32"; // float16 with bfloat16
+    if (ra === rb) return "float32"; // two different narrow formats (float16 with bfloat16)
     return ra > rb ? a : b;
   }
   if (ra !== undefined) return a;

@@ -7,6 +7,8 @@ export * from "./precision/apex.js";
 export * from "./accelerator.js";
 export type * from "./engine/backend.js";
 export * from "./engine/primitives.js";
+export * from "./engine/ops.js";
+export * from "./engine/kernels.js";
 export { LazyNode } from "./engine/node.js";
 export { Runtime, type RuntimeStats } from "./engine/runtime.js";
 export * from "./engine/context.js";
@@ -22,6 +24,10 @@ export {
   zerosLike,
   arange,
   where,
+  cat,
+  stack,
+  pad,
+  apply,
   realize,
   customGradient,
   roundScalar,

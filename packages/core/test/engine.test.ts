@@ -16,7 +16,8 @@ import {
   executeInstruction,
   manualSeed,
   precisionPluginFor,
-  referenceCapabilities,
+  KernelRegistry,
+  referenceKernels,
   setDefaultRuntime,
   tensor,
   type Backend,
@@ -37,7 +38,7 @@ class CountingGraphBackend extends ReferenceBackend {
         const values = [...(inputs as TypedBuffer[])];
         const infos = [...program.inputs, ...program.instructions];
         for (const ins of program.instructions)
-          values.push(executeInstruction(ins, ins.inputs.map((i) => values[i]!), ins.inputs.map((i) => infos[i]!), {}));
+          values.push(executeInstruction(ins, ins.inputs.map((i) => values[i]!), ins.inputs.map((i) => infos[i]!)));
         return program.outputs.map((o) => values[o]!);
       },
     };
@@ -115,7 +116,7 @@ describe("lowering", () => {
   it("refuses ops a backend lacks with the backend, op and dtype named", async () => {
     const partial: Backend = Object.assign(new ReferenceBackend(), {
       name: "partial",
-      capabilities: referenceCapabilities(["float32", "int32", "bool"], ["float32"]),
+      capabilities: new KernelRegistry("partial", referenceKernels(["float32"], ["float32", "int32", "bool"])).capabilities("eager", { float32: "native", int32: "native", bool: "native" }),
     });
     setDefaultRuntime(new Runtime(partial));
     await expect(tensor([1], [1], "float64").exp().data()).rejects.toThrow(UnsupportedOpError);

@@ -4,6 +4,7 @@
 // bf16-mixed), and parameter/optimizer bytes.
 import {
   Adam,
+  FLOAT_FORMATS,
   crossEntropy,
   Generator,
   Linear,
@@ -69,7 +70,7 @@ async function handBuilt(bf16: boolean) {
     return output;
   };
   const round = (v: string) =>
-    bf16 ? n("Cast", [n("Cast", [v], `${v}_bf16`, [{ name: "to", int: OnnxType.BFLOAT16 }])], `${v}_r`, [{ name: "to", int: OnnxType.FLOAT }]) : v;
+    bf16 ? n("Cast", [n("Cast", [v], `${v}_bf16`, [{ name: "to", int: FLOAT_FORMATS.bfloat16.onnxType }])], `${v}_r`, [{ name: "to", int: OnnxType.FLOAT }]) : v;
   const dims = [IN, H, H, OUT];
   const f32 = (v: number) => new Uint8Array(Float32Array.of(v).buffer);
   const i64 = (v: number[]) => new Uint8Array(BigInt64Array.from(v.map(BigInt)).buffer);

@@ -2,7 +2,7 @@ import {
   hostToFloat32,
   isHalfDType,
   numbersToHost,
-  referenceCapabilities,
+  ROUNDED_FLOAT_DTYPES,
   type Backend,
   type BackendCapabilities,
   type CompiledProgram,
@@ -12,11 +12,12 @@ import {
   type Shape,
 } from "@nbit/core";
 import type * as ort from "onnxruntime-node";
+import { CPU_KERNELS } from "./kernels.js";
 import { programToOnnx } from "./lower.js";
 
 type Ort = typeof ort;
 
-const ORT_TYPE: Record<Exclude<DType, "float16" | "bfloat16">, ort.Tensor.Type> = {
+const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = {
   float64: "float64",
   float32: "float32",
   int32: "int32",
@@ -30,11 +31,15 @@ const ORT_TYPE: Record<Exclude<DType, "float16" | "bfloat16">, ort.Tensor.Type> 
  * execution, and float16/bfloat16 held as float32 values that are always exactly representable
  * (its CPU EP has no bfloat16 arithmetic and its JS API has no bfloat16 tensor).
  */
-export const CPU_CAPABILITIES: BackendCapabilities = {
-  ...referenceCapabilities(["float64", "float32", "int32", "bool", "uint8", "int8"], ["float64", "float32"]),
-  execution: "graph",
-  storage: { float64: "native", float32: "native", float16: "float32", bfloat16: "float32", int32: "native", bool: "native", uint8: "native", int8: "native" },
-};
+export const CPU_CAPABILITIES: BackendCapabilities = CPU_KERNELS.capabilities("graph", {
+  float64: "native",
+  float32: "native",
+  ...Object.fromEntries(ROUNDED_FLOAT_DTYPES.map((d) => [d, "float32"])),
+  int32: "native",
+  bool: "native",
+  uint8: "native",
+  int8: "native",
+});
 
 export interface CpuBackendOptions {
   /** Intra-op threads per session (default: every core). */
@@ -59,7 +64,7 @@ export class CpuBackend implements Backend {
 
   upload(data: HostArray, dtype: DType, shape: Shape): ort.Tensor {
     if (isHalfDType(dtype)) return new this.ort.Tensor("float32", hostToFloat32(data, dtype), [...shape]);
-    return new this.ort.Tensor(ORT_TYPE[dtype], data as never, [...shape]);
+    return new this.ort.Tensor(ORT_TYPE[dtype]!, data as never, [...shape]);
   }
 
   download(buffer: object, dtype: DType): HostArray {
@@ -69,7 +74,7 @@ export class CpuBackend implements Backend {
   }
 
   async compile(program: Program): Promise<CompiledProgram> {
-    const model = programToOnnx(program);
+    const model = programToOnnx(program, CPU_KERNELS);
     const session = await this.ort.InferenceSession.create(model, {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",

@@ -67,13 +67,15 @@ class Writer {
 }
 
 /** ONNX TensorProto.DataType codes. */
-export const OnnxType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11, BFLOAT16: 16 } as const;
-export type OnnxTypeCode = (typeof OnnxType)[keyof typeof OnnxType];
+export const OnnxType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+/** A TensorProto.DataType code: one of OnnxType, or a narrow float's code from core's FLOAT_FORMATS. */
+export type OnnxTypeCode = number;
 
 export type Attribute =
   | { name: string; int: number }
   | { name: string; float: number }
-  | { name: string; ints: readonly number[] };
+  | { name: string; ints: readonly number[] }
+  | { name: string; string: string };
 
 export interface OnnxNode {
   readonly op: string;
@@ -104,6 +106,7 @@ export interface OnnxGraph {
 
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
+const ATTR_STRING = 3;
 const ATTR_INTS = 7;
 
 function valueInfo(w: Writer, v: OnnxValue): void {
@@ -128,6 +131,7 @@ export function encodeModel(graph: OnnxGraph, opset = 18): Uint8Array {
               attr.string(1, a.name);
               if ("int" in a) attr.int(3, a.int).int(20, ATTR_INT);
               else if ("float" in a) attr.float(2, a.float).int(20, ATTR_FLOAT);
+              else if ("string" in a) attr.string(4, a.string).int(20, ATTR_STRING);
               else {
                 a.ints.forEach((v) => attr.int(8, v));
                 attr.int(20, ATTR_INTS);

@@ -1,5 +1,6 @@
 import type { DType, HalfDType, HostArray } from "../dtype.js";
-import type { OpAttrs, PrimitiveOp, Shape } from "./primitives.js";
+import type { PrimitiveOp } from "./ops.js";
+import type { OpAttrs, Shape } from "./primitives.js";
 
 /**
  * How a backend holds a dtype: natively, or (for float16/bfloat16) as float32 values that are
@@ -13,13 +14,14 @@ export interface BackendCapabilities {
   /** dtypes the backend can hold. A dtype missing here cannot be used at all. */
   readonly storage: Readonly<Partial<Record<DType, StorageKind>>>;
   /**
-   * Operand dtypes each primitive runs in natively. A float16/bfloat16 op the backend lacks is
-   * run by core as the float32 kernel followed by an exact rounding cast, so numerics match
-   * every other backend.
+   * Operand dtypes each primitive has a kernel for (derive this with KernelRegistry.capabilities).
+   * A narrow-float op the backend lacks is run by core as the float32 kernel followed by an
+   * exact rounding cast, so numerics match every other backend. A primitive missing here fails
+   * when a program is lowered, with an UnsupportedOpError.
    */
   readonly ops: Readonly<Partial<Record<PrimitiveOp, readonly DType[]>>>;
-  /** Matmul inputs of these dtypes are rounded to a 16-bit type first (e.g. TPU MXU: float32 -> bfloat16). */
-  readonly matmulInputRounding?: Readonly<Partial<Record<DType, HalfDType>>>;
+  /** Per op, inputs of these dtypes are rounded to a narrower format first (e.g. TPU MXU: float32 -> bfloat16). */
+  readonly inputRounding?: Readonly<Partial<Record<PrimitiveOp, Readonly<Partial<Record<DType, HalfDType>>>>>>;
 }
 
 /** One value of a program: its dtype and shape. */

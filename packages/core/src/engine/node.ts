@@ -1,6 +1,7 @@
 import type { DType, HostArray } from "../dtype.js";
 import type { BackendBuffer } from "./backend.js";
-import type { OpAttrs, PrimitiveOp, Shape } from "./primitives.js";
+import type { PrimitiveOp } from "./ops.js";
+import type { OpAttrs, Shape } from "./primitives.js";
 import type { Runtime } from "./runtime.js";
 
 /**

@@ -1,26 +1,12 @@
 import type { DType } from "../dtype.js";
-import { ShapeError } from "../errors.js";
-
-/**
- * The primitive op set every backend implements. Everything else (softmax, losses, layers,
- * optimizers, gradients) is written in core in terms of these.
- */
-export const UNARY_OPS = ["neg", "exp", "log", "sqrt", "tanh"] as const;
-/** Binary ops broadcast their inputs with NumPy rules; both inputs share one dtype. */
-export const BINARY_OPS = ["add", "sub", "mul", "div", "maximum", "less", "equal"] as const;
-export const COMPARISON_OPS = ["less", "equal"] as const;
-export const REDUCE_OPS = ["sum", "max"] as const;
-export const MOVEMENT_OPS = ["reshape", "transpose", "expand"] as const;
-export const PRIMITIVE_OPS = [...UNARY_OPS, ...BINARY_OPS, "where", ...REDUCE_OPS, ...MOVEMENT_OPS, "matmul", "cast"] as const;
-
-export type UnaryOp = (typeof UNARY_OPS)[number];
-export type BinaryOp = (typeof BINARY_OPS)[number];
-export type ReduceOp = (typeof REDUCE_OPS)[number];
-export type MovementOp = (typeof MOVEMENT_OPS)[number];
-export type PrimitiveOp = (typeof PRIMITIVE_OPS)[number];
+import { NbitError, ShapeError } from "../errors.js";
 
 export type Shape = readonly number[];
 
+/** A pair of spatial values (height, width). */
+export type Pair = readonly [number, number];
+
+/** Attributes of a primitive. Each op's row in OPS names the ones it takes. */
 export interface OpAttrs {
   /** sum/max: axes reduced; keepDims keeps them as size 1. */
   readonly axes?: readonly number[];
@@ -31,11 +17,28 @@ export interface OpAttrs {
   readonly shape?: Shape;
   /** cast: target dtype */
   readonly to?: DType;
+  /** conv2d, convTranspose2d, pooling: spatial stride, symmetric zero padding and dilation. */
+  readonly stride?: Pair;
+  readonly padding?: Pair;
+  readonly dilation?: Pair;
+  /** conv2d, convTranspose2d: channel groups. */
+  readonly groups?: number;
+  /** convTranspose2d: extra rows/columns added at the bottom/right of the output. */
+  readonly outputPadding?: Pair;
+  /** pooling: window size. */
+  readonly kernel?: Pair;
+  /** gather, indexAdd, concat: the axis. */
+  readonly axis?: number;
+  /** slice: per-axis start (inclusive) and end (exclusive), step 1. */
+  readonly starts?: readonly number[];
+  readonly ends?: readonly number[];
+  /** pad: per-axis elements added before and after, filled with `fill`. */
+  readonly before?: readonly number[];
+  readonly after?: readonly number[];
+  readonly fill?: number;
 }
 
-export const isUnary = (op: string): op is UnaryOp => (UNARY_OPS as readonly string[]).includes(op);
-export const isBinary = (op: string): op is BinaryOp => (BINARY_OPS as readonly string[]).includes(op);
-export const isComparison = (op: string): boolean => (COMPARISON_OPS as readonly string[]).includes(op);
+export type AttrName = keyof OpAttrs;
 
 export const sizeOf = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);
 export const sameShape = (a: Shape, b: Shape): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -52,15 +55,16 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
   return out;
 }
 
+export function normalizeAxis(op: string, shape: Shape, axis: number, rank = shape.length): number {
+  const ax = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(ax) || ax < 0 || ax >= rank) throw new ShapeError(op, [shape], `axis ${axis} is out of range for rank ${rank}`);
+  return ax;
+}
+
 export function normalizeAxes(op: string, shape: Shape, axes: number | readonly number[] | undefined): number[] {
   if (axes === undefined) return shape.map((_, i) => i);
   const list = typeof axes === "number" ? [axes] : axes;
-  const out = list.map((a) => {
-    const ax = a < 0 ? a + shape.length : a;
-    if (ax < 0 || ax >= shape.length) throw new ShapeError(op, [shape], `axis ${a} is out of range for rank ${shape.length}`);
-    return ax;
-  });
-  return [...new Set(out)].sort((x, y) => x - y);
+  return [...new Set(list.map((a) => normalizeAxis(op, shape, a)))].sort((x, y) => x - y);
 }
 
 export function reducedShape(shape: Shape, axes: readonly number[], keepDims: boolean): number[] {
@@ -72,10 +76,13 @@ export function reducedShape(shape: Shape, axes: readonly number[], keepDims: bo
   return out;
 }
 
+/** [..., m, k] x [..., k, n] -> [...batch, m, n], batch dimensions broadcast as in NumPy. */
 export function matmulShape(a: Shape, b: Shape): number[] {
-  if (a.length !== 2 || b.length !== 2) throw new ShapeError("matmul", [a, b], "expects two matrices");
-  if (a[1] !== b[0]) throw new ShapeError("matmul", [a, b], `inner dimensions differ (${a[1]} vs ${b[0]})`);
-  return [a[0]!, b[1]!];
+  if (a.length < 2 || b.length < 2) throw new ShapeError("matmul", [a, b], "expects operands of rank 2 or more");
+  const [m, k] = a.slice(-2) as [number, number];
+  const [k2, n] = b.slice(-2) as [number, number];
+  if (k !== k2) throw new ShapeError("matmul", [a, b], `inner dimensions differ (${k} vs ${k2})`);
+  return [...broadcastShapes("matmul", a.slice(0, -2), b.slice(0, -2)), m, n];
 }
 
 export function transposeShape(shape: Shape, perm: readonly number[]): number[] {
@@ -89,8 +96,7 @@ export function checkReshape(from: Shape, to: Shape): void {
 }
 
 export function checkExpand(from: Shape, to: Shape): void {
-  const ok =
-    to.length >= from.length && from.every((d, i) => d === 1 || d === to[to.length - from.length + i]);
+  const ok = to.length >= from.length && from.every((d, i) => d === 1 || d === to[to.length - from.length + i]);
   if (!ok) throw new ShapeError("expand", [from, to], "cannot expand to the target shape");
 }
 
@@ -104,4 +110,18 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
     stride *= shape[i]!;
   }
   return strides;
+}
+
+/** Output length of a convolution or pooling window sliding over `size` elements. */
+export function slidingOutputSize(op: string, shapes: readonly Shape[], size: number, kernel: number, stride: number, padding: number, dilation: number): number {
+  const out = Math.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1;
+  if (out < 1)
+    throw new ShapeError(op, shapes, `the window (kernel ${kernel}, dilation ${dilation}) does not fit an input of ${size} with padding ${padding}`);
+  return out;
+}
+
+export function checkPair(op: string, name: string, value: Pair | undefined, min: number): Pair {
+  if (!value || value.length !== 2 || !value.every((v) => Number.isInteger(v) && v >= min))
+    throw new NbitError("INVALID_ARGUMENT", `${op}: ${name} must be two integers >= ${min}, got ${JSON.stringify(value)}`);
+  return value;
 }

@@ -2,10 +2,7 @@ import { isHalfDType, type DType, type HostArray } from "../dtype.js";
 import { NbitError, UnsupportedOpError } from "../errors.js";
 import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
 import { LazyNode } from "./node.js";
-import { isComparison, type PrimitiveOp } from "./primitives.js";
-
-/** Ops whose float32 result is already exact in the 16-bit input type, so no rounding cast is needed. */
-const EXACT_IN_INPUT_TYPE = new Set<PrimitiveOp>(["neg", "maximum", "max", "where", "reshape", "transpose", "expand"]);
+import { attrKey, OPS, type PrimitiveOp } from "./ops.js";
 
 export interface RuntimeStats {
   programsCompiled: number;
@@ -177,15 +174,17 @@ class ProgramBuilder {
       return this.emit({ op, inputs, attrs: {}, dtype: node.dtype, shape: node.shape, value: node.value! });
     }
     if (op === "cast") return this.lowerCast(node, inputs[0]!, node.src[0]!.dtype);
-    const operand = (op === "where" ? node.src[1] : node.src[0])!.dtype;
+    const row = OPS[op];
+    const operand = node.src[row.operand]!.dtype;
     const native = this.caps.ops[op] ?? [];
     if (native.includes(operand)) return this.emit({ op, inputs, attrs: node.attrs, dtype: node.dtype, shape: node.shape });
     if (isHalfDType(operand) && native.includes("float32") && this.runtime.holds(operand)) {
       const widened = node.src.map((s, i) => (s.dtype === operand ? this.widen(inputs[i]!, s) : inputs[i]!));
       const outDType = node.dtype === operand ? "float32" : node.dtype;
       const result = this.emit({ op, inputs: widened, attrs: node.attrs, dtype: outDType, shape: node.shape });
-      if (isComparison(op)) return result;
-      if (this.caps.storage[operand] === "float32" && EXACT_IN_INPUT_TYPE.has(op)) return result;
+      // Outputs of another dtype (comparisons, indices) need no rounding, nor do exact ops on float32-held values.
+      if (node.dtype !== operand) return result;
+      if (this.caps.storage[operand] === "float32" && row.exact) return result;
       return this.emit({ op: "cast", inputs: [result], attrs: { to: operand }, dtype: operand, shape: node.shape });
     }
     throw new UnsupportedOpError(this.runtime.backend.name, op, operand, native);
@@ -204,6 +203,9 @@ class ProgramBuilder {
     if (from === to) return input;
     // Widening a float32-stored 16-bit value to float32 changes nothing.
     if (isHalfDType(from) && to === "float32" && this.caps.storage[from] === "float32") return input;
+    const operand = this.caps.storage[from] === "float32" ? "float32" : from;
+    const native = this.caps.ops.cast ?? [];
+    if (!native.includes(operand)) throw new UnsupportedOpError(this.runtime.backend.name, "cast", from, native);
     return this.emit({ op: "cast", inputs: [input], attrs: { to }, dtype: to, shape: node.shape });
   }
 
@@ -211,12 +213,8 @@ class ProgramBuilder {
     let key = "";
     for (const v of this.inputs) key += `${v.dtype}[${v.shape.join(",")}];`;
     for (const ins of this.instructions) {
-      const a = ins.attrs;
       key += `${ins.op}(${ins.inputs.join(",")})${ins.dtype}[${ins.shape.join(",")}]`;
-      if (a.axes) key += `a${a.axes.join(",")}${a.keepDims ? "k" : ""}`;
-      if (a.perm) key += `p${a.perm.join(",")}`;
-      if (a.to) key += `t${a.to}`;
-      if (ins.value !== undefined) key += `=${ins.value}`;
+      key += ins.op === "const" ? `=${Object.is(ins.value, -0) ? "-0" : ins.value}` : attrKey(ins.op, ins.attrs);
       key += ";";
     }
     return `${key}->${outputs.join(",")}`;

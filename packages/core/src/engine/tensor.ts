@@ -1,28 +1,25 @@
 import { isFloatDType, isHalfDType, itemSize, promoteTypes, type DType, type HostArray } from "../dtype.js";
 import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
-import { roundToBfloat16 } from "../numerics/bfloat16.js";
-import { roundToFloat16 } from "../numerics/float16.js";
+import { FLOAT_FORMATS } from "../numerics/formats.js";
 import { autocastCategory } from "./autocast-policy.js";
 import { autocast, autocastDType, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
 import { LazyNode } from "./node.js";
+import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
 import {
-  broadcastShapes,
   checkExpand,
   checkReshape,
-  isComparison,
-  matmulShape,
   normalizeAxes,
-  reducedShape,
+  normalizeAxis,
   sameShape,
   sizeOf,
   transposeShape,
-  type BinaryOp,
   type OpAttrs,
-  type PrimitiveOp,
   type Shape,
-  type UnaryOp,
 } from "./primitives.js";
+
+type UnaryOp = "neg" | "exp" | "log" | "sqrt" | "tanh";
+type BinaryOp = "add" | "sub" | "mul" | "div" | "maximum" | "less" | "equal";
 
 export type TensorOrScalar = Tensor | number;
 
@@ -36,16 +33,18 @@ export function roundScalar(value: number, dtype: DType): number {
   switch (dtype) {
     case "float32":
       return Math.fround(value);
-    case "float16":
-      return roundToFloat16(value);
-    case "bfloat16":
-      return roundToBfloat16(value);
     case "float64":
       return value;
     case "bool":
       return value !== 0 ? 1 : 0;
-    default:
+    case "int32":
+    case "int8":
+    case "uint8":
       return Math.trunc(value);
+    default: {
+      const format = FLOAT_FORMATS[dtype];
+      return format.fromBits(format.toBits(value));
+    }
   }
 }
 
@@ -213,7 +212,7 @@ export class Tensor {
     // One maximum forward; the gradient passes where the output is > 0 (zero at 0, as torch.relu).
     // Masking on the output leaves the pre-activation with one consumer, so graph engines can fuse it.
     const zero = scalarLike(0, this);
-    return prim("maximum", [this, zero], {}, this.shape, this.dtype, (g, y) => [where(rawBinary("less", zero, y.detach()), g, 0), null]);
+    return apply("maximum", [this, zero], {}, (g, y) => [where(rawBinary("less", zero, y.detach()), g, 0), null]);
   }
   sigmoid(): Tensor {
     return rawBinary("div", scalarLike(1, this), rawBinary("add", scalarLike(1, this), rawUnary("exp", this.neg())));
@@ -275,9 +274,88 @@ export class Tensor {
   expand(shape: readonly number[]): Tensor {
     return rawExpand(this, shape);
   }
+  unsqueeze(axis: number): Tensor {
+    const ax = normalizeAxis("unsqueeze", this.shape, axis, this.rank + 1);
+    return rawReshape(this, [...this.shape.slice(0, ax), 1, ...this.shape.slice(ax)]);
+  }
+  /** Drops `axis` (or every axis) of size 1. */
+  squeeze(axis?: number): Tensor {
+    if (axis === undefined) return rawReshape(this, this.shape.filter((d) => d !== 1));
+    const ax = normalizeAxis("squeeze", this.shape, axis);
+    return this.shape[ax] === 1 ? rawReshape(this, this.shape.filter((_, i) => i !== ax)) : this;
+  }
+
+  /** torch.matmul: batch dimensions broadcast; a 1-D operand is a row (left) or a column (right) whose axis is dropped. */
   matmul(other: Tensor): Tensor {
-    const [a, b] = castFor("matmul", [this, other]);
-    return rawMatmul(a!, b!);
+    const [a, b] = castFor("matmul", [this, other]) as [Tensor, Tensor];
+    const left = a.rank === 1 ? rawReshape(a, [1, a.shape[0]!]) : a;
+    const right = b.rank === 1 ? rawReshape(b, [b.shape[0]!, 1]) : b;
+    const out = rawMatmul(left, right);
+    if (a.rank !== 1 && b.rank !== 1) return out;
+    const shape = [...out.shape];
+    if (b.rank === 1) shape.pop();
+    if (a.rank === 1) shape.splice(shape.length - (b.rank === 1 ? 1 : 2), 1);
+    return rawReshape(out, shape);
+  }
+
+  // ---- indexing ---------------------------------------------------------------------------
+
+  /** Slices of this tensor along `axis` picked by int32 `index` of any shape (torch.index_select for a 1-D index). */
+  indexSelect(axis: number, index: Tensor): Tensor {
+    return apply("gather", [this, index], { axis: normalizeAxis("indexSelect", this.shape, axis) });
+  }
+
+  /** torch.gather: out[..., i, ...] = this[..., index[..., i, ...], ...] along `axis`; `index` has this tensor's rank. */
+  gather(axis: number, index: Tensor): Tensor {
+    const ax = normalizeAxis("gather", this.shape, axis);
+    if (index.rank !== this.rank || index.shape.some((d, i) => i !== ax && d > this.shape[i]!))
+      throw new ShapeError("gather", [this.shape, index.shape], `index must have rank ${this.rank} and no dimension larger than the input's (but along axis ${ax})`);
+    if (index.dtype !== "int32") throw new DTypeError("gather", `index must be int32, got ${index.dtype}`);
+    // Flat positions: the index along `axis`, each other axis's own position, times the row-major strides.
+    let flat = rawBinary("mul", index, scalarLike(sizeOf(this.shape.slice(ax + 1)), index));
+    index.shape.forEach((d, i) => {
+      if (i === ax || d === 1) return;
+      const position = arange(d).mul(sizeOf(this.shape.slice(i + 1)));
+      flat = flat.add(rawReshape(position, index.shape.map((e, j) => (j === i ? e : 1))));
+    });
+    return rawReshape(this, [this.size]).indexSelect(0, flat);
+  }
+
+  /** torch.index_add (out of place): adds the slices of `source` into this tensor at `index` along `axis`. */
+  indexAdd(axis: number, index: Tensor, source: Tensor): Tensor {
+    return apply("indexAdd", [this, index, source.cast(this.dtype)], { axis: normalizeAxis("indexAdd", this.shape, axis) });
+  }
+
+  /** this[start:end:step] along `axis`, with Python's rules for negative and out-of-range bounds. */
+  slice(axis: number, start = 0, end = Infinity, step = 1): Tensor {
+    const ax = normalizeAxis("slice", this.shape, axis);
+    if (!Number.isInteger(step) || step < 1) throw new NbitError("INVALID_ARGUMENT", `slice: step must be a positive integer, got ${step}`);
+    const size = this.shape[ax]!;
+    const clampIndex = (i: number) => Math.min(Math.max(i < 0 ? i + size : i, 0), size);
+    const [s, e] = [clampIndex(start), Math.max(clampIndex(start), clampIndex(end))];
+    if (step > 1) return this.indexSelect(ax, arange(Math.ceil((e - s) / step)).mul(step).add(s));
+    if (s === 0 && e === size) return this;
+    return apply("slice", [this], { starts: this.shape.map((_, i) => (i === ax ? s : 0)), ends: this.shape.map((d, i) => (i === ax ? e : d)) });
+  }
+
+  /** `length` elements along `axis` from `start` (torch.narrow). */
+  narrow(axis: number, start: number, length: number): Tensor {
+    return this.slice(axis, start, start + length);
+  }
+
+  /** Splits along `axis` into pieces of `size` (the last may be smaller), or into the given sizes. */
+  split(size: number | readonly number[], axis = 0): Tensor[] {
+    const ax = normalizeAxis("split", this.shape, axis);
+    const total = this.shape[ax]!;
+    const sizes = typeof size === "number" ? Array.from({ length: Math.ceil(total / size) }, (_, i) => Math.min(size, total - i * size)) : size;
+    if (sizes.reduce((a, b) => a + b, 0) !== total) throw new ShapeError("split", [this.shape], `sizes [${sizes.join(", ")}] do not add up to ${total}`);
+    let offset = 0;
+    return sizes.map((n) => this.slice(ax, offset, (offset += n)));
+  }
+
+  /** `chunks` pieces of equal size along `axis` (torch.chunk). */
+  chunk(chunks: number, axis = 0): Tensor[] {
+    return this.split(Math.ceil(this.shape[normalizeAxis("chunk", this.shape, axis)]! / chunks), axis);
   }
 }
 
@@ -303,12 +381,44 @@ export function arange(n: number, dtype: DType = "int32"): Tensor {
   return tensor(Array.from({ length: n }, (_, i) => i), [n], dtype);
 }
 
+/** Joins tensors along an existing axis (torch.cat); mixed dtypes promote. */
+export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
+  if (tensors.length === 0) throw new NbitError("INVALID_ARGUMENT", "cat needs at least one tensor");
+  const dtype = tensors.map((t) => t.dtype).reduce(promoteTypes);
+  const ax = normalizeAxis("cat", tensors[0]!.shape, axis);
+  const parts = tensors.filter((t) => t.shape[ax] !== 0 || tensors.length === 1).map((t) => rawCast(t, dtype));
+  return parts.length === 1 ? parts[0]! : apply("concat", parts, { axis: ax });
+}
+
+/** Joins tensors along a new axis (torch.stack). */
+export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
+  if (tensors.length === 0) throw new NbitError("INVALID_ARGUMENT", "stack needs at least one tensor");
+  const ax = normalizeAxis("stack", tensors[0]!.shape, axis, tensors[0]!.rank + 1);
+  return cat(tensors.map((t) => t.unsqueeze(ax)), ax);
+}
+
+/**
+ * Constant padding in torch.nn.functional.pad's order: `pads` holds (before, after) pairs for the
+ * last dimension first, then the one before it, and so on.
+ */
+export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
+  if (pads.length % 2 !== 0 || pads.length / 2 > x.rank || !pads.every((p) => Number.isInteger(p) && p >= 0))
+    throw new NbitError("INVALID_ARGUMENT", `pad: expects (before, after) pairs of non-negative integers for at most ${x.rank} dimensions, got [${pads.join(", ")}]`);
+  if (pads.every((p) => p === 0)) return x;
+  const before = x.shape.map(() => 0);
+  const after = x.shape.map(() => 0);
+  for (let k = 0; k < pads.length / 2; k++) {
+    before[x.rank - 1 - k] = pads[2 * k]!;
+    after[x.rank - 1 - k] = pads[2 * k + 1]!;
+  }
+  return apply("pad", [x], { before, after, fill: roundScalar(value, x.dtype) });
+}
+
 /** where(cond, a, b): elementwise choice, broadcasting all three. */
 export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
   if (cond.dtype !== "bool") throw new DTypeError("where", `condition must be bool, got ${cond.dtype}`);
   const [x, y] = prepareBinary("where", a, b);
-  const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, x.shape), y.shape);
-  return prim("where", [cond, x, y], {}, shape, x.dtype, (g) => [null, sumTo(where(cond, g, 0), x.shape), sumTo(where(cond, 0, g), y.shape)]);
+  return apply("where", [cond, x, y]);
 }
 
 /** Realizes several tensors as one program (one fused graph on a graph backend). */
@@ -333,16 +443,18 @@ function runtimeFor(nodes: readonly LazyNode[]) {
 
 // ---- primitives with gradients ------------------------------------------------------------
 
+type Backward = (grad: Tensor, out: Tensor) => readonly (Tensor | null)[];
+
 /**
  * Gives `out` a hand-written gradient with respect to `inputs` (like torch.autograd.Function):
  * compute `out` under noGrad, then attach `backward`, which maps the output's gradient to one
  * gradient (or null) per input.
  */
-export function customGradient(out: Tensor, inputs: readonly Tensor[], backward: (grad: Tensor, out: Tensor) => readonly (Tensor | null)[]): Tensor {
+export function customGradient(out: Tensor, inputs: readonly Tensor[], backward: Backward): Tensor {
   return withGrad(new Tensor(out.node), inputs, backward);
 }
 
-function withGrad(out: Tensor, inputs: readonly Tensor[], backward: (grad: Tensor, out: Tensor) => readonly (Tensor | null)[]): Tensor {
+function withGrad(out: Tensor, inputs: readonly Tensor[], backward: Backward): Tensor {
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.gradFn = { inputs, backward: (g) => backward(g, out) };
@@ -350,88 +462,44 @@ function withGrad(out: Tensor, inputs: readonly Tensor[], backward: (grad: Tenso
   return out;
 }
 
-function prim(
-  op: PrimitiveOp,
-  inputs: readonly Tensor[],
-  attrs: OpAttrs,
-  shape: Shape,
-  dtype: DType,
-  backward?: (grad: Tensor, out: Tensor) => readonly (Tensor | null)[],
-): Tensor {
-  const out = new Tensor(new LazyNode(op, inputs.map((t) => t.node), attrs, shape, dtype));
-  return backward ? withGrad(out, inputs, backward) : out;
+/**
+ * Records primitive `op` over `inputs`: the op's row in OPS checks the inputs and gives the
+ * output's shape and dtype, and its gradient unless `backward` replaces it.
+ */
+export function apply(op: PrimitiveOp, inputs: readonly Tensor[], attrs: OpAttrs = {}, backward?: Backward): Tensor {
+  const row: OpDef = OPS[op];
+  if (row.arity >= 0 ? inputs.length !== row.arity : inputs.length === 0)
+    throw new NbitError("INVALID_ARGUMENT", `${op} takes ${row.arity >= 0 ? row.arity : "one or more"} inputs, got ${inputs.length}`);
+  const operand = inputs[row.operand]!.dtype;
+  if (row.accepts === "float" && !isFloatDType(operand)) throw new DTypeError(op, `expects a floating-point tensor, got ${operand}`);
+  if (row.accepts === "numeric" && operand === "bool") throw new DTypeError(op, "does not take bool tensors");
+  const nodes = inputs.map((t) => t.node);
+  const { shape, dtype } = row.infer(nodes, attrs);
+  const out = new Tensor(new LazyNode(op, nodes, attrs, shape, dtype));
+  const rule = row.grad;
+  const grad = backward ?? (rule ? (g: Tensor, o: Tensor) => rule(g, inputs, o, attrs) : undefined);
+  return grad ? withGrad(out, inputs, grad) : out;
 }
 
-const UNARY_GRADS: Record<UnaryOp, (g: Tensor, x: Tensor, out: Tensor) => Tensor> = {
-  neg: (g) => g.neg(),
-  exp: (g, _x, out) => rawBinary("mul", g, out),
-  log: (g, x) => rawBinary("div", g, x),
-  sqrt: (g, _x, out) => rawBinary("div", rawBinary("mul", g, scalarLike(0.5, g)), out),
-  tanh: (g, _x, out) => rawBinary("mul", g, rawBinary("sub", scalarLike(1, out), rawBinary("mul", out, out))),
-};
-
-export function rawUnary(op: UnaryOp, x: Tensor): Tensor {
-  requireFloat(op, x);
-  return prim(op, [x], {}, x.shape, x.dtype, (g, out) => [UNARY_GRADS[op](g, x, out)]);
-}
-
-const BINARY_GRADS: Partial<Record<BinaryOp, (g: Tensor, a: Tensor, b: Tensor, out: Tensor) => [Tensor, Tensor]>> = {
-  add: (g) => [g, g],
-  sub: (g) => [g, g.neg()],
-  mul: (g, a, b) => [rawBinary("mul", g, b), rawBinary("mul", g, a)],
-  div: (g, _a, b, out) => [rawBinary("div", g, b), rawBinary("div", rawBinary("mul", g, out), b).neg()],
-  maximum: (g, a, b) => {
-    // Ties split the gradient evenly, as torch.maximum does.
-    const wa = rawBinary(
-      "add",
-      rawCast(rawBinary("less", b, a), g.dtype),
-      rawBinary("mul", rawCast(rawBinary("equal", a, b), g.dtype), scalarLike(0.5, g)),
-    );
-    return [rawBinary("mul", g, wa), rawBinary("mul", g, rawBinary("sub", scalarLike(1, wa), wa))];
-  },
-};
-
-export function rawBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  if (a.dtype !== b.dtype) throw new DTypeError(op, `operands differ in dtype (${a.dtype} and ${b.dtype})`);
-  const shape = broadcastShapes(op, a.shape, b.shape);
-  const rule = BINARY_GRADS[op];
-  const outDType = isComparison(op) ? "bool" : a.dtype;
-  if (!rule) return prim(op, [a, b], {}, shape, outDType);
-  return prim(op, [a, b], {}, shape, outDType, (g, out) => {
-    const [ga, gb] = rule(g, a, b, out);
-    return [sumTo(ga, a.shape), sumTo(gb, b.shape)];
-  });
-}
+export const rawUnary = (op: UnaryOp, x: Tensor): Tensor => apply(op, [x]);
+export const rawBinary = (op: BinaryOp, a: Tensor, b: Tensor): Tensor => apply(op, [a, b]);
 
 export function rawSum(x: Tensor, axes: readonly number[], keepDims: boolean): Tensor {
-  if (axes.length === 0) return x;
-  return prim("sum", [x], { axes, keepDims }, reducedShape(x.shape, axes, keepDims), x.dtype, (g) => [
-    rawExpand(rawReshape(g, reducedShape(x.shape, axes, true)), x.shape),
-  ]);
+  return axes.length === 0 ? x : apply("sum", [x], { axes, keepDims });
 }
 
 export function rawMax(x: Tensor, axes: readonly number[], keepDims: boolean): Tensor {
-  if (axes.length === 0) return x;
-  const kept = reducedShape(x.shape, axes, true);
-  return prim("max", [x], { axes, keepDims }, reducedShape(x.shape, axes, keepDims), x.dtype, (g, out) => {
-    // The gradient is shared evenly among the positions that hold the maximum.
-    const mask = rawCast(rawBinary("equal", x, rawReshape(out, kept)), g.dtype);
-    const count = rawSum(mask, axes, true);
-    return [rawBinary("mul", mask, rawBinary("div", rawReshape(g, kept), count))];
-  });
+  return axes.length === 0 ? x : apply("max", [x], { axes, keepDims });
 }
 
 export function rawReshape(x: Tensor, shape: readonly number[]): Tensor {
   checkReshape(x.shape, shape);
-  if (sameShape(x.shape, shape)) return x;
-  return prim("reshape", [x], { shape: [...shape] }, [...shape], x.dtype, (g) => [rawReshape(g, x.shape)]);
+  return sameShape(x.shape, shape) ? x : apply("reshape", [x], { shape: [...shape] });
 }
 
 export function rawTranspose(x: Tensor, perm: readonly number[]): Tensor {
   const shape = transposeShape(x.shape, perm);
   if (perm.every((p, i) => p === i)) return x;
-  const inverse = perm.map((_, i) => perm.indexOf(i));
-  const backward = (g: Tensor) => [rawTranspose(g, inverse)];
   const inner = x.node;
   if (inner.op === "transpose") {
     // Fold transpose(transpose(y)) into one transpose of y (or y itself), keeping x's gradient path.
@@ -439,32 +507,23 @@ export function rawTranspose(x: Tensor, perm: readonly number[]): Tensor {
     const composed = perm.map((p) => innerPerm[p]!);
     const source = inner.src[0]!;
     const node = composed.every((p, i) => p === i) ? source : new LazyNode("transpose", [source], { perm: composed }, shape, x.dtype);
-    return withGrad(new Tensor(node), [x], backward);
+    const inverse = perm.map((_, i) => perm.indexOf(i));
+    return withGrad(new Tensor(node), [x], (g) => [rawTranspose(g, inverse)]);
   }
-  return prim("transpose", [x], { perm: [...perm] }, shape, x.dtype, backward);
+  return apply("transpose", [x], { perm: [...perm] });
 }
 
 export function rawExpand(x: Tensor, shape: readonly number[]): Tensor {
   checkExpand(x.shape, shape);
-  if (sameShape(x.shape, shape)) return x;
-  return prim("expand", [x], { shape: [...shape] }, [...shape], x.dtype, (g) => [sumTo(g, x.shape)]);
+  return sameShape(x.shape, shape) ? x : apply("expand", [x], { shape: [...shape] });
 }
 
 export function rawMatmul(a: Tensor, b: Tensor): Tensor {
-  if (a.dtype !== b.dtype) throw new DTypeError("matmul", `operands differ in dtype (${a.dtype} and ${b.dtype})`);
-  requireFloat("matmul", a);
-  return prim("matmul", [a, b], {}, matmulShape(a.shape, b.shape), a.dtype, (g) => [
-    rawMatmul(g, rawTranspose(b, [1, 0])),
-    // When b is a transposed weight (x W^T), (g^T a)^T lets the weight's own transpose-back cancel,
-    // so its gradient is one matmul of g^T and a, with no transposed copy of the result.
-    b.node.op === "transpose" ? rawTranspose(rawMatmul(rawTranspose(g, [1, 0]), a), [1, 0]) : rawMatmul(rawTranspose(a, [1, 0]), g),
-  ]);
+  return apply("matmul", [a, b]);
 }
 
 export function rawCast(x: Tensor, dtype: DType): Tensor {
-  if (x.dtype === dtype) return x;
-  const differentiable = isFloatDType(x.dtype) && isFloatDType(dtype);
-  return prim("cast", [x], { to: dtype }, x.shape, dtype, differentiable ? (g) => [rawCast(g, x.dtype)] : undefined);
+  return x.dtype === dtype ? x : apply("cast", [x], { to: dtype });
 }
 
 /** Sums `g` down to `shape`, undoing a broadcast. */
@@ -479,10 +538,6 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
 }
 
 // ---- dtype handling -----------------------------------------------------------------------
-
-function requireFloat(op: string, x: Tensor): void {
-  if (!isFloatDType(x.dtype)) throw new DTypeError(op, `expects a floating-point tensor, got ${x.dtype}`);
-}
 
 /** A scalar constant in `like`'s dtype (scalars never promote a tensor, as in PyTorch). */
 export const scalarLike = (value: number, like: Tensor): Tensor =>

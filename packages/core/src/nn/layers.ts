@@ -3,7 +3,7 @@ import { defaultGenerator, type Generator } from "../engine/random.js";
 import { isHalfDType, promoteTypes } from "../dtype.js";
 import { sizeOf } from "../engine/primitives.js";
 import { Tensor, castFor, rawBinary, rawCast, rawMatmul, rawReshape, rawTranspose, tensor } from "../engine/tensor.js";
-import { oneHot } from "./functional.js";
+import { embedding } from "./functional.js";
 import { constantParameter, normalParameter, uniformParameter, type InitOptions } from "./init.js";
 import { Module, type Parameter } from "./module.js";
 
@@ -106,7 +106,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   return centered.div(variance.add(eps).sqrt()).mul(weight).add(bias);
 }
 
-/** A lookup table; rows are picked with a one-hot matmul, which is exact in any dtype. */
+/** A lookup table: rows of the weight picked by int32 indices (a gather; its gradient is a scatter-add). */
 export class Embedding extends Module {
   readonly weight: Parameter;
 
@@ -120,9 +120,7 @@ export class Embedding extends Module {
   }
 
   forward(indices: Tensor): Tensor {
-    const flat = indices.reshape([-1]);
-    const picked = rawMatmul(rawCast(oneHot(flat, this.numEmbeddings), this.weight.dtype), this.weight);
-    return picked.reshape([...indices.shape, this.embeddingDim]);
+    return embedding(indices, this.weight);
   }
 }
 
