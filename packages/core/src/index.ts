@@ -37,6 +37,7 @@ export * from "./nn/module.js";
 export * from "./nn/init.js";
 export * from "./nn/layers.js";
 export * from "./nn/functional.js";
+export * from "./complex/index.js";
 export * from "./optim/optimizer.js";
 export * from "./optim/sgd.js";
 export * from "./optim/adam.js";

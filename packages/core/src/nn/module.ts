@@ -4,6 +4,8 @@ import { castHost } from "../numerics/convert.js";
 import { Tensor } from "../engine/tensor.js";
 import { sameShape } from "../engine/primitives.js";
 import { LazyNode } from "../engine/node.js";
+import { ComplexTensor } from "../complex/tensor.js";
+import { complexDTypeOf } from "../complex/dtype.js";
 
 /** A trainable tensor. Its identity is stable across optimizer steps (they `assign` new values). */
 export class Parameter extends Tensor {
@@ -28,7 +30,12 @@ export abstract class Module {
   }
 
   *namedParameters(prefix = ""): Generator<[string, Parameter]> {
-    for (const [key, value] of Object.entries(this)) if (value instanceof Parameter) yield [prefix + key, value];
+    for (const [key, value] of Object.entries(this)) {
+      if (value instanceof Parameter) yield [prefix + key, value];
+      // A complex parameter trains as its two real parts (PyTorch's optimizers see view_as_real).
+      else if (value instanceof ComplexTensor)
+        for (const part of ["real", "imag"] as const) if (value[part] instanceof Parameter) yield [`${prefix}${key}.${part}`, value[part]];
+    }
     for (const [name, child] of this.namedChildren()) yield* child.namedParameters(`${prefix}${name}.`);
   }
 
@@ -61,6 +68,9 @@ export abstract class Module {
 
   /** Casts every floating-point parameter to `dtype` in place (like module.to(dtype)). */
   to(dtype: FloatDType): this {
+    // Complex parameters have float32 or float64 parts only: refuse 16-bit dtypes before casting anything.
+    const hasComplex = [...this.modules()].some((m) => Object.values(m).some((v) => v instanceof ComplexTensor && v.real instanceof Parameter));
+    if (hasComplex) complexDTypeOf(dtype, `Module.to("${dtype}"): the module holds complex parameters.`);
     for (const p of this.parameters()) if (isFloatDType(p.dtype) && p.dtype !== dtype) p.node = p.cast(dtype).detach().node;
     return this;
   }

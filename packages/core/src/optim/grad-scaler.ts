@@ -40,9 +40,10 @@ export class GradScaler {
     this.scale = this.options.initScale;
   }
 
+  /** loss * scale, with the scale a float32 scalar as in PyTorch: a float16 loss scales to float32, never to Inf. */
   scaleLoss(loss: Tensor): Tensor {
     if (!this.options.enabled) return loss;
-    return loss.mul(scalarInput(this.scale, loss.dtype));
+    return loss.mul(scalarInput(this.scale, "float32"));
   }
 
   /**
@@ -54,7 +55,7 @@ export class GradScaler {
     if (this.unscaled.has(optimizer)) return this.finite;
     noGrad(() => {
       // PyTorch computes the inverse in double and rounds it to float32.
-      const inv = scalarInput(Math.fround(1 / this.scale), "float32");
+      const inv = scalarInput(Math.fround(1 / Math.fround(this.scale)), "float32");
       let probe: Tensor = full([], 0);
       for (const p of optimizer.params) {
         if (!p.grad) continue;
@@ -69,20 +70,23 @@ export class GradScaler {
     return this.finite;
   }
 
-  /** Adjusts the scale once the step's outcome is known. */
+  /**
+   * Adjusts the scale once the step's outcome is known. As PyTorch's `_amp_update_scale_`, the
+   * scale is a float32: each product is taken in double and rounded to float32.
+   */
   update(foundInf: boolean): void {
     this.finite = null;
     this.unscaled = new WeakSet();
     if (!this.options.enabled) return;
     if (foundInf) {
-      this.scale *= this.options.backoffFactor;
+      this.scale = Math.fround(Math.fround(this.scale) * this.options.backoffFactor);
       this.growthTracker = 0;
       return;
     }
     this.growthTracker++;
     if (this.growthTracker === this.options.growthInterval) {
-      const grown = this.scale * this.options.growthFactor;
-      if (Number.isFinite(grown) && Number.isFinite(Math.fround(grown))) this.scale = grown;
+      const grown = Math.fround(Math.fround(this.scale) * this.options.growthFactor);
+      if (Number.isFinite(grown)) this.scale = grown;
       this.growthTracker = 0;
     }
   }

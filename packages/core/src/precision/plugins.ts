@@ -123,7 +123,10 @@ export abstract class PrecisionPlugin {
   }
 }
 
-/** Clips gradients in place, lazily: by global L2 norm (computed in float32) or elementwise by value. */
+/**
+ * Clips gradients in place, lazily: by global L2 norm or elementwise by value. The norm is taken
+ * in float64 when any gradient is float64 (as torch.nn.utils.clip_grad_norm_ promotes), else in float32.
+ */
 export function clipGradients(params: readonly Tensor[], clipValue: number, algorithm: GradientClipAlgorithm): void {
   noGrad(() => {
     const grads = params.filter((p) => p.grad);
@@ -132,10 +135,11 @@ export function clipGradients(params: readonly Tensor[], clipValue: number, algo
       return;
     }
     if (algorithm !== "norm") throw new NbitError("INVALID_ARGUMENT", `gradientClipAlgorithm must be "norm" or "value", got "${algorithm}"`);
-    let sq: Tensor = full([], 0);
-    for (const p of grads) sq = sq.add(p.grad!.cast("float32").square().sum());
+    const opmath = grads.some((p) => p.grad!.dtype === "float64") ? "float64" : "float32";
+    let sq: Tensor = full([], 0, opmath);
+    for (const p of grads) sq = sq.add(p.grad!.cast(p.grad!.dtype === "float64" ? "float64" : "float32").square().sum());
     // As torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
-    const coef = full([], clipValue).div(sq.sqrt().add(1e-6)).minimum(1);
+    const coef = full([], clipValue, opmath).div(sq.sqrt().add(1e-6)).minimum(1);
     for (const p of grads) p.grad = p.grad!.mul(coef.cast(p.grad!.dtype));
   });
 }

@@ -1,0 +1,61 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { GradScaler, Parameter, ReferenceBackend, Runtime, clipGradients, setDefaultRuntime, tensor } from "../src/index.js";
+
+beforeEach(() => setDefaultRuntime(new Runtime(new ReferenceBackend())));
+afterEach(() => setDefaultRuntime(null));
+
+describe("GradScaler keeps its scale as PyTorch does", () => {
+  it("rounds the scale to float32 on every update (_amp_update_scale_)", () => {
+    const scaler = new GradScaler({ growthFactor: 1.1, backoffFactor: 0.7, growthInterval: 1 });
+    // The CUDA kernel stores into a float: the product is taken in double, then rounded to float32.
+    const stored = new Float32Array([65536]);
+    let kept = 65536; // what a scale kept in double would be
+    const outcomes = [true, false, true, false, false, true, false, true, false, false, true, false];
+    for (const foundInf of outcomes) {
+      scaler.update(foundInf);
+      stored[0] = stored[0]! * (foundInf ? 0.7 : 1.1);
+      kept *= foundInf ? 0.7 : 1.1;
+      expect(scaler.scale).toBe(stored[0]);
+    }
+    expect(scaler.scale).not.toBe(kept);
+  });
+
+  it("scales a float16 loss to a finite float32, as loss * float32 scale tensor in PyTorch", async () => {
+    const scaler = new GradScaler();
+    const scaled = scaler.scaleLoss(tensor(3.5, [], "float16"));
+    expect(scaled.dtype).toBe("float32");
+    expect(await scaled.item()).toBe(3.5 * 65536);
+    // A float64 loss stays float64 (float64 wins the promotion).
+    expect(scaler.scaleLoss(tensor(0.1, [], "float64")).dtype).toBe("float64");
+  });
+});
+
+describe("clipGradients by norm", () => {
+  it("takes the norm of float64 gradients in float64", async () => {
+    const values = [
+      Array.from({ length: 7 }, (_, i) => 1 / 3 + i * 0.1234567891),
+      Array.from({ length: 5 }, (_, i) => -Math.PI / (i + 1)),
+    ];
+    const params = values.map((v) => {
+      const p = new Parameter(tensor(v.map(() => 0), [v.length], "float64"));
+      p.grad = tensor(v, [v.length], "float64");
+      return p;
+    });
+    clipGradients(params, 0.5, "norm");
+    const norm = Math.sqrt(values.flat().reduce((s, g) => s + g * g, 0));
+    const coef = Math.min(1, 0.5 / (norm + 1e-6));
+    for (const [i, p] of params.entries()) {
+      expect(p.grad!.dtype).toBe("float64");
+      const clipped = Array.from(await p.grad!.data());
+      // A norm taken in float32 is off by ~1e-8 relative; float64 agrees to a few ulps.
+      clipped.forEach((g, k) => expect(Math.abs(g - values[i]![k]! * coef)).toBeLessThanOrEqual(4e-16 * Math.abs(values[i]![k]! * coef)));
+    }
+  });
+
+  it("keeps float32 gradients in float32", () => {
+    const p = new Parameter(tensor([0, 0], [2]));
+    p.grad = tensor([3, 4], [2]);
+    clipGradients([p], 1, "norm");
+    expect(p.grad.dtype).toBe("float32");
+  });
+});
