@@ -1,6 +1,7 @@
 import { DTypeError, ShapeError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { arange, castFor, customGradient, Tensor, rawBinary, rawCast, rawReshape } from "../engine/tensor.js";
+import { checkClassIndices } from "./labels.js";
 
 /** one_hot(indices, classes) as bool: compares each index against 0..classes-1. */
 export function oneHot(indices: Tensor, classes: number): Tensor {
@@ -23,6 +24,7 @@ export function crossEntropy(logits: Tensor, target: Tensor, reduction: Reductio
     if (target.rank !== 1 || target.shape[0] !== n)
       throw new ShapeError("crossEntropy", [logits.shape, target.shape], `expects ${n} class indices`);
     weights = rawCast(oneHot(target, c), x!.dtype);
+    checkClassIndices("crossEntropy", target, c, () => weights);
   } else {
     if (target.shape[0] !== n || target.shape[1] !== c)
       throw new ShapeError("crossEntropy", [logits.shape, target.shape], "probability targets must match the logits' shape");
