@@ -7,6 +7,8 @@ export function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
   if (typeof value === "function") return "a function";
   if (Array.isArray(value)) return `an array of ${value.length}`;
+  const { dtype, shape } = value as { dtype?: unknown; shape?: unknown };
+  if (typeof dtype === "string" && Array.isArray(shape)) return `a ${dtype} tensor of shape [${shape.join(", ")}]`;
   return "an object";
 }
 

@@ -25,13 +25,13 @@ import {
 export const reference = (name = "ref", supportedPrecisions: readonly Precision[] = CANONICAL_PRECISIONS, available = true) =>
   referenceAccelerator({ name, supportedPrecisions, ...(available ? {} : { unavailableReason: "no such device here" }) });
 
-export function blobs(n: number, seed = 1) {
+export function blobs(n: number, seed = 1, label = (i: number) => i % 3) {
   const g = new Generator(seed);
   const centers = [[2, 0, 1, -1], [-2, 1, 0, 1], [0, -2, -1, 0]];
   const x: number[] = [];
   const y: number[] = [];
   for (let i = 0; i < n; i++) {
-    y.push(i % 3);
+    y.push(label(i));
     for (let f = 0; f < 4; f++) x.push(centers[i % 3]![f]! + g.normal() * 0.8);
   }
   return new TensorDataset({ data: x, sampleShape: [4] }, { data: y, sampleShape: [], dtype: "int32" });

@@ -327,7 +327,7 @@ export class Trainer {
   private lossOf(module: LightningModule, output: unknown): Tensor {
     const loss = output instanceof Tensor ? output : typeof output === "object" && output !== null ? (output as { loss?: unknown }).loss : undefined;
     if (!(loss instanceof Tensor) || loss.size !== 1)
-      throw new InvalidReturnValueError(`${module.constructor.name}.trainingStep()`, "the loss: a one-element Tensor, or { loss: Tensor }", loss instanceof Tensor ? `a tensor of shape [${loss.shape.join(", ")}]` : output);
+      throw new InvalidReturnValueError(`${module.constructor.name}.trainingStep()`, "the loss: a one-element Tensor, or { loss: Tensor }", loss instanceof Tensor ? loss : output);
     return loss;
   }
 
