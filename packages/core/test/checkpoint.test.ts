@@ -80,7 +80,7 @@ async function rejects(bytes: Uint8Array, message: RegExp, make?: () => Resumabl
   expect(error).toBeInstanceOf(CheckpointError);
   expect((error as Error).message).toMatch(message);
   expect((error as Error).message).toContain(path);
-  expect(await snapshot(trainer)).toEqual(before);
+  expect((await snapshot(trainer)).equals(before)).toBe(true);
   expect(trainer.globalStep).toBe(4);
   return error as CheckpointError;
 }
