@@ -1,4 +1,5 @@
 export * from "./errors.js";
+export { InvalidArgumentError } from "./validation.js";
 export * from "./dtype.js";
 export * from "./numerics/index.js";
 export * from "./precision/parse.js";
@@ -38,6 +39,7 @@ export * from "./nn/init.js";
 export * from "./nn/layers.js";
 export * from "./nn/functional.js";
 export * from "./complex/index.js";
+export { LabelOutOfRangeError, type BatchLocation } from "./nn/labels.js";
 export * from "./optim/optimizer.js";
 export * from "./optim/sgd.js";
 export * from "./optim/adam.js";
@@ -51,3 +53,4 @@ export * from "./trainer/callbacks.js";
 export * from "./trainer/schedulers.js";
 export * from "./trainer/logger.js";
 export * from "./trainer/safetensors.js";
+export { CHECKPOINT_FORMAT, type LoopPosition } from "./trainer/checkpoint.js";

@@ -9,7 +9,6 @@ import {
   CheckpointError,
   CSVLogger,
   DataLoader,
-  Dropout,
   EarlyStopping,
   LearningRateMonitor,
   LightningModule,
@@ -18,83 +17,18 @@ import {
   ModelCheckpoint,
   NonFiniteLossError,
   ReLU,
-  referenceAccelerator,
-  SGD,
-  Adam,
   Sequential,
-  StepLR,
-  TensorDataset,
   Trainer,
   UnsupportedPrecisionError,
-  accuracyOf,
-  crossEntropy,
   decodeSafetensors,
   encodeSafetensors,
-  Generator,
   manualSeed,
   setDefaultRuntime,
-  type Batch,
   type Precision,
-  type Tensor,
-  type TrainerOptions,
 } from "../src/index.js";
-
-const reference = (name = "ref", supportedPrecisions: readonly Precision[] = CANONICAL_PRECISIONS, available = true) =>
-  referenceAccelerator({ name, supportedPrecisions, ...(available ? {} : { unavailableReason: "no such device here" }) });
+import { blobs, Classifier, quiet, reference } from "./helpers.js";
 
 afterEach(() => setDefaultRuntime(null));
-
-function blobs(n: number, seed = 1) {
-  const g = new Generator(seed);
-  const centers = [[2, 0, 1, -1], [-2, 1, 0, 1], [0, -2, -1, 0]];
-  const x: number[] = [];
-  const y: number[] = [];
-  for (let i = 0; i < n; i++) {
-    y.push(i % 3);
-    for (let f = 0; f < 4; f++) x.push(centers[i % 3]![f]! + g.normal() * 0.8);
-  }
-  return new TensorDataset({ data: x, sampleShape: [4] }, { data: y, sampleShape: [], dtype: "int32" });
-}
-
-class Classifier extends LightningModule {
-  readonly net = new Sequential(new Linear(4, 16), new ReLU(), new Dropout(0.1), new Linear(16, 3));
-  constructor(
-    readonly opt: "sgd" | "adam" = "adam",
-    readonly scheduled = false,
-    readonly lossHook: (loss: Tensor, batchIdx: number) => Tensor = (l) => l,
-  ) {
-    super();
-  }
-  forward(x: Tensor): Tensor {
-    return this.net.forward(x);
-  }
-  trainingStep([x, y]: Batch, batchIdx: number): Tensor {
-    const loss = this.lossHook(crossEntropy(this.forward(x!), y!), batchIdx);
-    this.log("train_loss", loss, { progBar: true });
-    return loss;
-  }
-  override validationStep([x, y]: Batch): void {
-    const logits = this.forward(x!);
-    this.log("val_loss", crossEntropy(logits, y!));
-    this.log("val_acc", accuracyOf(logits, y!));
-  }
-  override testStep([x, y]: Batch): void {
-    this.log("test_acc", accuracyOf(this.forward(x!), y!));
-  }
-  configureOptimizers() {
-    const optimizer = this.opt === "sgd" ? new SGD(this.parameters(), { lr: 0.05, momentum: 0.9 }) : new Adam(this.parameters(), { lr: 0.01 });
-    return this.scheduled ? { optimizer, lrScheduler: { scheduler: new StepLR(optimizer, 3, 0.5), interval: "step" as const } } : optimizer;
-  }
-}
-
-const quiet = (extra: TrainerOptions = {}): TrainerOptions => ({
-  accelerator: reference(),
-  enableProgressBar: false,
-  enableCheckpointing: false,
-  logger: false,
-  warn: () => {},
-  ...extra,
-});
 
 describe("Trainer", () => {
   it("fits, validates and tests with logged metrics", async () => {

@@ -175,6 +175,8 @@ export class Tensor {
   }
   minimum(other: TensorOrScalar): Tensor {
     const [a, b] = prepareBinary("minimum", this, other);
+    // Floats negate around maximum so NaN propagates as in torch.minimum; integers have no NaN.
+    if (!isFloatDType(a.dtype)) return where(rawBinary("less", b, a), b, a);
     return rawBinary("maximum", a.neg(), b.neg()).neg();
   }
   less(other: TensorOrScalar): Tensor {

@@ -3,6 +3,7 @@ import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import type { Pair } from "../engine/primitives.js";
 import { apply, arange, castFor, customGradient, Tensor, rawBinary, rawCast, rawReshape, tensor } from "../engine/tensor.js";
+import { checkClassIndices } from "./labels.js";
 
 /** one_hot(indices, classes) as bool: compares each index against 0..classes-1. */
 export function oneHot(indices: Tensor, classes: number): Tensor {
@@ -24,9 +25,11 @@ export function crossEntropy(logits: Tensor, target: Tensor, reduction: Reductio
   if (target.dtype === "int32") {
     if (target.rank !== 1 || target.shape[0] !== n)
       throw new ShapeError("crossEntropy", [logits.shape, target.shape], `expects ${n} class indices`);
-    // Each row's log-probability of its label, picked by one gather from the flattened rows.
+    const checked = checkClassIndices("crossEntropy", target, c, () => oneHot(target, c));
+    // Each row's log-probability of its label, picked by one gather from the flattened rows. Labels
+    // not checked on the host are clamped, so a bad one reaches the in-graph check, not the gather.
     const rowStarts = tensor(Int32Array.from({ length: n }, (_, i) => i * c), [n], "int32");
-    const flatIndex = noGrad(() => rowStarts.add(target));
+    const flatIndex = noGrad(() => rowStarts.add(checked ? target : target.maximum(0).minimum(c - 1)));
     const loss = noGrad(() => reduce(logProbs.reshape([n * c]).indexSelect(0, flatIndex).neg(), reduction));
     // Fused gradient, as PyTorch's log_softmax + nll_loss backward: (softmax(x) - onehot(y)) * g, the
     // one-hot part a scatter-add of -g at each label.

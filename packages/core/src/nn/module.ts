@@ -1,6 +1,7 @@
-import { isFloatDType, type DType, type FloatDType } from "../dtype.js";
+import { allocHost, DTYPES, isFloatDType, isHalfDType, type DType, type FloatDType, type HostArray } from "../dtype.js";
 import { NbitError, ShapeError } from "../errors.js";
-import { castHost } from "../numerics/convert.js";
+import { castHost, numbersToHost } from "../numerics/convert.js";
+import { InvalidArgumentError, isPlainObject } from "../validation.js";
 import { Tensor } from "../engine/tensor.js";
 import { sameShape } from "../engine/primitives.js";
 import { LazyNode } from "../engine/node.js";
@@ -79,11 +80,15 @@ export abstract class Module {
     return Object.fromEntries(this.namedParameters());
   }
 
-  /** Copies values into parameters by name; names, shapes and dtypes must match exactly. */
+  /**
+   * Copies values into parameters by name; names and shapes must match exactly (values are cast to
+   * each parameter's dtype). Every entry is validated before any parameter changes.
+   */
   loadStateDict(state: Readonly<Record<string, { data: ArrayLike<number> | Uint16Array; shape: readonly number[]; dtype: DType }>>, strict = true): void {
+    if (!isPlainObject(state)) throw new InvalidArgumentError("loadStateDict state", "an object of tensors keyed by parameter name", state);
     const own = new Map(this.namedParameters());
     if (strict) {
-      const missing = [...own.keys()].filter((k) => !(k in state));
+      const missing = [...own.keys()].filter((k) => !Object.hasOwn(state, k));
       const unexpected = Object.keys(state).filter((k) => !own.has(k));
       if (missing.length || unexpected.length)
         throw new NbitError(
@@ -91,13 +96,22 @@ export abstract class Module {
           `State dict does not match the module. Missing: ${missing.join(", ") || "(none)"}. Unexpected: ${unexpected.join(", ") || "(none)"}.`,
         );
     }
+    const updates: [Parameter, HostArray][] = [];
     for (const [name, entry] of Object.entries(state)) {
       const p = own.get(name);
       if (!p) continue;
-      if (!sameShape(p.shape, entry.shape))
-        throw new ShapeError("loadStateDict", [p.shape, entry.shape], `tensor "${name}" expected shape [${p.shape.join(", ")}]`);
-      const host = castHost(entry.data as never, entry.dtype, p.dtype);
-      p.node = LazyNode.leaf(host, p.shape, p.dtype);
+      if (!isPlainObject(entry))
+        throw new InvalidArgumentError(`loadStateDict tensor "${name}"`, "an object with data, shape and dtype", entry);
+      const { data, shape, dtype } = entry;
+      if (!Array.isArray(shape) || !sameShape(p.shape, shape))
+        throw new ShapeError("loadStateDict", [p.shape, Array.isArray(shape) ? shape : []], `tensor "${name}" expected shape [${p.shape.join(", ")}]`);
+      if (typeof dtype !== "string" || !(DTYPES as readonly string[]).includes(dtype))
+        throw new InvalidArgumentError(`loadStateDict tensor "${name}" dtype`, `one of ${DTYPES.join(", ")}`, dtype);
+      const fits = ArrayBuffer.isView(data) ? (data as HostArray).constructor === allocHost(dtype, 0).constructor : Array.isArray(data) && !isHalfDType(dtype);
+      if (!fits || (data as ArrayLike<number>).length !== p.size)
+        throw new InvalidArgumentError(`loadStateDict tensor "${name}" data`, `${p.size} values stored as ${dtype}`, data);
+      updates.push([p, castHost(ArrayBuffer.isView(data) ? (data as HostArray) : numbersToHost(data as number[], dtype), dtype, p.dtype)]);
     }
+    for (const [p, host] of updates) p.node = LazyNode.leaf(host, p.shape, p.dtype);
   }
 }

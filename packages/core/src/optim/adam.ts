@@ -1,5 +1,6 @@
 import { type Tensor, zerosLike } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
+import { checkNumber, InvalidArgumentError } from "../validation.js";
 import { Optimizer, type ParamUpdate } from "./optimizer.js";
 
 export interface AdamOptions {
@@ -11,12 +12,21 @@ export interface AdamOptions {
 
 type OptimizerParams = ConstructorParameters<typeof Optimizer<AdamOptions>>[0];
 
+/** torch.optim.Adam's rules: lr, eps and weight decay >= 0, each beta in [0, 1). */
+export function checkAdamHyperparameters(o: AdamOptions, where: string): void {
+  checkNumber(`${where} lr`, o.lr, { min: 0 });
+  if (!Array.isArray(o.betas) || o.betas.length !== 2) throw new InvalidArgumentError(`${where} betas`, "a pair [beta1, beta2]", o.betas);
+  o.betas.forEach((b, i) => checkNumber(`${where} betas[${i}]`, b, { min: 0, max: 1, maxOpen: true }));
+  checkNumber(`${where} eps`, o.eps, { min: 0 });
+  checkNumber(`${where} weightDecay`, o.weightDecay, { min: 0 });
+}
+
 /** Adam (torch.optim.Adam); weight decay is added to the gradient (L2). */
 export class Adam extends Optimizer<AdamOptions> {
   protected readonly decoupled: boolean = false;
 
   constructor(params: OptimizerParams, options: Partial<AdamOptions> = {}, defaultWeightDecay = 0) {
-    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: defaultWeightDecay, ...options });
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: defaultWeightDecay, ...options }, checkAdamHyperparameters);
   }
 
   protected initState(param: Parameter): Record<string, Tensor> {

@@ -1,7 +1,7 @@
 import { NbitError } from "../errors.js";
 import { Tensor } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
-import type { AdamOptions } from "./adam.js";
+import { checkAdamHyperparameters, type AdamOptions } from "./adam.js";
 import { Optimizer, type ParamUpdate } from "./optimizer.js";
 
 /**
@@ -76,7 +76,7 @@ export class Adam8bit extends Optimizer<AdamOptions> {
   protected readonly decoupled: boolean = false;
 
   constructor(params: ConstructorParameters<typeof Optimizer<AdamOptions>>[0], options: Partial<AdamOptions> = {}, defaultWeightDecay = 0) {
-    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: defaultWeightDecay, ...options });
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: defaultWeightDecay, ...options }, checkAdamHyperparameters);
   }
 
   protected initState(param: Parameter): Record<string, Tensor> {

@@ -1,4 +1,4 @@
-import { NbitError } from "../errors.js";
+import { checkGradScalerOptions, checkGradScalerState } from "./grad-scaler-checks.js";
 import { noGrad } from "../engine/context.js";
 import { full, scalarInput, Tensor } from "../engine/tensor.js";
 import type { Optimizer } from "./optimizer.js";
@@ -34,9 +34,7 @@ export class GradScaler {
 
   constructor(options: Partial<GradScalerOptions> = {}) {
     this.options = { initScale: 2 ** 16, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, enabled: true, ...options };
-    if (this.options.growthFactor <= 1) throw new NbitError("INVALID_ARGUMENT", "growthFactor must be > 1");
-    if (this.options.backoffFactor >= 1 || this.options.backoffFactor <= 0)
-      throw new NbitError("INVALID_ARGUMENT", "backoffFactor must be in (0, 1)");
+    checkGradScalerOptions(this.options);
     this.scale = this.options.initScale;
   }
 
@@ -96,13 +94,13 @@ export class GradScaler {
     return { scale: this.scale, growthFactor, backoffFactor, growthInterval, growthTracker: this.growthTracker };
   }
 
+  /** Restores a saved state after validating every field as strictly as the constructor's options. */
   loadStateDict(state: GradScalerState): void {
-    this.scale = state.scale;
-    this.growthTracker = state.growthTracker;
-    Object.assign(this.options, {
-      growthFactor: state.growthFactor,
-      backoffFactor: state.backoffFactor,
-      growthInterval: state.growthInterval,
-    });
+    const valid = checkGradScalerState(state);
+    this.scale = valid.scale;
+    this.growthTracker = valid.growthTracker;
+    this.options.growthFactor = valid.growthFactor;
+    this.options.backoffFactor = valid.backoffFactor;
+    this.options.growthInterval = valid.growthInterval;
   }
 }

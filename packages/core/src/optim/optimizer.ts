@@ -1,10 +1,10 @@
-import { isHalfDType, type DType, type FloatDType, type HostArray } from "../dtype.js";
-import { NbitError, ShapeError } from "../errors.js";
+import { allocHost, DTYPES, isFloatDType, isHalfDType, type DType, type FloatDType, type HostArray } from "../dtype.js";
+import { NbitError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { LazyNode } from "../engine/node.js";
-import { sameShape } from "../engine/primitives.js";
 import { full, scalarInput, Tensor, where } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
+import { checkInteger, checkNumber, describe, InvalidArgumentError, isPlainObject } from "../validation.js";
 
 export interface SerializedTensor {
   readonly dtype: DType;
@@ -46,10 +46,31 @@ export abstract class Optimizer<H extends { lr: number }> {
   private scalars = new Map<string, Tensor>();
   private previousScalars = new Map<string, number>();
   private currentScalars = new Map<string, number>();
+  // Method syntax keeps Optimizer<AdamOptions> assignable to Optimizer<{ lr: number }>.
+  private readonly rules: { check(group: H, where: string): void };
 
-  constructor(params: readonly Parameter[] | readonly (Partial<H> & { params: Parameter[] })[], defaults: H) {
-    const groups = params.length > 0 && !(params[0] instanceof Tensor) ? (params as (Partial<H> & { params: Parameter[] })[]) : [{ params: params as Parameter[] }];
-    this.paramGroups = groups.map((g) => ({ ...defaults, ...g }) as ParamGroup<H>);
+  /**
+   * `checkHyperparameters` holds every group (and every restored group) to the optimizer's rules,
+   * e.g. a non-negative learning rate; it throws an InvalidArgumentError naming the field.
+   */
+  constructor(
+    params: readonly Parameter[] | readonly (Partial<H> & { params: Parameter[] })[],
+    defaults: H,
+    checkHyperparameters: (group: H, where: string) => void = (g, where) => checkNumber(`${where} lr`, g.lr, { min: 0 }),
+  ) {
+    this.rules = { check: checkHyperparameters };
+    const name = new.target.name;
+    if (!Array.isArray(params) || params.length === 0)
+      throw new InvalidArgumentError(`${name} params`, "a non-empty list of parameters or of parameter groups", params);
+    const groups = !(params[0] instanceof Tensor) ? (params as (Partial<H> & { params: Parameter[] })[]) : [{ params: params as Parameter[] }];
+    this.paramGroups = groups.map((g, i) => {
+      const where = groups.length > 1 ? `${name} paramGroups[${i}]` : name;
+      if (!isPlainObject(g) || !Array.isArray(g.params) || !g.params.every((p) => p instanceof Tensor))
+        throw new InvalidArgumentError(`${where} params`, "a list of parameters", isPlainObject(g) ? g.params : g);
+      const group = { ...defaults, ...g } as ParamGroup<H>;
+      checkHyperparameters(group, where);
+      return group;
+    });
     const all = this.paramGroups.flatMap((g) => g.params);
     if (new Set(all).size !== all.length) throw new NbitError("INVALID_ARGUMENT", "A parameter appears in more than one parameter group");
   }
@@ -150,31 +171,118 @@ export abstract class Optimizer<H extends { lr: number }> {
     return { state, steps, paramGroups, scalars: Object.fromEntries(this.currentScalars) };
   }
 
+  /**
+   * Throws unless `loadStateDict(dict)` would accept `dict`: the same groups and parameter indices,
+   * hyperparameters that pass the constructor's rules, the state names and shapes this optimizer
+   * keeps, integer step counts and finite step scalars. Changes nothing.
+   */
+  validateStateDict(dict: unknown): void {
+    this.parseStateDict(dict);
+  }
+
+  /** Restores a saved state, all of it or (when anything is invalid) none of it. */
   loadStateDict(dict: OptimizerStateDict): void {
-    const params = this.params;
-    if (dict.paramGroups.length !== this.paramGroups.length)
-      throw new NbitError("STATE_DICT_MISMATCH", `Optimizer state has ${dict.paramGroups.length} parameter groups, this optimizer has ${this.paramGroups.length}`);
-    dict.paramGroups.forEach((saved, gi) => {
-      const { params: ids, ...hyper } = saved;
-      const group = this.paramGroups[gi]!;
-      if (ids.length !== group.params.length)
-        throw new NbitError("STATE_DICT_MISMATCH", `Parameter group ${gi} has ${ids.length} parameters in the state, ${group.params.length} here`);
-      Object.assign(group, hyper);
+    const { hyperparameters, state, scalars } = this.parseStateDict(dict);
+    this.paramGroups.forEach((group, gi) => {
+      for (const [key, value] of hyperparameters[gi]!) (group as Record<string, unknown>)[key] = Array.isArray(value) ? [...value] : value;
     });
     this.state.clear();
     this.steps.clear();
-    this.currentScalars = new Map(Object.entries(dict.scalars ?? {}));
-    for (const [key, entries] of Object.entries(dict.state)) {
-      const p = params[Number(key)];
-      if (!p) throw new NbitError("STATE_DICT_MISMATCH", `Optimizer state names parameter ${key}, which does not exist`);
-      const restored: Record<string, Tensor> = {};
-      for (const [name, t] of Object.entries(entries)) {
-        if (!sameShape(t.shape, p.shape) && t.shape.length !== 0)
-          throw new ShapeError("loadStateDict", [p.shape, t.shape], `optimizer state "${name}" of parameter ${key}`);
-        restored[name] = new Tensor(LazyNode.leaf(t.data, t.shape, t.dtype));
-      }
-      this.state.set(p, restored);
-      this.steps.set(p, dict.steps[Number(key)] ?? 0);
+    this.currentScalars = scalars;
+    for (const { param, tensors, step } of state) {
+      this.state.set(param, Object.fromEntries(tensors.map(([name, t]) => [name, new Tensor(LazyNode.leaf(t.data, [...t.shape], t.dtype))])));
+      this.steps.set(param, step);
     }
   }
+
+  private parseStateDict(dict: unknown): {
+    hyperparameters: Map<string, unknown>[];
+    state: { param: Parameter; tensors: [string, SerializedTensor][]; step: number }[];
+    scalars: Map<string, number>;
+  } {
+    const name = this.constructor.name;
+    const invalid = (field: string, expected: string, received: unknown): never => {
+      throw new InvalidArgumentError(`${name} state ${field}`, expected, received);
+    };
+    if (!isPlainObject(dict)) return invalid("", "an object with paramGroups, state, steps and scalars", dict);
+    for (const key of Object.keys(dict)) if (!["paramGroups", "state", "steps", "scalars"].includes(key)) invalid(`field ${JSON.stringify(key)}`, "absent (unknown field)", dict[key]);
+    const { paramGroups, state, steps, scalars } = dict;
+    if (!Array.isArray(paramGroups) || paramGroups.length !== this.paramGroups.length)
+      throw new NbitError(
+        "STATE_DICT_MISMATCH",
+        `Optimizer state has ${Array.isArray(paramGroups) ? paramGroups.length : describe(paramGroups)} parameter groups, this optimizer has ${this.paramGroups.length}`,
+      );
+    let first = 0;
+    const hyperparameters = this.paramGroups.map((group, gi) => {
+      const saved: unknown = paramGroups[gi];
+      if (!isPlainObject(saved)) return invalid(`paramGroups[${gi}]`, "an object", saved);
+      const ids = saved.params;
+      const expected = group.params.map((_, j) => first + j);
+      first += expected.length;
+      if (!Array.isArray(ids) || ids.length !== expected.length)
+        throw new NbitError("STATE_DICT_MISMATCH", `Parameter group ${gi} has ${Array.isArray(ids) ? ids.length : describe(ids)} parameters in the state, ${group.params.length} here`);
+      if (ids.some((id, j) => id !== expected[j])) invalid(`paramGroups[${gi}].params`, `the indices [${expected.join(", ")}]`, JSON.stringify(ids));
+      return this.restoredHyperparameters(group, saved, `${name} state paramGroups[${gi}]`);
+    });
+    if (!isPlainObject(state)) return invalid("state", "an object keyed by parameter index", state);
+    if (!isPlainObject(steps)) return invalid("steps", "an object keyed by parameter index", steps);
+    const params = this.params;
+    const restored = Object.entries(state).map(([key, entries]) => {
+      const index = /^(0|[1-9][0-9]*)$/.test(key) ? Number(key) : -1;
+      const param = params[index];
+      if (!param) throw new NbitError("STATE_DICT_MISMATCH", `Optimizer state names parameter ${JSON.stringify(key)}, which does not exist (this optimizer has ${params.length})`);
+      if (!isPlainObject(entries)) return invalid(`state[${key}]`, "an object of tensors", entries);
+      const expected = this.initState(param);
+      const names = Object.keys(expected);
+      const found = Object.keys(entries);
+      if (found.length !== names.length || !found.every((n) => names.includes(n)))
+        invalid(`state[${key}]`, `the tensors ${names.join(", ") || "(none)"}`, found.join(", ") || "(none)");
+      const tensors = names.map((n): [string, SerializedTensor] => [n, checkSerializedTensor(entries[n], expected[n]!, `${name} state[${key}].${n}`)]);
+      const step = Object.hasOwn(steps, key) ? steps[key] : undefined;
+      return { param, tensors, step: checkInteger(`${name} state steps[${key}]`, step, 0) };
+    });
+    for (const key of Object.keys(steps)) if (!Object.hasOwn(state, key)) invalid(`steps[${JSON.stringify(key)}]`, "absent (no state for that parameter)", steps[key]);
+    const restoredScalars = new Map<string, number>();
+    if (scalars !== undefined) {
+      if (!isPlainObject(scalars)) return invalid("scalars", "an object of numbers", scalars);
+      for (const [key, value] of Object.entries(scalars)) {
+        if (!/^[A-Za-z][A-Za-z0-9]*:(float64|float32|float16|bfloat16)$/.test(key)) invalid(`scalar ${JSON.stringify(key)}`, 'named "<name>:<float dtype>"', key);
+        restoredScalars.set(key, checkNumber(`${name} state scalar ${JSON.stringify(key)}`, value));
+      }
+    }
+    return { hyperparameters, state: restored, scalars: restoredScalars };
+  }
+
+  /** The saved hyperparameters of one group: exactly this group's keys, each of the same kind, then the constructor's rules. */
+  private restoredHyperparameters(group: ParamGroup<H>, saved: Record<string, unknown>, where: string): Map<string, unknown> {
+    const keys = Object.keys(group).filter((k) => k !== "params");
+    for (const key of Object.keys(saved)) if (key !== "params" && !keys.includes(key)) throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (not a hyperparameter of this optimizer)", saved[key]);
+    const restored = new Map<string, unknown>();
+    for (const key of keys) {
+      const live = (group as Record<string, unknown>)[key];
+      const value = Object.hasOwn(saved, key) ? saved[key] : undefined;
+      const sameKind = Array.isArray(live)
+        ? Array.isArray(value) && value.length === live.length && value.every((v) => typeof v === "number")
+        : typeof value === typeof live && (typeof value !== "number" || Number.isFinite(value)) && typeof value !== "object";
+      if (!sameKind) throw new InvalidArgumentError(`${where} ${key}`, Array.isArray(live) ? `a list of ${live.length} numbers` : `a ${typeof live === "number" ? "finite number" : typeof live}`, value);
+      restored.set(key, value);
+    }
+    this.rules.check(Object.fromEntries(restored) as H, where);
+    return restored;
+  }
+}
+
+/** A saved tensor whose dtype, shape and data agree with each other and with `expected` (float state may be any float dtype). */
+function checkSerializedTensor(value: unknown, expected: Tensor, where: string): SerializedTensor {
+  const want = `${expected.dtype}[${expected.shape.join(", ")}]`;
+  if (!isPlainObject(value)) throw new InvalidArgumentError(where, `a tensor ${want}`, value);
+  const { dtype, shape, data } = value;
+  const knownDType = typeof dtype === "string" && (DTYPES as readonly string[]).includes(dtype);
+  const dtypeFits = knownDType && (dtype === expected.dtype || (isFloatDType(dtype as DType) && isFloatDType(expected.dtype)));
+  const shapeFits = Array.isArray(shape) && shape.length === expected.shape.length && shape.every((d, i) => d === expected.shape[i]);
+  const dataFits =
+    knownDType && ArrayBuffer.isView(data) && (data as HostArray).constructor === allocHost(dtype as DType, 0).constructor && (data as HostArray).length === expected.size;
+  if (!dtypeFits || !shapeFits || !dataFits)
+    throw new InvalidArgumentError(where, `a tensor ${want}`, knownDType && Array.isArray(shape) ? `${String(dtype)}[${shape.map(String).join(", ")}]${dataFits ? "" : " with mismatched data"}` : value);
+  return { dtype: dtype as DType, shape: [...expected.shape], data: data as HostArray };
 }

@@ -1,5 +1,6 @@
 import { type Tensor, zerosLike } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
+import { checkBoolean, checkNumber, InvalidArgumentError } from "../validation.js";
 import { Optimizer, type ParamUpdate } from "./optimizer.js";
 
 export interface SGDOptions {
@@ -10,10 +11,20 @@ export interface SGDOptions {
   nesterov: boolean;
 }
 
+/** torch.optim.SGD's rules: lr, momentum and weight decay >= 0; Nesterov needs momentum and no dampening. */
+export function checkSGDHyperparameters(o: SGDOptions, where: string): void {
+  checkNumber(`${where} lr`, o.lr, { min: 0 });
+  checkNumber(`${where} momentum`, o.momentum, { min: 0 });
+  checkNumber(`${where} dampening`, o.dampening);
+  checkNumber(`${where} weightDecay`, o.weightDecay, { min: 0 });
+  if (checkBoolean(`${where} nesterov`, o.nesterov) && (o.momentum <= 0 || o.dampening !== 0))
+    throw new InvalidArgumentError(`${where} nesterov`, "used with momentum > 0 and dampening 0", `momentum ${o.momentum}, dampening ${o.dampening}`);
+}
+
 /** Stochastic gradient descent with momentum, as torch.optim.SGD. */
 export class SGD extends Optimizer<SGDOptions> {
   constructor(params: ConstructorParameters<typeof Optimizer<SGDOptions>>[0], options: Partial<SGDOptions> & { lr: number }) {
-    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });
+    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options }, checkSGDHyperparameters);
   }
 
   protected initState(param: Parameter): Record<string, Tensor> {

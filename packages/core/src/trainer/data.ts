@@ -1,8 +1,9 @@
-import { allocHost, type DType, type HostArray } from "../dtype.js";
+import { allocHost, DTYPES, type DType, type HostArray } from "../dtype.js";
 import { NbitError } from "../errors.js";
 import { Generator } from "../engine/random.js";
 import { Tensor } from "../engine/tensor.js";
 import { numbersToHost } from "../numerics/convert.js";
+import { checkBoolean, checkInteger, checkOneOf, InvalidArgumentError, isPlainObject } from "../validation.js";
 
 export interface ArrayField {
   /** Row-major values of every sample, back to back. */
@@ -19,12 +20,18 @@ export class TensorDataset {
 
   constructor(...fields: ArrayField[]) {
     if (fields.length === 0) throw new NbitError("INVALID_ARGUMENT", "TensorDataset needs at least one field");
-    this.fields = fields.map((f) => {
-      const dtype = f.dtype ?? "float32";
+    this.fields = fields.map((f, i) => {
+      const where = `TensorDataset field ${i}`;
+      if (!isPlainObject(f)) throw new InvalidArgumentError(where, "an object with data and sampleShape", f);
+      const dtype = checkOneOf(`${where} dtype`, f.dtype ?? "float32", DTYPES);
+      if (!Array.isArray(f.sampleShape)) throw new InvalidArgumentError(`${where} sampleShape`, "a list of non-negative integers", f.sampleShape);
+      f.sampleShape.forEach((d, j) => checkInteger(`${where} sampleShape[${j}]`, d, 0));
+      if (typeof f.data !== "object" || f.data === null || typeof f.data.length !== "number")
+        throw new InvalidArgumentError(`${where} data`, "an array or typed array of numbers", f.data);
       const sampleSize = f.sampleShape.reduce((a, b) => a * b, 1);
       return { host: numbersToHost(f.data, dtype), sampleShape: f.sampleShape, dtype, sampleSize };
     });
-    const lengths = this.fields.map((f) => f.host.length / f.sampleSize);
+    const lengths = this.fields.map((f) => (f.sampleSize === 0 ? (f.host.length === 0 ? 0 : NaN) : f.host.length / f.sampleSize));
     if (lengths.some((l) => l !== lengths[0] || !Number.isInteger(l)))
       throw new NbitError("INVALID_ARGUMENT", `TensorDataset fields hold different numbers of samples: ${lengths.join(", ")}`);
     this.length = lengths[0]!;
@@ -60,12 +67,12 @@ export class DataLoader {
     readonly dataset: TensorDataset,
     options: DataLoaderOptions = {},
   ) {
-    this.batchSize = options.batchSize ?? 1;
-    this.shuffle = options.shuffle ?? false;
-    this.seed = options.seed ?? 0;
-    this.dropLast = options.dropLast ?? false;
-    if (!Number.isInteger(this.batchSize) || this.batchSize < 1)
-      throw new NbitError("INVALID_ARGUMENT", `batchSize must be a positive integer, got ${options.batchSize}`);
+    if (!(dataset instanceof TensorDataset)) throw new InvalidArgumentError("DataLoader dataset", "a TensorDataset", dataset);
+    if (!isPlainObject(options)) throw new InvalidArgumentError("DataLoader options", "an object", options);
+    this.batchSize = checkInteger("DataLoader batchSize", options.batchSize ?? 1, 1);
+    this.shuffle = checkBoolean("DataLoader shuffle", options.shuffle ?? false);
+    this.seed = checkInteger("DataLoader seed", options.seed ?? 0, 0, 0xffffffff);
+    this.dropLast = checkBoolean("DataLoader dropLast", options.dropLast ?? false);
   }
 
   get length(): number {

@@ -1,5 +1,6 @@
 import { NbitError } from "../errors.js";
 import type { Optimizer } from "../optim/optimizer.js";
+import { checkInteger, checkNumber, InvalidArgumentError, isPlainObject } from "../validation.js";
 
 export interface LRSchedulerState {
   readonly lastEpoch: number;
@@ -12,6 +13,7 @@ export abstract class LRScheduler {
   readonly baseLrs: number[];
 
   constructor(readonly optimizer: Optimizer<{ lr: number }>) {
+    if (!optimizer || !Array.isArray(optimizer.paramGroups)) throw new InvalidArgumentError(`${new.target.name} optimizer`, "an Optimizer", optimizer);
     this.baseLrs = optimizer.paramGroups.map((g) => g.lr);
   }
 
@@ -36,11 +38,26 @@ export abstract class LRScheduler {
     return { lastEpoch: this.lastEpoch, baseLrs: [...this.baseLrs] };
   }
 
+  /** Throws unless `loadStateDict(state)` would accept it: an integer lastEpoch >= 0 and one finite rate >= 0 per group. */
+  validateStateDict(state: unknown): LRSchedulerState {
+    const where = `${this.constructor.name} state`;
+    if (!isPlainObject(state)) throw new InvalidArgumentError(where, "an object with lastEpoch and baseLrs", state);
+    for (const key of Object.keys(state))
+      if (key !== "lastEpoch" && key !== "baseLrs") throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (unknown field)", state[key]);
+    const { lastEpoch, baseLrs } = state;
+    if (!Array.isArray(baseLrs)) throw new InvalidArgumentError(`${where} baseLrs`, "a list of learning rates", baseLrs);
+    if (baseLrs.length !== this.baseLrs.length)
+      throw new NbitError("STATE_DICT_MISMATCH", `Scheduler state has ${baseLrs.length} groups, the optimizer ${this.baseLrs.length}`);
+    return {
+      lastEpoch: checkInteger(`${where} lastEpoch`, lastEpoch, 0),
+      baseLrs: baseLrs.map((lr, i) => checkNumber(`${where} baseLrs[${i}]`, lr, { min: 0 })),
+    };
+  }
+
   loadStateDict(state: LRSchedulerState): void {
-    if (state.baseLrs.length !== this.baseLrs.length)
-      throw new NbitError("STATE_DICT_MISMATCH", `Scheduler state has ${state.baseLrs.length} groups, the optimizer ${this.baseLrs.length}`);
-    this.lastEpoch = state.lastEpoch;
-    this.baseLrs.splice(0, this.baseLrs.length, ...state.baseLrs);
+    const valid = this.validateStateDict(state);
+    this.lastEpoch = valid.lastEpoch;
+    this.baseLrs.splice(0, this.baseLrs.length, ...valid.baseLrs);
     this.apply();
   }
 }
@@ -53,6 +70,8 @@ export class StepLR extends LRScheduler {
     readonly gamma = 0.1,
   ) {
     super(optimizer);
+    checkInteger("StepLR stepSize", stepSize, 1);
+    checkNumber("StepLR gamma", gamma, { min: 0, minOpen: true });
     this.apply();
   }
   protected lrAt(epoch: number, base: number): number {
@@ -68,6 +87,8 @@ export class CosineAnnealingLR extends LRScheduler {
     readonly etaMin = 0,
   ) {
     super(optimizer);
+    checkInteger("CosineAnnealingLR tMax", tMax, 1);
+    checkNumber("CosineAnnealingLR etaMin", etaMin, { min: 0 });
     this.apply();
   }
   protected lrAt(epoch: number, base: number): number {
@@ -84,6 +105,10 @@ export class LinearLR extends LRScheduler {
     readonly totalIters = 5,
   ) {
     super(optimizer);
+    // torch.optim.lr_scheduler.LinearLR's bounds.
+    checkNumber("LinearLR startFactor", startFactor, { min: 0, max: 1, minOpen: true });
+    checkNumber("LinearLR endFactor", endFactor, { min: 0, max: 1 });
+    checkInteger("LinearLR totalIters", totalIters, 1);
     this.apply();
   }
   protected lrAt(epoch: number, base: number): number {

@@ -4,16 +4,19 @@ import { setDefaultRuntime, noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
 import { Runtime } from "../engine/runtime.js";
 import { realize, Tensor } from "../engine/tensor.js";
-import type { Optimizer, OptimizerStateDict, SerializedTensor } from "../optim/optimizer.js";
+import { collectLabelChecks, LabelOutOfRangeError, verifyLabelChecks, type BatchLocation, type DeferredLabelCheck } from "../nn/labels.js";
+import { Optimizer } from "../optim/optimizer.js";
 import { defaultWarn, type PrecisionInput, type Precision, type Warn } from "../precision/parse.js";
 import { precisionPluginForAmpLevel, type AmpLevel } from "../precision/apex.js";
-import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin, type PrecisionPluginState } from "../precision/plugins.js";
+import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin } from "../precision/plugins.js";
+import { describe, InvalidArgumentError } from "../validation.js";
 import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback } from "./callbacks.js";
+import { loadCheckpoint, saveCheckpoint, type CheckpointTargets } from "./checkpoint.js";
 import type { DataLoader } from "./data.js";
-import type { Batch, LightningModule, LoggedValue, OptimizerConfig } from "./lightning-module.js";
+import type { LightningModule, LoggedValue } from "./lightning-module.js";
 import { CSVLogger, type Logger } from "./logger.js";
-import { readSafetensors, writeFileAtomic, encodeSafetensors, CheckpointError, type StoredTensor } from "./safetensors.js";
-import type { LRScheduler, LRSchedulerState } from "./schedulers.js";
+import { limitBatches, resolveLoopSettings, type LoopSettings } from "./options.js";
+import { LRScheduler } from "./schedulers.js";
 
 export interface TrainerOptions {
   /** Accelerator name, "auto" (default: the best registered and available), or an instance. */
@@ -26,10 +29,12 @@ export interface TrainerOptions {
   readonly plugin?: PrecisionPlugin;
   /** Apex-style optimization level ("O0".."O3"), instead of `precision`. */
   readonly ampLevel?: AmpLevel | string;
+  /** Stop after this many epochs (-1: no limit; default 1000, or no limit when maxSteps is set), as Lightning. */
   readonly maxEpochs?: number;
-  /** Stop after this many optimizer steps (-1: no limit). */
+  /** Stop after this many optimizer steps (-1: no limit; 0 trains nothing), checked before each step. */
   readonly maxSteps?: number;
   readonly accumulateGradBatches?: number;
+  /** Clip gradients to this norm or value (0 or unset: no clipping). */
   readonly gradientClipVal?: number;
   readonly gradientClipAlgorithm?: GradientClipAlgorithm;
   readonly callbacks?: readonly Callback[];
@@ -38,14 +43,18 @@ export interface TrainerOptions {
   readonly enableProgressBar?: boolean;
   /** Add a ModelCheckpoint saving the latest epoch when no callback is one (default true, as Lightning). */
   readonly enableCheckpointing?: boolean;
-  /** Seeds the default generator once, when the Trainer is built (before the model, as seed_everything). */
+  /** Seeds the default generator once, when the Trainer is built (before the model, as seed_everything); an integer in [0, 2^32). */
   readonly seed?: number;
   /** Accepted for Lightning parity: nbit's backends are deterministic for a fixed thread count. */
   readonly deterministic?: boolean;
   readonly defaultRootDir?: string;
+  /** Log training metrics every n optimizer steps (a positive integer; default 50). */
   readonly logEveryNSteps?: number;
+  /** Train on this many batches per epoch (an integer; 0 trains none) or, as Lightning, this fraction in (0, 1) of them. */
   readonly limitTrainBatches?: number;
+  /** Validate on this many batches (an integer) or this fraction in (0, 1) of them. */
   readonly limitValBatches?: number;
+  /** Validate every n epochs (a positive integer; default 1). */
   readonly checkValEveryNEpoch?: number;
   readonly registry?: AcceleratorRegistry;
   readonly warn?: Warn;
@@ -67,18 +76,15 @@ export class NonFiniteLossError extends NbitError {
   }
 }
 
-const CHECKPOINT_FORMAT = 1;
-
-interface CheckpointMeta {
-  format: number;
-  precision: Precision;
-  position: { epoch: number; batch: number };
-  globalStep: number;
-  optimizer: Omit<OptimizerStateDict, "state"> & { stateShapes: Record<number, string[]> };
-  scheduler: LRSchedulerState | null;
-  plugin: PrecisionPluginState;
-  callbacks: Record<string, unknown>;
-  rng: number[];
+/** A LightningModule hook returned something the Trainer cannot use. */
+export class InvalidReturnValueError extends NbitError {
+  constructor(
+    readonly hook: string,
+    readonly expected: string,
+    readonly received: unknown,
+  ) {
+    super("INVALID_RETURN_VALUE", `${hook} must return ${expected}; got ${describe(received)}`);
+  }
 }
 
 /** Lightning's Trainer for nbit: fit/validate/test/predict with precision, callbacks, logging and checkpoints. */
@@ -110,10 +116,12 @@ export class Trainer {
   readonly losses: number[] = [];
 
   private readonly options: TrainerOptions;
+  private readonly loop: LoopSettings;
   private position = { epoch: 0, batch: 0 };
   private warnedSkip = false;
 
   constructor(options: TrainerOptions = {}) {
+    this.loop = resolveLoopSettings(options);
     this.options = options;
     const warn = options.warn ?? defaultWarn;
     const emit = (m: string) => {
@@ -123,7 +131,7 @@ export class Trainer {
     const registry = options.registry ?? accelerators;
     this.accelerator = typeof options.accelerator === "object" ? options.accelerator : registry.resolve(options.accelerator ?? "auto");
     const devices = options.devices ?? "auto";
-    if (devices !== "auto" && devices !== 1)
+    if (devices !== "auto" && devices !== -1 && devices !== 1)
       throw new NbitError("UNSUPPORTED_DEVICES", `devices=${devices}: nbit trains on one device; "${this.accelerator.name}" has ${this.accelerator.deviceCount()}.`);
     if (options.ampLevel !== undefined && (options.precision !== undefined || options.plugin))
       throw new NbitError("INVALID_ARGUMENT", "Pass either ampLevel or precision/plugin, not both");
@@ -134,16 +142,13 @@ export class Trainer {
     this.runtime = new Runtime(this.accelerator.createBackend());
     // Seeded once, here, as seed_everything before building the model: later fit/test calls do not rewind it.
     if (options.seed !== undefined) manualSeed(options.seed);
-    this.maxEpochs = options.maxEpochs ?? (options.maxSteps !== undefined && options.maxSteps >= 0 ? Infinity : 1000);
-    this.maxSteps = options.maxSteps ?? -1;
+    this.maxEpochs = this.loop.maxEpochs;
+    this.maxSteps = this.loop.maxSteps;
     const logger = options.logger ?? true;
     this.logger = logger === true ? new CSVLogger(options.defaultRootDir ?? "nbit_logs") : logger === false ? null : logger;
     this.callbacks = [...(options.callbacks ?? [])];
     if ((options.enableProgressBar ?? true) && !this.callbacks.some((c) => c instanceof ProgressBar)) this.callbacks.push(new ProgressBar());
     if ((options.enableCheckpointing ?? true) && !this.callbacks.some((c) => c instanceof ModelCheckpoint)) this.callbacks.push(new ModelCheckpoint());
-    const accumulate = options.accumulateGradBatches ?? 1;
-    if (!Number.isInteger(accumulate) || accumulate < 1)
-      throw new NbitError("INVALID_ARGUMENT", `accumulateGradBatches must be a positive integer, got ${accumulate}`);
   }
 
   /** Where logs and default checkpoints go. */
@@ -170,37 +175,66 @@ export class Trainer {
   }
 
   private configureOptimizers(module: LightningModule): void {
-    const config = module.configureOptimizers();
-    const { optimizer, lrScheduler } = "optimizer" in config ? (config as OptimizerConfig) : { optimizer: config, lrScheduler: undefined };
+    const config: unknown = module.configureOptimizers();
+    const expected = "an Optimizer or { optimizer, lrScheduler? } with lrScheduler a scheduler or { scheduler, interval }";
+    const invalid = () => new InvalidReturnValueError(`${module.constructor.name}.configureOptimizers()`, expected, config);
+    if (config instanceof Optimizer) {
+      this.optimizer = config;
+      this.scheduler = null;
+      return;
+    }
+    if (typeof config !== "object" || config === null || !((config as { optimizer?: unknown }).optimizer instanceof Optimizer)) throw invalid();
+    const { optimizer, lrScheduler } = config as { optimizer: Optimizer<{ lr: number }>; lrScheduler?: unknown };
+    let scheduler: { scheduler: LRScheduler; interval: "step" | "epoch" } | null = null;
+    if (lrScheduler instanceof LRScheduler) scheduler = { scheduler: lrScheduler, interval: "epoch" };
+    else if (lrScheduler !== undefined) {
+      const { scheduler: s, interval = "epoch" } = (typeof lrScheduler === "object" && lrScheduler !== null ? lrScheduler : {}) as { scheduler?: unknown; interval?: unknown };
+      if (!(s instanceof LRScheduler) || (interval !== "step" && interval !== "epoch")) throw invalid();
+      scheduler = { scheduler: s, interval };
+    }
+    if (scheduler && scheduler.scheduler.optimizer !== optimizer) throw invalid();
     this.optimizer = optimizer;
-    this.scheduler = lrScheduler ? ("scheduler" in lrScheduler ? { scheduler: lrScheduler.scheduler, interval: lrScheduler.interval ?? "epoch" } : { scheduler: lrScheduler, interval: "epoch" }) : null;
+    this.scheduler = scheduler;
   }
 
   private async hook(name: keyof Callback, module: LightningModule): Promise<void> {
     for (const c of this.callbacks) await (c[name] as ((t: Trainer, m: LightningModule) => unknown) | undefined)?.call(c, this, module);
   }
 
+  /** True once maxSteps optimizer steps have run (checked before a step, so maxSteps 0 trains nothing). */
+  private get stepLimitReached(): boolean {
+    return this.maxSteps >= 0 && this.globalStep >= this.maxSteps;
+  }
+
   async fit(module: LightningModule, train: DataLoader, val?: DataLoader, { ckptPath }: { ckptPath?: string } = {}): Promise<void> {
+    if (ckptPath !== undefined && (typeof ckptPath !== "string" || ckptPath === ""))
+      throw new InvalidArgumentError("fit ckptPath", "a checkpoint path", ckptPath);
     this.prepare(module);
     this.configureOptimizers(module);
     this.losses.length = 0;
     this.shouldStop = false;
-    if (ckptPath) this.loadCheckpoint(ckptPath, module);
-    const limit = this.options.limitTrainBatches;
-    this.numTrainingBatches = limit !== undefined ? Math.min(limit, train.length) : train.length;
-    const accumulate = this.options.accumulateGradBatches ?? 1;
+    if (ckptPath !== undefined) {
+      const loop = loadCheckpoint(ckptPath, this.checkpointTargets(module));
+      this.position = { epoch: loop.epoch, batch: loop.batch };
+      this.globalStep = loop.globalStep;
+      this.skippedSteps = loop.skippedSteps;
+    }
+    this.numTrainingBatches = limitBatches("Trainer limitTrainBatches", this.loop.limitTrainBatches, train.length);
+    if (this.numTrainingBatches === 0) {
+      this.warn("No training batches: the train loader is empty or limitTrainBatches is 0, so fit() trains nothing.");
+      return;
+    }
+    const accumulate = this.loop.accumulateGradBatches;
     await this.hook("onFitStart", module);
     try {
-      for (this.currentEpoch = this.position.epoch; this.currentEpoch < this.maxEpochs && !this.shouldStop; this.currentEpoch++) {
+      for (this.currentEpoch = this.position.epoch; this.currentEpoch < this.maxEpochs && !this.shouldStop && !this.stepLimitReached; this.currentEpoch++) {
         const skip = this.currentEpoch === this.position.epoch ? this.position.batch : 0;
         await this.trainEpoch(module, train, skip, accumulate);
         this.position = { epoch: this.currentEpoch + 1, batch: 0 };
-        const every = this.options.checkValEveryNEpoch ?? 1;
-        if (val && module.validationStep && (this.currentEpoch + 1) % every === 0) await this.evaluationLoop(module, val, "validate");
+        if (val && module.validationStep && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0) await this.evaluationLoop(module, val, "validate");
         if (this.scheduler?.interval === "epoch") this.scheduler.scheduler.step();
         this.logger?.flush?.();
         await this.hook("onTrainEpochEnd", module);
-        if (this.maxSteps >= 0 && this.globalStep >= this.maxSteps) this.shouldStop = true;
       }
       if (this.skippedSteps > 0)
         this.warn(`The gradient scaler skipped ${this.skippedSteps} optimizer step(s) with Inf/NaN gradients; the learning-rate scheduler was not advanced for them.`);
@@ -222,24 +256,27 @@ export class Trainer {
     for (const rawBatch of train) {
       batchIdx++;
       if (batchIdx < skip) continue;
-      if (batchIdx >= this.numTrainingBatches) break;
+      if (batchIdx >= this.numTrainingBatches || this.stepLimitReached || this.shouldStop) break;
       this.stage = "train";
       const batch = rawBatch.map((t) => plugin.convertInput(t));
       this.currentBatchSize = batch[0]?.shape[0] ?? 1;
       module.logged.clear();
-      const output = plugin.forwardContext(() => module.trainingStep(batch, batchIdx));
-      const loss = output instanceof Tensor ? output : output.loss;
+      const location: BatchLocation = { stage: "train", epoch: this.currentEpoch, batchIdx };
+      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(() => module.trainingStep(batch, batchIdx)));
+      const loss = this.lossOf(module, output);
       const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
       // Lightning divides the loss by the number of accumulated batches.
       const stepLoss = accumulate > 1 ? loss.div(accumulate) : loss;
       const logged = [...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor);
+      const extra = [...logged, ...checks.map((c) => c.validRows)];
       const step = this.globalStep;
       let lossValue: number;
       let skipped = false;
       if (boundary) {
+        const clipValue = this.loop.gradientClipVal;
         const outcome = await plugin.optimizerStep(optimizer, stepLoss, {
-          ...(this.options.gradientClipVal !== undefined ? { clipValue: this.options.gradientClipVal, clipAlgorithm: this.options.gradientClipAlgorithm ?? "norm" } : {}),
-          extra: logged,
+          ...(clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm } : {}),
+          extra,
         });
         lossValue = outcome.loss * accumulate;
         skipped = outcome.skipped;
@@ -249,24 +286,19 @@ export class Trainer {
       } else {
         const detached = loss.detach();
         plugin.backward(stepLoss);
-        await realize([detached, ...optimizer.params.flatMap((p) => (p.grad ? [p.grad] : [])), ...logged]);
+        await realize([detached, ...optimizer.params.flatMap((p) => (p.grad ? [p.grad] : [])), ...extra]);
         lossValue = await detached.item();
       }
+      await verifyLabelChecks(checks, location);
       if (!Number.isFinite(lossValue) && !skipped && plugin.autocastDType !== "float16")
         throw new NonFiniteLossError(lossValue, step, this.currentEpoch, batchIdx, this.precision);
       this.losses.push(lossValue);
       await this.collectLogged(module.logged, epochSums);
       this.progressBarMetrics = Object.fromEntries([...module.logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
-      const logEvery = this.options.logEveryNSteps ?? 50;
-      if (boundary && this.globalStep % logEvery === 0) this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
+      if (boundary && this.globalStep % this.loop.logEveryNSteps === 0) this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
       this.position = { epoch: this.currentEpoch, batch: batchIdx + 1 };
       const outcome: BatchOutcome = { loss: lossValue, skipped, optimizerStep: boundary };
       for (const c of this.callbacks) await c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
-      if (this.maxSteps >= 0 && this.globalStep >= this.maxSteps) {
-        this.shouldStop = true;
-        break;
-      }
-      if (this.shouldStop) break;
     }
     const epochMetrics: Record<string, number> = {};
     for (const [k, { sum, count }] of epochSums) epochMetrics[k] = sum / count;
@@ -283,7 +315,24 @@ export class Trainer {
     }
   }
 
-  private warn(message: string): void {
+  /** Runs a step, collecting its deferred label checks; a label error names the batch. */
+  private runStep<T>(location: BatchLocation, fn: () => T): { result: T; checks: DeferredLabelCheck[] } {
+    try {
+      return collectLabelChecks(fn);
+    } catch (e) {
+      throw e instanceof LabelOutOfRangeError ? e.at(location) : e;
+    }
+  }
+
+  private lossOf(module: LightningModule, output: unknown): Tensor {
+    const loss = output instanceof Tensor ? output : typeof output === "object" && output !== null ? (output as { loss?: unknown }).loss : undefined;
+    if (!(loss instanceof Tensor) || loss.size !== 1)
+      throw new InvalidReturnValueError(`${module.constructor.name}.trainingStep()`, "the loss: a one-element Tensor, or { loss: Tensor }", loss instanceof Tensor ? loss : output);
+    return loss;
+  }
+
+  /** Records a warning and passes it to the `warn` option (process warnings by default). */
+  warn(message: string): void {
     this.warnings.push(message);
     (this.options.warn ?? ((m: string) => process.emitWarning(m)))(message);
   }
@@ -316,15 +365,17 @@ export class Trainer {
     const previousStage = this.stage;
     this.stage = stage;
     const sums = new Map<string, { sum: number; count: number }>();
-    const limit = stage === "validate" ? (this.options.limitValBatches ?? Infinity) : Infinity;
+    const limit = stage === "validate" ? limitBatches("Trainer limitValBatches", this.loop.limitValBatches, loader.length) : Infinity;
     let batchIdx = 0;
     for (const rawBatch of loader) {
       if (batchIdx >= limit) break;
       const batch = rawBatch.map((t) => this.precisionPlugin.convertInput(t));
       this.currentBatchSize = batch[0]?.shape[0] ?? 1;
       module.logged.clear();
-      noGrad(() => this.precisionPlugin.forwardContext(() => step.call(module, batch, batchIdx)));
-      await realize([...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor));
+      const location: BatchLocation = { stage, epoch: this.currentEpoch, batchIdx };
+      const { checks } = this.runStep(location, () => noGrad(() => this.precisionPlugin.forwardContext(() => step.call(module, batch, batchIdx))));
+      await realize([...[...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor), ...checks.map((c) => c.validRows)]);
+      await verifyLabelChecks(checks, location);
       await this.collectLogged(module.logged, sums);
       batchIdx++;
     }
@@ -381,36 +432,11 @@ export class Trainer {
 
   /**
    * Writes weights (in their own dtypes), optimizer state, scaler, scheduler, callbacks, RNG and
-   * loop position as one safetensors file, atomically.
+   * loop position as one safetensors file with a SHA-256 per tensor, atomically (see checkpoint.ts).
    */
   async saveCheckpoint(path: string): Promise<void> {
-    const module = this.moduleOf();
-    const tensors: Record<string, StoredTensor> = {};
-    for (const [name, p] of module.namedParameters()) tensors[`model.${name}`] = { dtype: p.dtype, shape: [...p.shape], data: await p.toHost() };
-    let optimizer: CheckpointMeta["optimizer"] = { steps: {}, paramGroups: [], stateShapes: {}, scalars: {} };
-    if (this.optimizer) {
-      const { state, ...rest } = await this.optimizer.stateDict();
-      const stateShapes: Record<number, string[]> = {};
-      for (const [i, entries] of Object.entries(state)) {
-        stateShapes[Number(i)] = Object.keys(entries);
-        for (const [k, t] of Object.entries(entries)) tensors[`optimizer.${i}.${k}`] = t;
-      }
-      optimizer = { ...rest, stateShapes };
-    }
-    const callbacks: Record<string, unknown> = {};
-    for (const c of this.callbacks) if (c.stateDict) callbacks[c.stateKey ?? c.constructor.name] = c.stateDict();
-    const meta: CheckpointMeta = {
-      format: CHECKPOINT_FORMAT,
-      precision: this.precision,
-      position: this.position,
-      globalStep: this.globalStep,
-      optimizer,
-      scheduler: this.scheduler?.scheduler.stateDict() ?? null,
-      plugin: this.precisionPlugin.stateDict(),
-      callbacks,
-      rng: defaultGenerator.getState(),
-    };
-    writeFileAtomic(path, encodeSafetensors(tensors, { nbit: JSON.stringify(meta) }));
+    const { epoch, batch } = this.position;
+    await saveCheckpoint(path, this.checkpointTargets(this.moduleOf()), { epoch, batch, globalStep: this.globalStep, skippedSteps: this.skippedSteps });
   }
 
   private module: LightningModule | null = null;
@@ -419,42 +445,14 @@ export class Trainer {
     return this.module;
   }
 
-  private loadCheckpoint(path: string, module: LightningModule): void {
-    const { tensors, metadata } = readSafetensors(path);
-    if (!metadata.nbit) throw new CheckpointError(path, "has no nbit metadata (not written by Trainer.saveCheckpoint)");
-    const meta = JSON.parse(metadata.nbit) as CheckpointMeta;
-    if (meta.format !== CHECKPOINT_FORMAT) throw new CheckpointError(path, `format ${meta.format} is not supported (expected ${CHECKPOINT_FORMAT})`);
-    for (const [name, p] of module.namedParameters()) {
-      const t = tensors[`model.${name}`];
-      const expected = `${p.dtype}[${p.shape.join(", ")}]`;
-      if (!t) throw new CheckpointError(path, `tensor "model.${name}" is missing; expected ${expected}`);
-      const found = `${t.dtype}[${t.shape.join(", ")}]`;
-      if (found !== expected) throw new CheckpointError(path, `tensor "model.${name}" expected ${expected}, found ${found}`);
-    }
-    const own = new Set([...module.namedParameters()].map(([n]) => `model.${n}`));
-    const unexpected = Object.keys(tensors).filter((k) => k.startsWith("model.") && !own.has(k));
-    if (unexpected.length) throw new CheckpointError(path, `has tensors this module does not: ${unexpected.join(", ")}`);
-    module.loadStateDict(Object.fromEntries([...module.namedParameters()].map(([n]) => [n, tensors[`model.${n}`]!])));
-    if (this.optimizer) {
-      const state: Record<number, Record<string, SerializedTensor>> = {};
-      for (const [i, keys] of Object.entries(meta.optimizer.stateShapes)) {
-        state[Number(i)] = {};
-        for (const k of keys) {
-          const t = tensors[`optimizer.${i}.${k}`];
-          if (!t) throw new CheckpointError(path, `tensor "optimizer.${i}.${k}" is missing`);
-          state[Number(i)]![k] = t;
-        }
-      }
-      this.optimizer.loadStateDict({ ...meta.optimizer, state });
-    }
-    if (meta.scheduler && this.scheduler) this.scheduler.scheduler.loadStateDict(meta.scheduler);
-    this.precisionPlugin.loadStateDict(meta.plugin);
-    for (const c of this.callbacks) {
-      const s = meta.callbacks[c.stateKey ?? c.constructor.name];
-      if (s !== undefined) c.loadStateDict?.(s);
-    }
-    defaultGenerator.setState(meta.rng);
-    this.position = { ...meta.position };
-    this.globalStep = meta.globalStep;
+  private checkpointTargets(module: LightningModule): CheckpointTargets {
+    return {
+      module,
+      optimizer: this.optimizer,
+      scheduler: this.scheduler?.scheduler ?? null,
+      plugin: this.precisionPlugin,
+      callbacks: this.callbacks,
+      generator: defaultGenerator,
+    };
   }
 }
