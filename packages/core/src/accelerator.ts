@@ -1,3 +1,4 @@
+import { CORE_LOCATION, CORE_VERSION, newAcceleratorStore, secondCoreHint, sharedAcceleratorStore, type AcceleratorEntry, type AcceleratorStore } from "./accelerator-store.js";
 import type { Backend } from "./engine/backend.js";
 import {
   AcceleratorUnavailableError,
@@ -40,18 +41,21 @@ export interface RegisterOptions {
   readonly aliases?: readonly string[];
 }
 
-interface Entry {
-  readonly name: string;
-  readonly factory: AcceleratorFactory;
-  readonly priority: number;
-  readonly aliases: readonly string[];
-  instance?: Accelerator;
-}
+type Entry = AcceleratorEntry;
 
 /** Named accelerator factories with priorities, after onnxruntime-common's backend registry. */
 export class AcceleratorRegistry {
-  private readonly entries = new Map<string, Entry>();
-  private readonly aliases = new Map<string, string>();
+  private readonly entries: Map<string, Entry>;
+  private readonly aliases: Map<string, string>;
+  private readonly hint: (wanted?: string) => string;
+
+  /** A new, empty registry. `shared` is how the process-wide `accelerators` registry is built. */
+  constructor(shared?: { readonly store: AcceleratorStore; readonly hint: (wanted?: string) => string }) {
+    const store = shared?.store ?? newAcceleratorStore();
+    this.entries = store.entries;
+    this.aliases = store.aliases;
+    this.hint = shared?.hint ?? (() => "");
+  }
 
   register(name: string, factory: AcceleratorFactory, options: RegisterOptions = {}): void {
     const key = name.toLowerCase();
@@ -86,7 +90,7 @@ export class AcceleratorRegistry {
   /** The accelerator registered under `name` (or an alias), available or not. */
   get(name: string): Accelerator {
     const entry = this.lookup(name);
-    if (!entry) throw new UnknownAcceleratorError(name, this.names());
+    if (!entry) throw new UnknownAcceleratorError(name, this.names(), this.hint(name.toLowerCase()));
     entry.instance ??= entry.factory();
     return entry.instance;
   }
@@ -109,7 +113,7 @@ export class AcceleratorRegistry {
         if (status.available) return acc;
         attempts.push({ name: n, reason: status.reason });
       }
-      throw new AcceleratorUnavailableError("auto", attempts.length ? attempts : [{ name: "auto", reason: "no accelerator is registered" }], []);
+      throw new AcceleratorUnavailableError("auto", attempts.length ? attempts : [{ name: "auto", reason: `no accelerator is registered.${this.hint()}` }], []);
     }
     const acc = this.get(name);
     const status = acc.isAvailable();
@@ -123,8 +127,16 @@ export class AcceleratorRegistry {
   }
 }
 
-/** The registry backends register themselves into when imported. */
-export const accelerators = new AcceleratorRegistry();
+const sharedStore = sharedAcceleratorStore(CORE_VERSION, CORE_LOCATION);
+
+/**
+ * The registry backends register themselves into when imported. Its entries live on globalThis,
+ * shared by every copy of this version of @nbit/core in the process (ESM and CommonJS alike).
+ */
+export const accelerators = new AcceleratorRegistry({
+  store: sharedStore.store,
+  hint: (wanted) => secondCoreHint(sharedStore, CORE_VERSION, CORE_LOCATION, wanted),
+});
 
 export interface ResolvedPrecision {
   readonly precision: Precision;

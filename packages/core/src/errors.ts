@@ -37,10 +37,12 @@ export class UnknownAcceleratorError extends NbitError {
   constructor(
     readonly requested: string,
     readonly registered: readonly string[],
+    /** Why it may be missing, e.g. a second copy of @nbit/core took the registration. */
+    hint = "",
   ) {
     super(
       "UNKNOWN_ACCELERATOR",
-      `Unknown accelerator "${requested}". Registered accelerators: ${registered.length ? list(registered) : "(none)"}.`,
+      `Unknown accelerator "${requested}". Registered accelerators: ${registered.length ? list(registered) : "(none)"}.${hint}`,
     );
   }
 }
