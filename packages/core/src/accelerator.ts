@@ -30,6 +30,23 @@ export interface Accelerator {
   createBackend(): Backend;
 }
 
+/**
+ * Accelerator names known when type-checking. Each backend package adds its own by declaration
+ * merging, so that a name is accepted once the package that registers it is imported, and a typo
+ * such as "cpuu" fails to compile:
+ *
+ * ```ts
+ * declare module "@nbit/core" {
+ *   interface AcceleratorNames { mine: true }
+ * }
+ * ```
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: backend packages add their names by declaration merging.
+export interface AcceleratorNames {}
+
+/** "auto" or the name of an accelerator whose package is imported. */
+export type AcceleratorName = "auto" | (keyof AcceleratorNames & string);
+
 export type AcceleratorFactory = () => Accelerator;
 
 export interface RegisterOptions {
@@ -155,12 +172,16 @@ export function resolvePrecision(accelerator: Accelerator, input: unknown, warn:
     warnings.push(m);
     warn?.(m);
   };
-  const parsed = parsePrecision(input, emit);
+  const parsed = parsePrecision(input, null);
   let precision = parsed.precision;
+  // One warning: where legacy 16 means another half type here, the generic advice ("16-mixed") would be wrong.
   if (parsed.legacyHalf && accelerator.legacyHalfPrecision !== precision) {
     precision = accelerator.legacyHalfPrecision;
-    emit(`precision=${JSON.stringify(input)} on accelerator "${accelerator.name}" means "${precision}" there; set precision="${precision}" to silence this.`);
-  }
+    emit(
+      `precision=${JSON.stringify(input)} is supported for historical reasons but its usage is discouraged. ` +
+        `On accelerator "${accelerator.name}" it means "${precision}": set precision="${precision}" instead.`,
+    );
+  } else if (parsed.deprecation) emit(parsed.deprecation);
   if (!accelerator.supportedPrecisions.includes(precision))
     throw new UnsupportedPrecisionError(accelerator.name, precision, accelerator.supportedPrecisions, accelerator.precisionHints?.[precision]);
   return { precision, warnings };

@@ -47,6 +47,21 @@ export class UnknownAcceleratorError extends NbitError {
   }
 }
 
+export class UnknownOptionError extends NbitError {
+  constructor(
+    /** What the options were for, e.g. "Trainer". */
+    readonly owner: string,
+    readonly option: string,
+    readonly suggestion: string | undefined,
+    readonly known: readonly string[],
+  ) {
+    super(
+      "UNKNOWN_OPTION",
+      `Unknown ${owner} option ${JSON.stringify(option)}.${suggestion ? ` Did you mean ${JSON.stringify(suggestion)}?` : ""} ${owner} options are: ${known.join(", ")}.`,
+    );
+  }
+}
+
 export class DuplicateAcceleratorError extends NbitError {
   constructor(readonly accelerator: string) {
     super(

@@ -1,4 +1,4 @@
-import { accelerators, resolvePrecision, type Accelerator, type AcceleratorRegistry } from "../accelerator.js";
+import { accelerators, resolvePrecision, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
 import { NbitError } from "../errors.js";
 import { setDefaultRuntime, noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
@@ -10,22 +10,35 @@ import { precisionPluginForAmpLevel, type AmpLevel } from "../precision/apex.js"
 import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin, type PrecisionPluginState } from "../precision/plugins.js";
 import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback } from "./callbacks.js";
 import type { DataLoader } from "./data.js";
-import type { Batch, LightningModule, LoggedValue, OptimizerConfig } from "./lightning-module.js";
+import type { LightningModule, LoggedValue, OptimizerConfig } from "./lightning-module.js";
 import { CSVLogger, type Logger } from "./logger.js";
+import { rejectUnknownTrainerOptions } from "./option-keys.js";
 import { readSafetensors, writeFileAtomic, encodeSafetensors, CheckpointError, type StoredTensor } from "./safetensors.js";
 import type { LRScheduler, LRSchedulerState } from "./schedulers.js";
 
-export interface TrainerOptions {
-  /** Accelerator name, "auto" (default: the best registered and available), or an instance. */
-  readonly accelerator?: string | Accelerator;
+/**
+ * Where the accelerator comes from: a name declared by an imported backend package (see
+ * `AcceleratorNames`), "auto" or an instance; or, with a registry of your own, any name in it.
+ */
+export type TrainerAcceleratorOptions =
+  | { readonly accelerator?: string | Accelerator; readonly registry: AcceleratorRegistry }
+  | {
+      /** Accelerator name, "auto" (default: the best registered and available), or an instance. */
+      readonly accelerator?: AcceleratorName | Accelerator;
+      readonly registry?: undefined;
+    };
+
+export type TrainerOptions = TrainerSettings & TrainerAcceleratorOptions;
+
+export interface TrainerSettings {
   /** Devices to use; nbit trains on one device. */
   readonly devices?: number | "auto";
   /** Canonical precision or a Lightning legacy alias (default "32-true"). */
-  readonly precision?: PrecisionInput | number | string;
+  readonly precision?: PrecisionInput;
   /** Use this precision plugin instead of the one the precision names. */
   readonly plugin?: PrecisionPlugin;
   /** Apex-style optimization level ("O0".."O3"), instead of `precision`. */
-  readonly ampLevel?: AmpLevel | string;
+  readonly ampLevel?: AmpLevel;
   readonly maxEpochs?: number;
   /** Stop after this many optimizer steps (-1: no limit). */
   readonly maxSteps?: number;
@@ -47,7 +60,6 @@ export interface TrainerOptions {
   readonly limitTrainBatches?: number;
   readonly limitValBatches?: number;
   readonly checkValEveryNEpoch?: number;
-  readonly registry?: AcceleratorRegistry;
   readonly warn?: Warn;
 }
 
@@ -114,6 +126,7 @@ export class Trainer {
   private warnedSkip = false;
 
   constructor(options: TrainerOptions = {}) {
+    rejectUnknownTrainerOptions(options);
     this.options = options;
     const warn = options.warn ?? defaultWarn;
     const emit = (m: string) => {
