@@ -48,8 +48,10 @@ describe("nbit cli", () => {
     expect(rows).toHaveLength(3);
     expect(rows[2]).toMatch(/^64-true\s+[\d.]+\s+[\d.]+%\s+[\d.]+\s+814160\s+1628320\s+0$/);
     const svg = readFileSync(plot, "utf8");
-    expect(svg.match(/<polyline/g)).toHaveLength(3);
+    // Three loss curves, and three differences from 64-true (the highest precision compared).
+    expect(svg.match(/<polyline/g)).toHaveLength(6);
     expect(svg).toContain(">bf16-mixed</text>");
+    expect(svg).toContain(">loss minus 64-true loss, step by step</text>");
   }, 60_000);
 
   it("reports unsupported precisions and unknown commands", async () => {
@@ -58,7 +60,7 @@ describe("nbit cli", () => {
     expect(bad.err).toMatch(/Accelerator "cpu" does not support precision "16-mixed"/);
     const unknown = await run("nope");
     expect(unknown.code).toBe(2);
-    expect(unknown.err).toContain('Unknown command "nope"');
+    expect(unknown.err).toContain("error: unknown command 'nope'");
   });
 
   it("plots log-scale curves with one polyline per series", () => {

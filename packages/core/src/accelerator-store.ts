@@ -1,5 +1,5 @@
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import pkg from "../package.json" with { type: "json" };
 import type { Accelerator, AcceleratorFactory } from "./accelerator.js";
 
 export interface AcceleratorEntry {
@@ -33,7 +33,17 @@ export const ACCELERATOR_SLOT = Symbol.for("nbit.accelerators");
 /** Layout of the slot; a core that changes it must bump this and keep reading older slots. */
 const SLOT_PROTOCOL = 1;
 
-export const CORE_VERSION: string = pkg.version;
+/** This copy's version, read from its package.json (one folder up from both src/ and dist/). */
+export const CORE_VERSION: string = readVersion();
+
+function readVersion(): string {
+  try {
+    const { version } = createRequire(import.meta.url)("../package.json") as { version?: unknown };
+    return typeof version === "string" ? version : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
 /** The file this copy of @nbit/core was loaded from. */
 export const CORE_LOCATION: string = fileURLToPath(import.meta.url);
 
