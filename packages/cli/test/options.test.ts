@@ -3,14 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import pkg from "../package.json" with { type: "json" };
-import { main } from "../src/index.js";
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+import { run } from "./run-cli.js";
 
 describe("nbit help and version", () => {
   it.each(["demo", "fit", "compare", "matrix"])("%s --help prints its usage and runs nothing", async (command) => {
