@@ -1,9 +1,19 @@
-import { mkdirSync, mkdtempSync, readdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import pkg from "../package.json" with { type: "json" };
 import { run } from "./run-cli.js";
+
+const scratch: string[] = [];
+const scratchDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratch.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
 
 describe("nbit help and version", () => {
   it.each(["demo", "fit", "compare", "matrix"])("%s --help prints its usage and runs nothing", async (command) => {
@@ -82,7 +92,7 @@ describe("nbit refuses bad command lines before training", () => {
   });
 
   it("compare refuses a plot path that is a folder", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nbit-plotdir-"));
+    const dir = scratchDir("nbit-plotdir-");
     mkdirSync(join(dir, "taken.svg"));
     const { code, err } = await run("compare", "--accelerator", "cpu", "--plot", join(dir, "taken.svg"));
     expect(code).toBe(1);
@@ -92,7 +102,7 @@ describe("nbit refuses bad command lines before training", () => {
 
 describe("nbit fit", () => {
   it("--max-epochs -1 means no epoch limit, as in Lightning", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "nbit-unlimited-"));
+    const dir = scratchDir("nbit-unlimited-");
     // 40 batches an epoch: 150 steps need 4 epochs, more than the default 3.
     const args = ["fit", "--accelerator", "cpu", "--max-epochs", "-1", "--max-steps", "150", "--limit-batches", "40", "--no-progress-bar", "--log-dir", dir];
     const { code } = await run(...args);

@@ -60,6 +60,10 @@ export function formatProgressLine(f: ProgressFields, columns: number, maxBar = 
 }
 
 /**
+ * nbit draws its own line rather than use cli-progress: that library redraws from its own timer,
+ * which outlives an epoch that throws (the Trainer has no exception hook to stop it), and it cuts
+ * lines at the terminal's width rather than fitting the bar to it.
+ *
  * A progress bar per epoch: batches done, ETA, the metrics logged with `progBar: true` (the step's
  * loss when none is), and throughput, fitted to the terminal's width. Not on a terminal, it prints
  * a line at every tenth of the epoch instead.
