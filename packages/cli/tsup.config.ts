@@ -1,11 +1,5 @@
 import { defineConfig } from "tsup";
+import base from "../../tsup.base";
 
-export default defineConfig({
-  entry: ["src/index.ts", "src/bin.ts"],
-  format: ["esm"],
-  dts: { entry: "src/index.ts" },
-  clean: true,
-  sourcemap: true,
-  target: "node20",
-  banner: ({ format }) => (format === "esm" ? {} : {}),
-});
+// The library entry and the `nbit` executable (package.json "bin" runs the ESM one).
+export default defineConfig({ ...base, entry: ["src/index.ts", "src/bin.ts"], dts: { entry: "src/index.ts" } });

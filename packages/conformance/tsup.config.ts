@@ -1,1 +1,5 @@
-export { default } from "../../tsup.base";
+import { defineConfig } from "tsup";
+import base from "../../tsup.base";
+
+// ESM only: the kit is vitest suites, and vitest cannot be loaded with require().
+export default defineConfig({ ...base, format: ["esm"] });

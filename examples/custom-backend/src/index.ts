@@ -214,7 +214,14 @@ export class NaiveAccelerator implements Accelerator {
   }
 }
 
-// 4. Registration under its own name; priority -10 keeps "auto" on the real backends.
+// 4. Registration under its own name; priority -10 keeps "auto" on the real backends. Declaring the
+// name lets `new Trainer({ accelerator: "naive" })` type-check wherever this package is imported.
+declare module "@nbit/core" {
+  interface AcceleratorNames {
+    naive: true;
+  }
+}
+
 export function registerNaive(priority = -10): void {
   accelerators.register("naive", () => new NaiveAccelerator(), { priority, override: true });
 }

@@ -1,36 +1,19 @@
-import { NbitError } from "@nbit/core";
+import { InvalidArgumentError } from "commander";
 
-export interface ParsedArgs {
-  readonly command: string;
-  readonly options: Record<string, string | true>;
+/** A commander argument parser for an integer in [min, max]. */
+export function integerIn(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected an integer${max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`}, got ${JSON.stringify(value)}.`);
+    }
+    return n;
+  };
 }
 
-/** `cmd --key value --flag` into a command and options (keys in kebab-case as typed). */
-export function parseArgs(argv: readonly string[]): ParsedArgs {
-  const [command = "help", ...rest] = argv;
-  const options: Record<string, string | true> = {};
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i]!;
-    if (!arg.startsWith("--")) throw new NbitError("INVALID_ARGUMENT", `Unexpected argument "${arg}"`);
-    const [key, inline] = arg.slice(2).split("=", 2) as [string, string | undefined];
-    if (inline !== undefined) options[key] = inline;
-    else if (rest[i + 1] !== undefined && !rest[i + 1]!.startsWith("--")) options[key] = rest[++i]!;
-    else options[key] = true;
-  }
-  return { command, options };
-}
-
-export function numberOption(options: Record<string, string | true>, key: string, fallback: number): number {
-  const v = options[key];
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (v === true || !Number.isFinite(n)) throw new NbitError("INVALID_ARGUMENT", `--${key} expects a number, got ${JSON.stringify(v)}`);
+/** A commander argument parser for a finite number greater than zero. */
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number greater than 0, got ${JSON.stringify(value)}.`);
   return n;
-}
-
-export function stringOption(options: Record<string, string | true>, key: string, fallback: string): string {
-  const v = options[key];
-  if (v === undefined) return fallback;
-  if (v === true) throw new NbitError("INVALID_ARGUMENT", `--${key} expects a value`);
-  return v;
 }

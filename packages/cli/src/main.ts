@@ -1,40 +1,64 @@
-import { accelerators, formatSupportMatrix, NbitError, resolvePrecision, supportMatrix } from "@nbit/core";
+import {
+  accelerators,
+  ALLOWED_PRECISION_INPUTS,
+  formatSupportMatrix,
+  InvalidPrecisionError,
+  isPrecisionInput,
+  NbitError,
+  resolvePrecision,
+  supportMatrix,
+} from "@nbit/core";
 import "@nbit/tpu";
 import "@nbit/cpu";
 import "@nbit/cuda";
+import { Command, CommanderError, Option } from "commander";
 import { writeFileSync } from "node:fs";
-import { numberOption, parseArgs, stringOption } from "./args.js";
+import pkg from "../package.json" with { type: "json" };
+import { integerIn, positiveNumber } from "./args.js";
+import { checkPlotPath, compareTable, PRECISION_RANK, precisionsToCompare } from "./compare.js";
 import { lossCurvesSvg } from "./plot.js";
-import { trainMnist, type RunResult } from "./run.js";
+import { trainMnist, type RunOptions, type RunResult } from "./run.js";
 
 export interface CliIO {
   out: (line: string) => void;
   err: (line: string) => void;
 }
 
-const USAGE = `Usage: nbit <command> [options]
+interface TrainingFlags {
+  readonly maxEpochs: number;
+  readonly maxSteps: number;
+  readonly batchSize: number;
+  readonly lr: number;
+  readonly seed: number;
+  readonly limitBatches?: number;
+  readonly progressBar: boolean;
+}
 
-Commands:
-  demo                       train the MNIST classifier (default accelerator and precision) and test it
-  fit [options]              train the MNIST classifier
-      --accelerator NAME     auto (default), cpu, tpu, cuda, ...
-      --precision P          32-true (default), bf16-mixed, 16-mixed, 64-true, bf16-true, 16-true, or a legacy alias
-      --max-epochs N         (default 3)   --batch-size N (default 64)   --lr X (default 0.002)   --seed N
-      --log-dir DIR          write metrics.csv and checkpoints under DIR
-      --limit-batches N      train on the first N batches of each epoch
-  compare [options]          train the same model under several precisions; print a table and plot the losses
-      --precisions a,b,...   (default: every precision the accelerator supports)
-      --accelerator NAME     --max-epochs N (default 1)   --plot FILE.svg (default nbit-compare.svg)
-  matrix                     print the precision support matrix of every registered accelerator
-  help                       show this message`;
+/** Exit code of a command line the parser refused (unknown option, bad number, ...), as POSIX utilities use. */
+const USAGE_ERROR = 2;
 
-function common(options: Record<string, string | true>, epochs: number) {
+function addTrainingOptions(command: Command, defaultEpochs: number): Command {
+  return command
+    .option("--max-epochs <n>", "stop after N epochs (-1: no limit, as in Lightning)", integerIn(-1), defaultEpochs)
+    .option("--max-steps <n>", "stop after N optimizer steps (-1: no limit)", integerIn(-1), -1)
+    .option("--batch-size <n>", "samples per batch", integerIn(1), 64)
+    .option("--lr <x>", "Adam learning rate", positiveNumber, 2e-3)
+    .option("--seed <n>", "seed for initialization and shuffling", integerIn(0, 2 ** 32 - 1), 0)
+    .option("--limit-batches <n>", "train on the first N batches of each epoch", integerIn(1))
+    .option("--no-progress-bar", "do not show the progress bar");
+}
+
+function trainingOptions(flags: TrainingFlags, io: CliIO): Omit<RunOptions, "accelerator" | "precision"> {
   return {
-    maxEpochs: numberOption(options, "max-epochs", epochs),
-    batchSize: numberOption(options, "batch-size", 64),
-    lr: numberOption(options, "lr", 2e-3),
-    seed: numberOption(options, "seed", 0),
-    ...(options["limit-batches"] !== undefined ? { limitTrainBatches: numberOption(options, "limit-batches", 0) } : {}),
+    // Printed right away: process warnings would wait for the event loop, which a training run keeps busy.
+    warn: (message) => io.err(`warning: ${message}`),
+    maxEpochs: flags.maxEpochs,
+    maxSteps: flags.maxSteps,
+    batchSize: flags.batchSize,
+    lr: flags.lr,
+    seed: flags.seed,
+    progressBar: flags.progressBar,
+    ...(flags.limitBatches !== undefined ? { limitTrainBatches: flags.limitBatches } : {}),
   };
 }
 
@@ -42,60 +66,94 @@ function summary(r: RunResult): string {
   return `${r.accelerator} ${r.precision}: test accuracy ${(r.testAccuracy * 100).toFixed(2)}%, test loss ${r.testLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s, parameters ${r.parameterBytes} bytes`;
 }
 
-export async function main(argv: readonly string[], io: CliIO = { out: console.log, err: console.error }): Promise<number> {
-  const { command, options } = parseArgs(argv);
-  try {
-    switch (command) {
-      case "matrix":
-        io.out(formatSupportMatrix(supportMatrix(accelerators)));
-        return 0;
-      case "demo": {
-        io.out("nbit demo: a 784-128-10 MLP on the real MNIST digits shipped in the `mnist` package (8,500 train / 1,500 test)");
-        const result = await trainMnist({ ...common(options, 10), progressBar: true });
-        io.out(summary(result));
-        if (result.testAccuracy < 0.9) {
-          io.err(`Test accuracy ${(result.testAccuracy * 100).toFixed(2)}% is below 90%.`);
-          return 1;
-        }
-        return 0;
+/** The exit code an action can set (a run that trained but missed its target). */
+interface Outcome {
+  code: number;
+}
+
+function program(io: CliIO, outcome: Outcome): Command {
+  const acceleratorHelp = `auto (the best available), or one of: ${accelerators.names().join(", ")}`;
+  const precisionOption = () =>
+    new Option("--precision <p>", "canonical precision or Lightning legacy alias").choices([...new Set(ALLOWED_PRECISION_INPUTS.map(String))]).default("32-true");
+  const nbit = new Command("nbit")
+    .description("Lightning-style precision training from the command line")
+    .version(pkg.version, "-V, --version", "print the version")
+    .helpCommand("help [command]", "show help for a command")
+    .showSuggestionAfterError()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .exitOverride();
+
+  addTrainingOptions(nbit.command("demo").description("train the MNIST classifier with the default accelerator and precision, and test it"), 10).action(
+    async (flags: TrainingFlags) => {
+      io.out("nbit demo: a 784-128-10 MLP on the real MNIST digits shipped in the `mnist` package (8,500 train / 1,500 test)");
+      const result = await trainMnist(trainingOptions(flags, io));
+      io.out(summary(result));
+      if (result.testAccuracy < 0.9) {
+        io.err(`Test accuracy ${(result.testAccuracy * 100).toFixed(2)}% is below 90%.`);
+        outcome.code = 1;
       }
-      case "fit": {
-        const accelerator = stringOption(options, "accelerator", "auto");
-        const precision = stringOption(options, "precision", "32-true");
-        const logDir = options["log-dir"] === undefined ? {} : { logDir: stringOption(options, "log-dir", ""), checkpoint: true };
-        const result = await trainMnist({ ...common(options, 3), accelerator, precision, progressBar: options["no-progress-bar"] === undefined, ...logDir });
-        io.out(summary(result));
-        return 0;
-      }
-      case "compare": {
-        const accelerator = accelerators.resolve(stringOption(options, "accelerator", "auto"));
-        const requested = options.precisions === undefined ? accelerator.supportedPrecisions : stringOption(options, "precisions", "").split(",").map((p) => p.trim());
-        const runs: RunResult[] = [];
-        for (const p of requested) {
-          const precision = resolvePrecision(accelerator, p, null).precision;
-          io.err(`training with ${precision} on ${accelerator.name}...`);
-          runs.push(await trainMnist({ ...common(options, 1), accelerator, precision, progressBar: false }));
-        }
-        const header = ["precision", "final loss", "test acc", "time (s)", "param bytes", "optim bytes", "skipped"];
-        const rows = runs.map((r) => [r.precision, r.finalLoss.toFixed(4), `${(r.testAccuracy * 100).toFixed(2)}%`, r.seconds.toFixed(1), String(r.parameterBytes), String(r.optimizerBytes), String(r.skippedSteps)]);
-        const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-        const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
-        io.out([`accelerator: ${accelerator.name}`, line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n"));
-        const plot = stringOption(options, "plot", "nbit-compare.svg");
-        writeFileSync(plot, lossCurvesSvg(runs.map((r) => ({ label: r.precision, values: r.losses })), `MNIST training loss on ${accelerator.name}`));
-        io.out(`loss curves written to ${plot}`);
-        return 0;
-      }
-      case "help":
-      case "--help":
-      case "-h":
-        io.out(USAGE);
-        return 0;
-      default:
-        io.err(`Unknown command "${command}".\n${USAGE}`);
-        return 2;
+    },
+  );
+
+  addTrainingOptions(
+    nbit
+      .command("fit")
+      .description("train the MNIST classifier")
+      .option("--accelerator <name>", acceleratorHelp, "auto")
+      .addOption(precisionOption())
+      .option("--log-dir <dir>", "write metrics.csv and checkpoints under DIR"),
+    3,
+  ).action(async (flags: TrainingFlags & { accelerator: string; precision: string; logDir?: string }) => {
+    const accelerator = accelerators.resolve(flags.accelerator);
+    const precision = flags.precision;
+    if (!isPrecisionInput(precision)) throw new InvalidPrecisionError(precision, ALLOWED_PRECISION_INPUTS);
+    resolvePrecision(accelerator, precision, null);
+    const logDir = flags.logDir === undefined ? {} : { logDir: flags.logDir, checkpoint: true };
+    io.out(summary(await trainMnist({ ...trainingOptions(flags, io), accelerator, precision, ...logDir })));
+  });
+
+  addTrainingOptions(
+    nbit
+      .command("compare")
+      .description("train the same model under several precisions; print a table and plot the losses and their differences")
+      .option("--accelerator <name>", acceleratorHelp, "auto")
+      .option("--precisions <list>", "comma-separated precisions (default: every precision the accelerator supports)")
+      .option("--plot <file.svg>", "where to write the loss curves", "nbit-compare.svg"),
+    1,
+  ).action(async (flags: TrainingFlags & { accelerator: string; precisions?: string; plot: string }) => {
+    const accelerator = accelerators.resolve(flags.accelerator);
+    const precisions = precisionsToCompare(accelerator, flags.precisions);
+    const plot = checkPlotPath(flags.plot);
+    const runs: RunResult[] = [];
+    for (const precision of precisions) {
+      io.err(`training with ${precision} on ${accelerator.name}...`);
+      runs.push(await trainMnist({ ...trainingOptions(flags, io), accelerator, precision, progressBar: false }));
     }
+    io.out(compareTable(accelerator.name, runs));
+    const reference = [...runs].sort((a, b) => PRECISION_RANK.indexOf(a.precision) - PRECISION_RANK.indexOf(b.precision))[0]!;
+    const series = runs.map((r) => ({ label: r.precision, values: r.losses }));
+    writeFileSync(plot, lossCurvesSvg(series, { title: `MNIST training loss on ${accelerator.name}`, reference: reference.precision }));
+    io.out(`loss curves written to ${flags.plot}`);
+  });
+
+  nbit
+    .command("matrix")
+    .description("print the precision support matrix of every registered accelerator")
+    .action(() => io.out(formatSupportMatrix(supportMatrix(accelerators))));
+  return nbit;
+}
+
+/** Runs the nbit command line; resolves to the exit code. */
+export async function main(argv: readonly string[], io: CliIO = { out: console.log, err: console.error }): Promise<number> {
+  const outcome: Outcome = { code: 0 };
+  try {
+    await program(io, outcome).parseAsync([...argv], { from: "user" });
+    return outcome.code;
   } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and --version end here too, with exit code 0.
+      return e.exitCode === 0 ? 0 : USAGE_ERROR;
+    }
     if (e instanceof NbitError) {
       io.err(e.message);
       return 1;

@@ -1,11 +1,14 @@
-import { Trainer, type Accelerator, type Precision } from "@nbit/core";
+import { Trainer, type Accelerator, type Precision, type PrecisionInput } from "@nbit/core";
 import { mnistLoaders } from "./mnist.js";
 import { MnistClassifier } from "./models.js";
 
 export interface RunOptions {
-  readonly accelerator?: string | Accelerator;
-  readonly precision?: string | number;
+  readonly accelerator?: Accelerator;
+  readonly precision?: PrecisionInput;
+  /** -1 for no limit, as in Lightning. */
   readonly maxEpochs: number;
+  /** -1 for no limit. */
+  readonly maxSteps?: number;
   readonly batchSize: number;
   readonly lr: number;
   readonly seed: number;
@@ -13,6 +16,8 @@ export interface RunOptions {
   readonly logDir?: string;
   readonly checkpoint?: boolean;
   readonly limitTrainBatches?: number;
+  /** Where the Trainer's warnings go (default: process warnings). */
+  readonly warn?: (message: string) => void;
 }
 
 export interface RunResult {
@@ -34,12 +39,14 @@ export async function trainMnist(options: RunOptions): Promise<RunResult> {
     ...(options.accelerator !== undefined ? { accelerator: options.accelerator } : {}),
     ...(options.precision !== undefined ? { precision: options.precision } : {}),
     maxEpochs: options.maxEpochs,
+    ...(options.maxSteps !== undefined ? { maxSteps: options.maxSteps } : {}),
     enableProgressBar: options.progressBar,
     enableCheckpointing: options.checkpoint ?? false,
     logger: options.logDir !== undefined,
     ...(options.logDir !== undefined ? { defaultRootDir: options.logDir } : {}),
     seed: options.seed,
     ...(options.limitTrainBatches !== undefined ? { limitTrainBatches: options.limitTrainBatches } : {}),
+    ...(options.warn ? { warn: options.warn } : {}),
   });
   const { train, test } = mnistLoaders(options.batchSize, options.seed);
   const model = trainer.initModule(() => new MnistClassifier(options.lr));

@@ -2,15 +2,8 @@ import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { main } from "../src/index.js";
 import { lossCurvesSvg } from "../src/plot.js";
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+import { run } from "./run-cli.js";
 
 describe("nbit cli", () => {
   it("matrix prints one row per registered accelerator", async () => {
@@ -48,8 +41,10 @@ describe("nbit cli", () => {
     expect(rows).toHaveLength(3);
     expect(rows[2]).toMatch(/^64-true\s+[\d.]+\s+[\d.]+%\s+[\d.]+\s+814160\s+1628320\s+0$/);
     const svg = readFileSync(plot, "utf8");
-    expect(svg.match(/<polyline/g)).toHaveLength(3);
+    // Three loss curves, and three differences from 64-true (the highest precision compared).
+    expect(svg.match(/<polyline/g)).toHaveLength(6);
     expect(svg).toContain(">bf16-mixed</text>");
+    expect(svg).toContain(">loss minus 64-true loss, step by step</text>");
   }, 60_000);
 
   it("reports unsupported precisions and unknown commands", async () => {
@@ -58,7 +53,7 @@ describe("nbit cli", () => {
     expect(bad.err).toMatch(/Accelerator "cpu" does not support precision "16-mixed"/);
     const unknown = await run("nope");
     expect(unknown.code).toBe(2);
-    expect(unknown.err).toContain('Unknown command "nope"');
+    expect(unknown.err).toContain("error: unknown command 'nope'");
   });
 
   it("plots log-scale curves with one polyline per series", () => {

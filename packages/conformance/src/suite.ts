@@ -42,7 +42,6 @@ import {
   roundScalar,
   setDefaultRuntime,
   tensor,
-  where,
   type Accelerator,
   type Backend,
   type DType,

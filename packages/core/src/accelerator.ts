@@ -1,3 +1,4 @@
+import { CORE_LOCATION, CORE_VERSION, newAcceleratorStore, secondCoreHint, sharedAcceleratorStore, type AcceleratorEntry, type AcceleratorStore } from "./accelerator-store.js";
 import type { Backend } from "./engine/backend.js";
 import {
   AcceleratorUnavailableError,
@@ -29,6 +30,23 @@ export interface Accelerator {
   createBackend(): Backend;
 }
 
+/**
+ * Accelerator names known when type-checking. Each backend package adds its own by declaration
+ * merging, so that a name is accepted once the package that registers it is imported, and a typo
+ * such as "cpuu" fails to compile:
+ *
+ * ```ts
+ * declare module "@nbit/core" {
+ *   interface AcceleratorNames { mine: true }
+ * }
+ * ```
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: backend packages add their names by declaration merging.
+export interface AcceleratorNames {}
+
+/** "auto" or the name of an accelerator whose package is imported. */
+export type AcceleratorName = "auto" | (keyof AcceleratorNames & string);
+
 export type AcceleratorFactory = () => Accelerator;
 
 export interface RegisterOptions {
@@ -40,18 +58,21 @@ export interface RegisterOptions {
   readonly aliases?: readonly string[];
 }
 
-interface Entry {
-  readonly name: string;
-  readonly factory: AcceleratorFactory;
-  readonly priority: number;
-  readonly aliases: readonly string[];
-  instance?: Accelerator;
-}
+type Entry = AcceleratorEntry;
 
 /** Named accelerator factories with priorities, after onnxruntime-common's backend registry. */
 export class AcceleratorRegistry {
-  private readonly entries = new Map<string, Entry>();
-  private readonly aliases = new Map<string, string>();
+  private readonly entries: Map<string, Entry>;
+  private readonly aliases: Map<string, string>;
+  private readonly hint: (wanted?: string) => string;
+
+  /** A new, empty registry. `shared` is how the process-wide `accelerators` registry is built. */
+  constructor(shared?: { readonly store: AcceleratorStore; readonly hint: (wanted?: string) => string }) {
+    const store = shared?.store ?? newAcceleratorStore();
+    this.entries = store.entries;
+    this.aliases = store.aliases;
+    this.hint = shared?.hint ?? (() => "");
+  }
 
   register(name: string, factory: AcceleratorFactory, options: RegisterOptions = {}): void {
     const key = name.toLowerCase();
@@ -86,7 +107,7 @@ export class AcceleratorRegistry {
   /** The accelerator registered under `name` (or an alias), available or not. */
   get(name: string): Accelerator {
     const entry = this.lookup(name);
-    if (!entry) throw new UnknownAcceleratorError(name, this.names());
+    if (!entry) throw new UnknownAcceleratorError(name, this.names(), this.hint(name.toLowerCase()));
     entry.instance ??= entry.factory();
     return entry.instance;
   }
@@ -109,7 +130,7 @@ export class AcceleratorRegistry {
         if (status.available) return acc;
         attempts.push({ name: n, reason: status.reason });
       }
-      throw new AcceleratorUnavailableError("auto", attempts.length ? attempts : [{ name: "auto", reason: "no accelerator is registered" }], []);
+      throw new AcceleratorUnavailableError("auto", attempts.length ? attempts : [{ name: "auto", reason: `no accelerator is registered.${this.hint()}` }], []);
     }
     const acc = this.get(name);
     const status = acc.isAvailable();
@@ -123,8 +144,16 @@ export class AcceleratorRegistry {
   }
 }
 
-/** The registry backends register themselves into when imported. */
-export const accelerators = new AcceleratorRegistry();
+const sharedStore = sharedAcceleratorStore(CORE_VERSION, CORE_LOCATION);
+
+/**
+ * The registry backends register themselves into when imported. Its entries live on globalThis,
+ * shared by every copy of this version of @nbit/core in the process (ESM and CommonJS alike).
+ */
+export const accelerators = new AcceleratorRegistry({
+  store: sharedStore.store,
+  hint: (wanted) => secondCoreHint(sharedStore, CORE_VERSION, CORE_LOCATION, wanted),
+});
 
 export interface ResolvedPrecision {
   readonly precision: Precision;
@@ -143,12 +172,16 @@ export function resolvePrecision(accelerator: Accelerator, input: unknown, warn:
     warnings.push(m);
     warn?.(m);
   };
-  const parsed = parsePrecision(input, emit);
+  const parsed = parsePrecision(input, null);
   let precision = parsed.precision;
+  // One warning: where legacy 16 means another half type here, the generic advice ("16-mixed") would be wrong.
   if (parsed.legacyHalf && accelerator.legacyHalfPrecision !== precision) {
     precision = accelerator.legacyHalfPrecision;
-    emit(`precision=${JSON.stringify(input)} on accelerator "${accelerator.name}" means "${precision}" there; set precision="${precision}" to silence this.`);
-  }
+    emit(
+      `precision=${JSON.stringify(input)} is supported for historical reasons but its usage is discouraged. ` +
+        `On accelerator "${accelerator.name}" it means "${precision}": set precision="${precision}" instead.`,
+    );
+  } else if (parsed.deprecation) emit(parsed.deprecation);
   if (!accelerator.supportedPrecisions.includes(precision))
     throw new UnsupportedPrecisionError(accelerator.name, precision, accelerator.supportedPrecisions, accelerator.precisionHints?.[precision]);
   return { precision, warnings };

@@ -37,10 +37,27 @@ export class UnknownAcceleratorError extends NbitError {
   constructor(
     readonly requested: string,
     readonly registered: readonly string[],
+    /** Why it may be missing, e.g. a second copy of @nbit/core took the registration. */
+    hint = "",
   ) {
     super(
       "UNKNOWN_ACCELERATOR",
-      `Unknown accelerator "${requested}". Registered accelerators: ${registered.length ? list(registered) : "(none)"}.`,
+      `Unknown accelerator "${requested}". Registered accelerators: ${registered.length ? list(registered) : "(none)"}.${hint}`,
+    );
+  }
+}
+
+export class UnknownOptionError extends NbitError {
+  constructor(
+    /** What the options were for, e.g. "Trainer". */
+    readonly owner: string,
+    readonly option: string,
+    readonly suggestion: string | undefined,
+    readonly known: readonly string[],
+  ) {
+    super(
+      "UNKNOWN_OPTION",
+      `Unknown ${owner} option ${JSON.stringify(option)}.${suggestion ? ` Did you mean ${JSON.stringify(suggestion)}?` : ""} ${owner} options are: ${known.join(", ")}.`,
     );
   }
 }

@@ -6,6 +6,7 @@ export * from "./precision/parse.js";
 export * from "./precision/plugins.js";
 export * from "./precision/apex.js";
 export * from "./accelerator.js";
+export { CORE_VERSION } from "./accelerator-store.js";
 export type * from "./engine/backend.js";
 export * from "./engine/primitives.js";
 export * from "./engine/ops.js";

@@ -113,6 +113,28 @@ describe("resolvePrecision", () => {
     expect(resolvePrecision(fake("g", ["16-mixed"]), "16", null).precision).toBe("16-mixed");
   });
 
+  it.each([CPU, TPU])("warns once, with the right advice, for legacy 16 on $name", (acc) => {
+    for (const input of [16, "16"] as const) {
+      const warn = vi.fn();
+      const { warnings } = resolvePrecision(acc, input, warn);
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warnings).toEqual([
+        `precision=${JSON.stringify(input)} is supported for historical reasons but its usage is discouraged. On accelerator "${acc.name}" it means "bf16-mixed": set precision="bf16-mixed" instead.`,
+      ]);
+    }
+  });
+
+  it("keeps Lightning's deprecation advice where legacy 16 means 16-mixed", () => {
+    const warn = vi.fn();
+    expect(resolvePrecision(GPU, 16, warn).warnings).toEqual([
+      'precision=16 is supported for historical reasons but its usage is discouraged. Please set your precision to "16-mixed" instead.',
+    ]);
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(resolvePrecision(CPU, "bf16", null).warnings).toEqual([
+      'precision="bf16" is supported for historical reasons but its usage is discouraged. Please set your precision to "bf16-mixed" instead.',
+    ]);
+  });
+
   it("accepts supported precisions and legacy aliases", () => {
     expect(resolvePrecision(CPU, 64, null).precision).toBe("64-true");
     expect(resolvePrecision(CPU, "bf16", null).precision).toBe("bf16-mixed");

@@ -66,6 +66,7 @@ describe("Apex optimization levels", () => {
 
   it("refuses an unknown level, listing the four", () => {
     expect(() => precisionPluginForAmpLevel("O4")).toThrow(InvalidAmpLevelError);
+    // @ts-expect-error: "o1" does not compile; plain JavaScript gets the run-time error.
     expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "o1", logger: false })).toThrow('ampLevel "o1" is not supported. Expected one of: "O0", "O1", "O2", "O3".');
     expect(() => new Trainer({ accelerator: accelerator(["32-true", "bf16-mixed"]), ampLevel: "O2", logger: false })).toThrow(UnsupportedPrecisionError);
     expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "O1", precision: "32-true", logger: false })).toThrow(/either ampLevel or precision/);

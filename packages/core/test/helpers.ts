@@ -132,9 +132,11 @@ export function withHeader(bytes: Uint8Array, mutate: (header: Record<string, un
 export const sha256Hex = (data: Uint8Array | string) => createHash("sha256").update(data).digest("hex");
 
 /** The file with its nbit metadata JSON rewritten by `mutate`; its checksum is recomputed unless `resign` is false. */
+// biome-ignore lint/suspicious/noExplicitAny: crafted metadata is edited field by field, whatever its shape
 export function withMeta(bytes: Uint8Array, mutate: (meta: Record<string, any>) => unknown, resign = true): Uint8Array {
   return withHeader(bytes, (header) => {
     const metadata = header.__metadata__ as Record<string, string>;
+    // biome-ignore lint/suspicious/noExplicitAny: as above
     const meta = JSON.parse(metadata.nbit!) as Record<string, any>;
     const replaced = mutate(meta);
     metadata.nbit = typeof replaced === "string" ? replaced : JSON.stringify(replaced ?? meta);

@@ -33,7 +33,7 @@ function backendWithout(ops: readonly string[], execution: "eager" | "graph") {
   const backend: Backend = {
     name: "no-conv",
     capabilities: kernels.capabilities(execution, { float64: "native", float32: "native", int32: "native", bool: "native" }),
-    upload: (data, dtype, shape) => inner.upload(data),
+    upload: (data) => inner.upload(data),
     download: (buffer) => inner.download(buffer),
     ...(execution === "eager"
       ? { execute: (ins, inputs, infos) => (calls.execute++, inner.execute(ins, inputs, infos)) }

@@ -54,6 +54,13 @@ export class CpuAccelerator implements Accelerator {
   }
 }
 
+declare module "@nbit/core" {
+  /** Importing this package registers these names, so they type-check as Trainer accelerators. */
+  interface AcceleratorNames {
+    cpu: true;
+  }
+}
+
 /** Registers the CPU accelerator (done on import for the default registry). */
 export function registerCpu(registry: AcceleratorRegistry = accelerators, priority = 10): void {
   registry.register("cpu", () => new CpuAccelerator(), { priority, override: true });

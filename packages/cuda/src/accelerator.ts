@@ -75,6 +75,14 @@ export class CudaAccelerator implements Accelerator {
   }
 }
 
+declare module "@nbit/core" {
+  /** Importing this package registers these names, so they type-check as Trainer accelerators. */
+  interface AcceleratorNames {
+    cuda: true;
+    gpu: true;
+  }
+}
+
 /** Registers "cuda" (alias "gpu") with the highest priority, so "auto" prefers a GPU when one works. */
 export function registerCuda(registry: AcceleratorRegistry = accelerators, priority = 100): void {
   registry.register("cuda", () => new CudaAccelerator(), { priority, override: true, aliases: ["gpu"] });

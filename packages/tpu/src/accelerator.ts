@@ -26,6 +26,13 @@ export class TpuAccelerator implements Accelerator {
   }
 }
 
+declare module "@nbit/core" {
+  /** Importing this package registers these names, so they type-check as Trainer accelerators. */
+  interface AcceleratorNames {
+    tpu: true;
+  }
+}
+
 /** Registers the TPU accelerator (done on import for the default registry). */
 export function registerTpu(registry: AcceleratorRegistry = accelerators, priority = 0): void {
   registry.register("tpu", () => new TpuAccelerator(), { priority, override: true });

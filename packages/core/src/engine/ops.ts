@@ -168,7 +168,7 @@ const outputPaddingFor = (size: number, out: number, k: number, s: number, p: nu
  * batch trade places, stride and dilation trade places), then the spare rows and columns are cut.
  */
 function convWeightGrad(x: Tensor, g: Tensor, weightShape: Shape, at: OpAttrs): Tensor {
-  const [n, c, h, w] = x.shape as [number, number, number, number];
+  const [n, , h, w] = x.shape as [number, number, number, number];
   const [o, cg, kh, kw] = weightShape as [number, number, number, number];
   const groups = at.groups!;
   const og = o / groups;
@@ -342,7 +342,7 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     operand: 0,
     accepts: "any",
     infer: ([x], { shape }) => {
-      if (!shape || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError("reshape", [x!.shape], `invalid target shape ${JSON.stringify(shape)}`);
+      if (!shape?.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError("reshape", [x!.shape], `invalid target shape ${JSON.stringify(shape)}`);
       checkReshape(x!.shape, shape);
       return { dtype: x!.dtype, shape };
     },

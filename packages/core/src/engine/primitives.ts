@@ -121,7 +121,7 @@ export function slidingOutputSize(op: string, shapes: readonly Shape[], size: nu
 }
 
 export function checkPair(op: string, name: string, value: Pair | undefined, min: number): Pair {
-  if (!value || value.length !== 2 || !value.every((v) => Number.isInteger(v) && v >= min))
+  if (value?.length !== 2 || !value.every((v) => Number.isInteger(v) && v >= min))
     throw new NbitError("INVALID_ARGUMENT", `${op}: ${name} must be two integers >= ${min}, got ${JSON.stringify(value)}`);
   return value;
 }

@@ -40,6 +40,11 @@ export function isPrecision(value: unknown): value is Precision {
   return typeof value === "string" && (CANONICAL_PRECISIONS as readonly string[]).includes(value);
 }
 
+/** True for every value `parsePrecision` accepts: the canonical names and Lightning's legacy aliases. */
+export function isPrecisionInput(value: unknown): value is PrecisionInput {
+  return (ALLOWED_PRECISION_INPUTS as readonly unknown[]).includes(value);
+}
+
 /**
  * Parses a canonical precision or a legacy alias (64, 32, 16, "64", "32", "16", "bf16").
  * 16/"16" map to "16-mixed" and "bf16" to "bf16-mixed", with a deprecation warning as in Lightning.

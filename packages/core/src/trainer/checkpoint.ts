@@ -68,7 +68,7 @@ const callbackKey = (c: Callback): string => c.stateKey ?? c.constructor.name;
 
 /** JSON of the metadata; refuses what could not be read back (NaN, Infinity, prototype keys). */
 function stringifyMeta(meta: CheckpointMeta, path: string): string {
-  return JSON.stringify(meta, function (key: string, value: unknown) {
+  return JSON.stringify(meta, (key: string, value: unknown) => {
     if (FORBIDDEN_KEYS.has(key)) throw new CheckpointError(path, `cannot be saved: the state uses the reserved key ${JSON.stringify(key)}`);
     if (typeof value === "number" && !Number.isFinite(value))
       throw new CheckpointError(path, `cannot be saved: state field ${JSON.stringify(key)} is ${value}; JSON holds finite numbers only`);

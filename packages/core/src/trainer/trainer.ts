@@ -1,4 +1,4 @@
-import { accelerators, resolvePrecision, type Accelerator, type AcceleratorRegistry } from "../accelerator.js";
+import { accelerators, resolvePrecision, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
 import { NbitError } from "../errors.js";
 import { setDefaultRuntime, noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
@@ -17,18 +17,31 @@ import type { LightningModule, LoggedValue } from "./lightning-module.js";
 import { CSVLogger, type Logger } from "./logger.js";
 import { limitBatches, resolveLoopSettings, type LoopSettings } from "./options.js";
 import { LRScheduler } from "./schedulers.js";
+import { rejectUnknownTrainerOptions } from "./option-keys.js";
 
-export interface TrainerOptions {
-  /** Accelerator name, "auto" (default: the best registered and available), or an instance. */
-  readonly accelerator?: string | Accelerator;
+/**
+ * Where the accelerator comes from: a name declared by an imported backend package (see
+ * `AcceleratorNames`), "auto" or an instance; or, with a registry of your own, any name in it.
+ */
+export type TrainerAcceleratorOptions =
+  | { readonly accelerator?: string | Accelerator; readonly registry: AcceleratorRegistry }
+  | {
+      /** Accelerator name, "auto" (default: the best registered and available), or an instance. */
+      readonly accelerator?: AcceleratorName | Accelerator;
+      readonly registry?: undefined;
+    };
+
+export type TrainerOptions = TrainerSettings & TrainerAcceleratorOptions;
+
+export interface TrainerSettings {
   /** Devices to use; nbit trains on one device. */
   readonly devices?: number | "auto";
   /** Canonical precision or a Lightning legacy alias (default "32-true"). */
-  readonly precision?: PrecisionInput | number | string;
+  readonly precision?: PrecisionInput;
   /** Use this precision plugin instead of the one the precision names. */
   readonly plugin?: PrecisionPlugin;
   /** Apex-style optimization level ("O0".."O3"), instead of `precision`. */
-  readonly ampLevel?: AmpLevel | string;
+  readonly ampLevel?: AmpLevel;
   /** Stop after this many epochs (-1: no limit; default 1000, or no limit when maxSteps is set), as Lightning. */
   readonly maxEpochs?: number;
   /** Stop after this many optimizer steps (-1: no limit; 0 trains nothing), checked before each step. */
@@ -56,7 +69,6 @@ export interface TrainerOptions {
   readonly limitValBatches?: number;
   /** Validate every n epochs (a positive integer; default 1). */
   readonly checkValEveryNEpoch?: number;
-  readonly registry?: AcceleratorRegistry;
   readonly warn?: Warn;
 }
 
@@ -121,6 +133,7 @@ export class Trainer {
   private warnedSkip = false;
 
   constructor(options: TrainerOptions = {}) {
+    rejectUnknownTrainerOptions(options);
     this.loop = resolveLoopSettings(options);
     this.options = options;
     const warn = options.warn ?? defaultWarn;
