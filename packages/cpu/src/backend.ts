@@ -51,6 +51,13 @@ export interface CpuBackendOptions {
   readonly allowSpinning?: boolean;
 }
 
+/**
+ * onnxruntime's MatMulScaleFusion folds a scalar constant multiplying a matmul into the fused
+ * op's float32 alpha, rounding a float64 constant to float32; float64 programs keep it a constant.
+ */
+const KEEP_FLOAT64_CONSTANTS = { optimization: { disable_specified_optimizers: "MatMulScaleFusion" } };
+const hasFloat64Constant = (program: Program) => program.instructions.some((ins) => ins.op === "const" && ins.dtype === "float64");
+
 /** Runs each captured program (a whole training step) as one onnxruntime session. */
 export class CpuBackend implements Backend {
   readonly name = "cpu";
@@ -81,7 +88,10 @@ export class CpuBackend implements Backend {
       executionMode: "sequential",
       interOpNumThreads: 1,
       logSeverityLevel: 3,
-      ...(this.options.allowSpinning === false ? { extra: { session: { intra_op: { allow_spinning: "0" } } } } : {}),
+      extra: {
+        ...(this.options.allowSpinning === false ? { session: { intra_op: { allow_spinning: "0" } } } : {}),
+        ...(hasFloat64Constant(program) ? KEEP_FLOAT64_CONSTANTS : {}),
+      },
       ...(process.env.NBIT_DUMP ? { optimizedModelFilePath: process.env.NBIT_DUMP } : {}),
       ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
     });
