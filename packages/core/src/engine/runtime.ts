@@ -1,5 +1,6 @@
 import { isHalfDType, type DType, type HostArray } from "../dtype.js";
 import { NbitError, RuntimeMismatchError, UnsupportedOpError } from "../errors.js";
+import { InvalidArgumentError } from "../validation.js";
 import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
 import { withRuntime } from "./context.js";
 import { LazyNode } from "./node.js";
@@ -11,14 +12,46 @@ export interface RuntimeStats {
   instructionsRun: number;
 }
 
+export interface RuntimeOptions {
+  /** Compiled programs kept (least recently used evicted first, their sessions released); default 16. */
+  readonly programCacheSize?: number;
+}
+
+/** The compiled-program cache: `size` of `capacity` programs held; hits, misses and evictions so far. */
+export interface ProgramCacheStats {
+  readonly size: number;
+  readonly capacity: number;
+  readonly hits: number;
+  readonly misses: number;
+  readonly evictions: number;
+}
+
+export const DEFAULT_PROGRAM_CACHE_SIZE = 16;
+
+interface CachedProgram {
+  readonly compiled: Promise<CompiledProgram>;
+  /** Runs in flight: an evicted program is released once the last one settles. */
+  running: number;
+  evicted: boolean;
+}
+
 /** Runs lazy graphs on one backend: lowers them to programs, caches compiled ones, holds buffers. */
 export class Runtime {
-  private readonly compiled = new Map<string, Promise<CompiledProgram>>();
+  /** Insertion order is recency order: a hit moves its entry to the end; eviction takes the first. */
+  private readonly compiled = new Map<string, CachedProgram>();
+  private readonly cacheCounts = { hits: 0, misses: 0, evictions: 0 };
+  readonly programCacheSize: number;
   /** Frees a buffer once the node that owns it is garbage-collected (tfjs tensors need an explicit dispose). */
   private readonly finalizer: FinalizationRegistry<BackendBuffer> | null;
   readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, instructionsRun: 0 };
 
-  constructor(readonly backend: Backend) {
+  constructor(
+    readonly backend: Backend,
+    options: RuntimeOptions = {},
+  ) {
+    const size = options.programCacheSize ?? DEFAULT_PROGRAM_CACHE_SIZE;
+    if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError("Runtime programCacheSize", "an integer >= 1", size);
+    this.programCacheSize = size;
     this.finalizer = backend.dispose ? new FinalizationRegistry((buffer) => backend.dispose!(buffer)) : null;
     const { execution } = backend.capabilities;
     if (execution === "eager" && !backend.execute)
@@ -78,16 +111,46 @@ export class Runtime {
   private async execute(program: Program, inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]> {
     this.stats.programsRun++;
     if (this.backend.capabilities.execution === "graph") {
-      let exe = this.compiled.get(program.key);
-      if (!exe) {
-        this.stats.programsCompiled++;
-        exe = Promise.resolve(this.backend.compile!(program));
-        this.compiled.set(program.key, exe);
-      }
+      const entry = this.cachedProgram(program);
       this.stats.instructionsRun += program.instructions.length;
-      return (await exe).run(inputs);
+      entry.running++;
+      try {
+        return await (await entry.compiled).run(inputs);
+      } finally {
+        entry.running--;
+        if (entry.evicted && entry.running === 0) void release(entry);
+      }
     }
     return this.interpret(program, inputs);
+  }
+
+  /** Hits, misses and evictions of the compiled-program cache, and how full it is. */
+  cacheStats(): ProgramCacheStats {
+    return { size: this.compiled.size, capacity: this.programCacheSize, ...this.cacheCounts };
+  }
+
+  private cachedProgram(program: Program): CachedProgram {
+    const hit = this.compiled.get(program.key);
+    if (hit) {
+      this.cacheCounts.hits++;
+      this.compiled.delete(program.key);
+      this.compiled.set(program.key, hit);
+      return hit;
+    }
+    this.cacheCounts.misses++;
+    this.stats.programsCompiled++;
+    const entry: CachedProgram = { compiled: new Promise((resolve) => resolve(this.backend.compile!(program))), running: 0, evicted: false };
+    // A program that failed to compile is not kept: the next attempt compiles again.
+    entry.compiled.catch(() => this.compiled.get(program.key) === entry && this.compiled.delete(program.key));
+    this.compiled.set(program.key, entry);
+    while (this.compiled.size > this.programCacheSize) {
+      const [oldestKey, oldest] = this.compiled.entries().next().value as [string, CachedProgram];
+      this.compiled.delete(oldestKey);
+      this.cacheCounts.evictions++;
+      oldest.evicted = true;
+      if (oldest.running === 0) void release(oldest);
+    }
+    return entry;
   }
 
   private interpret(program: Program, inputs: readonly BackendBuffer[]): BackendBuffer[] {
@@ -106,6 +169,12 @@ export class Runtime {
     });
     return program.outputs.map((o) => values[o]!);
   }
+}
+
+/** Releases a compiled program's backend resources (an onnxruntime session); a failed compile has none. */
+async function release(entry: CachedProgram): Promise<void> {
+  const compiled = await entry.compiled.catch(() => null);
+  compiled?.dispose?.();
 }
 
 /** Lowers a lazy graph into a program the backend can run, inserting exact rounding where needed. */

@@ -26,6 +26,7 @@ const TRAINER_OPTIONS: Readonly<Record<keyof TrainerOptions, true>> = {
   limitValBatches: true,
   checkValEveryNEpoch: true,
   warn: true,
+  programCacheSize: true,
 };
 
 const KNOWN = Object.keys(TRAINER_OPTIONS);

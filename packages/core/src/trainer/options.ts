@@ -71,6 +71,7 @@ export function resolveLoopSettings(options: TrainerOptions): LoopSettings {
   });
   optional(o.logEveryNSteps, (v) => checkInteger("Trainer logEveryNSteps", v, 1));
   optional(o.checkValEveryNEpoch, (v) => checkInteger("Trainer checkValEveryNEpoch", v, 1));
+  optional(o.programCacheSize, (v) => checkInteger("Trainer programCacheSize", v, 1));
   optional(o.limitTrainBatches, (v) => checkBatchLimit("Trainer limitTrainBatches", v));
   optional(o.limitValBatches, (v) => checkBatchLimit("Trainer limitValBatches", v));
   if (o.registry !== undefined && !(typeof o.registry === "object" && o.registry !== null && typeof (o.registry as { resolve?: unknown }).resolve === "function"))

@@ -70,6 +70,8 @@ export interface TrainerSettings {
   /** Validate every n epochs (a positive integer; default 1). */
   readonly checkValEveryNEpoch?: number;
   readonly warn?: Warn;
+  /** Compiled programs this Trainer's runtime keeps (an LRU; evicted sessions are released); default 16. */
+  readonly programCacheSize?: number;
 }
 
 export class NonFiniteLossError extends NbitError {
@@ -152,7 +154,7 @@ export class Trainer {
     // A given plugin must still run on this accelerator: its precision is checked like a requested one.
     this.precision = resolvePrecision(this.accelerator, plugin?.precision ?? options.precision ?? "32-true", emit).precision;
     this.precisionPlugin = plugin ?? precisionPluginFor(this.precision);
-    this.runtime = new Runtime(this.accelerator.createBackend());
+    this.runtime = new Runtime(this.accelerator.createBackend(), options.programCacheSize !== undefined ? { programCacheSize: options.programCacheSize } : {});
     // Seeded once, here, as seed_everything before building the model: later fit/test calls do not rewind it.
     if (options.seed !== undefined) manualSeed(options.seed);
     this.maxEpochs = this.loop.maxEpochs;
