@@ -41,8 +41,9 @@ export class Runtime {
   private readonly compiled = new Map<string, CachedProgram>();
   private readonly cacheCounts = { hits: 0, misses: 0, evictions: 0 };
   readonly programCacheSize: number;
-  /** Frees a buffer once the node that owns it is garbage-collected (tfjs tensors need an explicit dispose). */
-  private readonly finalizer: FinalizationRegistry<BackendBuffer> | null;
+  /** Buffers this runtime placed and has not freed, on backends whose buffers need an explicit dispose (tfjs). */
+  private readonly live: Set<BackendBuffer> | null;
+  private disposed = false;
   readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, instructionsRun: 0 };
 
   constructor(
@@ -52,7 +53,9 @@ export class Runtime {
     const size = options.programCacheSize ?? DEFAULT_PROGRAM_CACHE_SIZE;
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError("Runtime programCacheSize", "an integer >= 1", size);
     this.programCacheSize = size;
-    this.finalizer = backend.dispose ? new FinalizationRegistry((buffer) => backend.dispose!(buffer)) : null;
+    this.live = backend.dispose ? new Set() : null;
+    // A Runtime dropped without dispose() still releases its compiled programs once collected.
+    programsOfCollectedRuntimes.register(this, this.compiled, this);
     const { execution } = backend.capabilities;
     if (execution === "eager" && !backend.execute)
       throw new NbitError("INVALID_BACKEND", `Backend "${backend.name}" declares eager execution but has no execute()`);
@@ -69,12 +72,17 @@ export class Runtime {
   async realize(nodes: readonly LazyNode[]): Promise<void> {
     const pending = [...new Set(nodes)].filter((n) => !(n.isLeaf && n.device?.runtime === this));
     if (pending.length === 0) return;
+    this.checkOpen();
     const builder = new ProgramBuilder(this);
     const program = builder.build(pending);
     const buffers = await this.execute(program, builder.inputBuffers);
+    if (this.disposed) {
+      for (const b of buffers) this.backend.dispose?.(b);
+      this.checkOpen();
+    }
     pending.forEach((n, i) => {
       n.realizeAs(this, buffers[i]!);
-      this.finalizer?.register(n, buffers[i]!);
+      this.track(n, buffers[i]!);
     });
     for (const leaf of builder.uploadedLeaves) leaf.host = undefined;
   }
@@ -82,6 +90,7 @@ export class Runtime {
   async download(node: LazyNode): Promise<HostArray> {
     if (node.isLeaf && node.host) return node.host;
     await this.realize([node]);
+    this.checkOpen();
     return this.backend.download(node.device!.buffer, node.dtype, node.shape);
   }
 
@@ -89,11 +98,51 @@ export class Runtime {
     if (node.device?.runtime === this) return node.device.buffer;
     if (node.device) throw new RuntimeMismatchError(this.backend.name, node.device.runtime.backend.name, node.shape);
     if (!node.host) throw new NbitError("INTERNAL", `A leaf of shape [${node.shape.join(", ")}] holds no data`);
+    this.checkOpen();
     this.checkStorage("upload", node.dtype);
     const buffer = this.backend.upload(node.host, node.dtype, node.shape);
     node.device = { runtime: this, buffer };
-    this.finalizer?.register(node, buffer);
+    this.track(node, buffer);
     return buffer;
+  }
+
+  /** Frees `buffer` once `node` is garbage-collected, even if this runtime is gone by then. */
+  private track(node: LazyNode, buffer: BackendBuffer): void {
+    if (!this.live) return;
+    this.live.add(buffer);
+    buffersOfCollectedNodes.register(node, { backend: this.backend, buffer, live: this.live }, buffer);
+  }
+
+  private checkOpen(): void {
+    if (this.disposed) throw new NbitError("RUNTIME_DISPOSED", `The runtime on backend "${this.backend.name}" was disposed; its tensors can no longer be computed or read.`);
+  }
+
+  /** Whether dispose() was called. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /**
+   * Releases what this runtime holds on its backend: compiled programs (onnxruntime sessions) and
+   * placed buffers (tfjs tensors). Its tensors cannot be read afterwards. Calling it again does nothing.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    programsOfCollectedRuntimes.unregister(this);
+    const entries = [...this.compiled.values()];
+    this.compiled.clear();
+    for (const entry of entries) {
+      entry.evicted = true;
+      if (entry.running === 0) await release(entry);
+    }
+    if (this.live) {
+      for (const buffer of this.live) {
+        buffersOfCollectedNodes.unregister(buffer);
+        this.backend.dispose!(buffer);
+      }
+      this.live.clear();
+    }
   }
 
   checkStorage(op: string, dtype: DType): void {
@@ -170,6 +219,24 @@ export class Runtime {
     return program.outputs.map((o) => values[o]!);
   }
 }
+
+interface Placement {
+  readonly backend: Backend;
+  readonly buffer: BackendBuffer;
+  readonly live: Set<BackendBuffer>;
+}
+
+// Process-wide, so they outlive the runtimes whose buffers and programs they free: a registry owned
+// by a runtime dies with it, and its pending callbacks never run.
+const buffersOfCollectedNodes = new FinalizationRegistry<Placement>(({ backend, buffer, live }) => {
+  if (live.delete(buffer)) backend.dispose!(buffer);
+});
+const programsOfCollectedRuntimes = new FinalizationRegistry<Map<string, CachedProgram>>((cache) => {
+  for (const entry of cache.values()) {
+    entry.evicted = true;
+    if (entry.running === 0) void release(entry);
+  }
+});
 
 /** Releases a compiled program's backend resources (an onnxruntime session); a failed compile has none. */
 async function release(entry: CachedProgram): Promise<void> {

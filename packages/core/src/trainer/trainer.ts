@@ -186,6 +186,19 @@ export class Trainer {
     return this.runtime.run(fn);
   }
 
+  /**
+   * Releases this Trainer's backend memory and compiled programs (onnxruntime sessions, tfjs
+   * tensors). Its module's tensors cannot be read afterwards: save a checkpoint first if needed.
+   * `await using trainer = new Trainer(...)` calls it at the end of the block.
+   */
+  dispose(): Promise<void> {
+    return this.runtime.dispose();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
   private prepare(module: LightningModule): void {
     module.trainer = this;
     this.module = module;
