@@ -1,20 +1,24 @@
-import { isHalfDType, type DType, type HostArray } from "../dtype.js";
+import { DTYPES, isHalfDType, type DType, type HostArray } from "../dtype.js";
 import { NbitError, RuntimeMismatchError, UnsupportedOpError } from "../errors.js";
 import { InvalidArgumentError } from "../validation.js";
 import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
 import { withRuntime } from "./context.js";
 import { LazyNode } from "./node.js";
-import { attrKey, OPS, type PrimitiveOp } from "./ops.js";
+import { attrKey, OPS, PRIMITIVE_OPS, pushAttrNumbers, pushScalarNumber, type PrimitiveOp } from "./ops.js";
 
 export interface RuntimeStats {
   programsCompiled: number;
   programsRun: number;
+  /** Runs that matched an earlier graph's signature and skipped lowering and keying. */
+  programsReplayed: number;
   instructionsRun: number;
 }
 
 export interface RuntimeOptions {
   /** Compiled programs kept (least recently used evicted first, their sessions released); default 16. */
   readonly programCacheSize?: number;
+  /** Run a graph whose structure, shapes and dtypes match an earlier one without lowering it again (default true). */
+  readonly replay?: boolean;
 }
 
 /** The compiled-program cache: `size` of `capacity` programs held; hits, misses and evictions so far. */
@@ -44,7 +48,10 @@ export class Runtime {
   /** Buffers this runtime placed and has not freed, on backends whose buffers need an explicit dispose (tfjs). */
   private readonly live: Set<BackendBuffer> | null;
   private disposed = false;
-  readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, instructionsRun: 0 };
+  readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, programsReplayed: 0, instructionsRun: 0 };
+  /** Lowered programs by graph signature hash (a full signature compare confirms a hit). */
+  private readonly replays = new Map<number, { readonly signature: readonly number[]; readonly program: Program }>();
+  private readonly replay: boolean;
 
   constructor(
     readonly backend: Backend,
@@ -53,6 +60,7 @@ export class Runtime {
     const size = options.programCacheSize ?? DEFAULT_PROGRAM_CACHE_SIZE;
     if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError("Runtime programCacheSize", "an integer >= 1", size);
     this.programCacheSize = size;
+    this.replay = options.replay ?? true;
     this.live = backend.dispose ? new Set() : null;
     // A Runtime dropped without dispose() still releases its compiled programs once collected.
     programsOfCollectedRuntimes.register(this, this.compiled, this);
@@ -73,9 +81,23 @@ export class Runtime {
     const pending = [...new Set(nodes)].filter((n) => !(n.isLeaf && n.device?.runtime === this));
     if (pending.length === 0) return;
     this.checkOpen();
-    const builder = new ProgramBuilder(this);
-    const program = builder.build(pending);
-    const buffers = await this.execute(program, builder.inputBuffers);
+    const graph = captureGraph(pending);
+    const known = this.replay ? this.replays.get(graph.hash) : undefined;
+    let program: Program;
+    let inputBuffers: BackendBuffer[];
+    let uploadedLeaves: LazyNode[];
+    if (known && sameSignature(known.signature, graph.signature)) {
+      this.stats.programsReplayed++;
+      program = known.program;
+      uploadedLeaves = graph.leaves.filter((leaf) => leaf.device?.runtime !== this);
+      inputBuffers = graph.leaves.map((leaf) => this.upload(leaf));
+    } else {
+      const builder = new ProgramBuilder(this);
+      program = builder.build(pending, graph.order);
+      ({ inputBuffers, uploadedLeaves } = builder);
+      if (this.replay) this.remember(graph, program);
+    }
+    const buffers = await this.execute(program, inputBuffers);
     if (this.disposed) {
       for (const b of buffers) this.backend.dispose?.(b);
       this.checkOpen();
@@ -84,7 +106,7 @@ export class Runtime {
       n.realizeAs(this, buffers[i]!);
       this.track(n, buffers[i]!);
     });
-    for (const leaf of builder.uploadedLeaves) leaf.host = undefined;
+    for (const leaf of uploadedLeaves) leaf.host = undefined;
   }
 
   async download(node: LazyNode): Promise<HostArray> {
@@ -173,6 +195,12 @@ export class Runtime {
     return this.interpret(program, inputs);
   }
 
+  private remember(graph: CapturedGraph, program: Program): void {
+    // Lowered programs are small next to compiled ones: keep a few per cached compiled program.
+    if (this.replays.size >= 4 * this.programCacheSize) this.replays.delete(this.replays.keys().next().value!);
+    this.replays.set(graph.hash, { signature: graph.signature, program });
+  }
+
   /** Hits, misses and evictions of the compiled-program cache, and how full it is. */
   cacheStats(): ProgramCacheStats {
     return { size: this.compiled.size, capacity: this.programCacheSize, ...this.cacheCounts };
@@ -244,6 +272,68 @@ async function release(entry: CachedProgram): Promise<void> {
   compiled?.dispose?.();
 }
 
+interface CapturedGraph {
+  /** Every node under the roots, in post-order. */
+  readonly order: LazyNode[];
+  /** The leaves in `order`: the program's inputs, in input order. */
+  readonly leaves: LazyNode[];
+  /** Structure, shapes, dtypes, attributes and constants as numbers: equal signatures lower to the same program. */
+  readonly signature: number[];
+  readonly hash: number;
+}
+
+const NODE_KIND = new Map<string, number>(["leaf", "const", ...PRIMITIVE_OPS].map((op, i) => [op, i]));
+const DTYPE_ID = new Map<DType, number>(DTYPES.map((d, i) => [d, i]));
+
+/** Walks the graph under `roots` once, recording its order, leaves and signature. */
+function captureGraph(roots: readonly LazyNode[]): CapturedGraph {
+  const order: LazyNode[] = [];
+  const leaves: LazyNode[] = [];
+  const signature: number[] = [];
+  const index = new Map<LazyNode, number>();
+  const seen = new Set<LazyNode>();
+  // Iterative post-order walk: graphs of long training runs are deeper than the call stack.
+  const stack: [LazyNode, boolean][] = roots.map((r) => [r, false] as [LazyNode, boolean]).reverse();
+  while (stack.length) {
+    const [node, expanded] = stack.pop()!;
+    if (expanded) {
+      index.set(node, order.length);
+      order.push(node);
+      signature.push(NODE_KIND.get(node.op)!, DTYPE_ID.get(node.dtype)!, node.shape.length, ...node.shape);
+      if (node.isLeaf) leaves.push(node);
+      else if (node.op === "const") pushScalarNumber(node.value!, signature);
+      else {
+        signature.push(node.src.length);
+        for (const src of node.src) signature.push(index.get(src)!);
+        pushAttrNumbers(node.op as PrimitiveOp, node.attrs, signature);
+      }
+      continue;
+    }
+    if (seen.has(node)) continue;
+    seen.add(node);
+    stack.push([node, true]);
+    if (!node.isLeaf) for (let i = node.src.length - 1; i >= 0; i--) if (!seen.has(node.src[i]!)) stack.push([node.src[i]!, false]);
+  }
+  signature.push(-1, roots.length);
+  for (const root of roots) signature.push(index.get(root)!);
+  return { order, leaves, signature, hash: hashNumbers(signature) };
+}
+
+function hashNumbers(values: readonly number[]): number {
+  let h = 0x811c9dc5;
+  for (const v of values) {
+    h = Math.imul(h ^ (v | 0), 0x01000193);
+    if (!Number.isInteger(v)) h = Math.imul(h ^ ((v * 0x10000) | 0), 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function sameSignature(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Lowers a lazy graph into a program the backend can run, inserting exact rounding where needed. */
 class ProgramBuilder {
   readonly inputs: ValueInfo[] = [];
@@ -258,23 +348,8 @@ class ProgramBuilder {
     return this.runtime.backend.capabilities;
   }
 
-  /** Lowers the graph under `roots`; leaves become the program's inputs, numbered first. */
-  build(roots: readonly LazyNode[]): Program {
-    const order: LazyNode[] = [];
-    const seen = new Set<LazyNode>();
-    // Iterative post-order walk: graphs of long training runs are deeper than the call stack.
-    const stack: [LazyNode, boolean][] = roots.map((r) => [r, false] as [LazyNode, boolean]).reverse();
-    while (stack.length) {
-      const [node, expanded] = stack.pop()!;
-      if (expanded) {
-        order.push(node);
-        continue;
-      }
-      if (seen.has(node)) continue;
-      seen.add(node);
-      stack.push([node, true]);
-      if (!node.isLeaf) for (let i = node.src.length - 1; i >= 0; i--) if (!seen.has(node.src[i]!)) stack.push([node.src[i]!, false]);
-    }
+  /** Lowers the graph under `roots` (in post-order `order`); leaves become the program's inputs, numbered first. */
+  build(roots: readonly LazyNode[], order: readonly LazyNode[]): Program {
     for (const node of order) if (node.isLeaf) this.ids.set(node, this.addInput(node));
     for (const node of order) if (!node.isLeaf) this.ids.set(node, this.lower(node));
     // Every output gets a buffer of its own: a value that is an input (an elided cast) or is
