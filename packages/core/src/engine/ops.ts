@@ -629,12 +629,17 @@ const TEXT_IDS = new Map<string, number>();
  * building strings: equal sequences mean equal attributes (lengths are included, -0 and NaN marked).
  */
 export function pushAttrNumbers(op: PrimitiveOp, attrs: OpAttrs, out: number[]): void {
-  for (const name of OPS[op].attrs) {
+  const names = OPS[op].attrs;
+  for (let n = 0; n < names.length; n++) {
+    const name = names[n]!;
     const value: unknown = attrs[name];
     switch (ATTR_KIND[name]) {
-      case "ints":
-        out.push((value as readonly number[]).length, ...(value as readonly number[]));
+      case "ints": {
+        const ints = value as readonly number[];
+        out.push(ints.length);
+        for (let i = 0; i < ints.length; i++) out.push(ints[i]!);
         break;
+      }
       case "int":
         out.push(value as number);
         break;

@@ -290,29 +290,45 @@ function captureGraph(roots: readonly LazyNode[]): CapturedGraph {
   const order: LazyNode[] = [];
   const leaves: LazyNode[] = [];
   const signature: number[] = [];
+  // Post-order position of each emitted node; -1 while its inputs are still being walked.
   const index = new Map<LazyNode, number>();
-  const seen = new Set<LazyNode>();
-  // Iterative post-order walk: graphs of long training runs are deeper than the call stack.
-  const stack: [LazyNode, boolean][] = roots.map((r) => [r, false] as [LazyNode, boolean]).reverse();
+  // Iterative post-order walk (graphs of long training runs are deeper than the call stack); a
+  // node is pushed once to expand it and once more, below its inputs, to emit it.
+  const stack: LazyNode[] = [];
+  const emit: boolean[] = [];
+  for (let r = roots.length - 1; r >= 0; r--) {
+    stack.push(roots[r]!);
+    emit.push(false);
+  }
   while (stack.length) {
-    const [node, expanded] = stack.pop()!;
-    if (expanded) {
+    const node = stack.pop()!;
+    if (emit.pop()) {
       index.set(node, order.length);
       order.push(node);
-      signature.push(NODE_KIND.get(node.op)!, DTYPE_ID.get(node.dtype)!, node.shape.length, ...node.shape);
+      const shape = node.shape;
+      signature.push(NODE_KIND.get(node.op)!, DTYPE_ID.get(node.dtype)!, shape.length);
+      for (let i = 0; i < shape.length; i++) signature.push(shape[i]!);
       if (node.isLeaf) leaves.push(node);
       else if (node.op === "const") pushScalarNumber(node.value!, signature);
       else {
-        signature.push(node.src.length);
-        for (const src of node.src) signature.push(index.get(src)!);
+        const src = node.src;
+        signature.push(src.length);
+        for (let i = 0; i < src.length; i++) signature.push(index.get(src[i]!)!);
         pushAttrNumbers(node.op as PrimitiveOp, node.attrs, signature);
       }
       continue;
     }
-    if (seen.has(node)) continue;
-    seen.add(node);
-    stack.push([node, true]);
-    if (!node.isLeaf) for (let i = node.src.length - 1; i >= 0; i--) if (!seen.has(node.src[i]!)) stack.push([node.src[i]!, false]);
+    if (index.has(node)) continue;
+    index.set(node, -1);
+    stack.push(node);
+    emit.push(true);
+    if (node.isLeaf) continue;
+    const src = node.src;
+    for (let i = src.length - 1; i >= 0; i--) {
+      if (index.has(src[i]!)) continue;
+      stack.push(src[i]!);
+      emit.push(false);
+    }
   }
   signature.push(-1, roots.length);
   for (const root of roots) signature.push(index.get(root)!);
