@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError, Runtime, tensor, Trainer } from "../src/index.js";
 import { ReleasingGraphBackend } from "./graph-backend.js";
@@ -53,5 +55,21 @@ describe("compiled-program cache", () => {
     expect(new Trainer(quiet()).runtime.cacheStats().capacity).toBe(16);
     expect(() => new Trainer(quiet({ programCacheSize: 0 }))).toThrow(InvalidArgumentError);
     expect(() => new Runtime(new ReleasingGraphBackend(), { programCacheSize: 1.5 })).toThrow(InvalidArgumentError);
+  });
+
+  it("releases the programs of a runtime dropped without dispose() once it is collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const backend = new ReleasingGraphBackend();
+    await (async () => {
+      const runtime = new Runtime(backend);
+      for (let n = 1; n <= 3; n++) await programOfLength(runtime, n);
+    })();
+    expect(backend.released.length).toBe(0);
+    for (let i = 0; i < 10 && backend.released.length < 3; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(backend.released.length).toBe(3);
   });
 });

@@ -17,6 +17,8 @@ import {
   type Tensor,
 } from "@nbit/core";
 import { createRequire } from "node:module";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type * as ortTypes from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { CpuAccelerator } from "../src/index.js";
@@ -104,6 +106,29 @@ describe("one runtime per Trainer", () => {
       expect(t.runtime.cacheStats().size).toBe(0);
       await expect(model.parameters()[0]!.data()).rejects.toMatchObject({ code: "RUNTIME_DISPOSED" });
       await t.dispose(); // a second call does nothing
+    } finally {
+      restore();
+    }
+  });
+
+  it("releases the sessions of Trainers dropped without dispose() once they are collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const { counts, restore } = countSessions();
+    try {
+      // A helper, so no frame of this test keeps the last Trainer reachable.
+      const fitAndDrop = async (seed: number) => {
+        const t = trainer(new CpuAccelerator({ threads: 1 }), "32-true");
+        manualSeed(seed);
+        await t.fit(t.initModule(() => new Net()), new DataLoader(data, { batchSize: 8 }));
+      };
+      for (let i = 0; i < 3; i++) await fitAndDrop(i);
+      expect(counts.open).toBeGreaterThanOrEqual(3);
+      for (let i = 0; i < 20 && counts.open > 0; i++) {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(counts.open).toBe(0);
     } finally {
       restore();
     }

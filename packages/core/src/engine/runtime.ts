@@ -2,7 +2,7 @@ import { DTYPES, isHalfDType, type DType, type HostArray } from "../dtype.js";
 import { NbitError, RuntimeMismatchError, UnsupportedOpError } from "../errors.js";
 import { InvalidArgumentError } from "../validation.js";
 import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
-import { withRuntime } from "./context.js";
+import { outsideScopes, withRuntime } from "./context.js";
 import { LazyNode } from "./node.js";
 import { attrKey, OPS, PRIMITIVE_OPS, pushAttrNumbers, pushScalarNumber, type PrimitiveOp } from "./ops.js";
 
@@ -216,7 +216,8 @@ export class Runtime {
     }
     this.cacheCounts.misses++;
     this.stats.programsCompiled++;
-    const entry: CachedProgram = { compiled: new Promise((resolve) => resolve(this.backend.compile!(program))), running: 0, evicted: false };
+    const compiled = outsideScopes(() => new Promise<CompiledProgram>((resolve) => resolve(this.backend.compile!(program))));
+    const entry: CachedProgram = { compiled, running: 0, evicted: false };
     // A program that failed to compile is not kept: the next attempt compiles again.
     entry.compiled.catch(() => this.compiled.get(program.key) === entry && this.compiled.delete(program.key));
     this.compiled.set(program.key, entry);
