@@ -1,4 +1,5 @@
 import { OPS, type DType, type Instruction, type KernelRegistry, type Program, type ValueInfo } from "@nbit/core";
+import { findFusions } from "./fuse.js";
 import { encodeModel, OnnxType, type Attribute, type OnnxNode, type OnnxTensor, type OnnxTypeCode } from "./onnx-proto.js";
 
 /** The ONNX type a value travels in: narrow floats live as float32 holding exactly-rounded values. */
@@ -84,8 +85,21 @@ export function programToOnnx(program: Program, kernels: KernelRegistry<OnnxLowe
     producer: (v) => (v >= base ? program.instructions[v - base] : undefined),
   };
 
+  // Fused patterns replace their root instruction; whatever only they read is then dead.
+  const uses = new Array<number>(infos.length).fill(0);
+  for (const ins of program.instructions) for (const v of ins.inputs) uses[v]!++;
+  for (const v of program.outputs) uses[v]!++;
+  const fusions = findFusions(program, uses);
+  const live = new Array<boolean>(infos.length).fill(false);
+  for (const v of program.outputs) live[v] = true;
+  for (let i = program.instructions.length - 1; i >= 0; i--)
+    if (live[base + i]) for (const v of fusions.get(base + i)?.inputs ?? program.instructions[i]!.inputs) live[v] = true;
+
   program.instructions.forEach((ins, i) => {
+    if (!live[base + i]) return;
     const out = name(base + i);
+    const fusion = fusions.get(base + i);
+    if (fusion) return fusion.lower(ctx, fusion.inputs.map(name), out);
     if (ins.op === "const") {
       initializers.push({ name: out, type: physicalType(ins.dtype), dims: ins.shape, raw: scalarRaw(ins.value!, physicalType(ins.dtype)) });
       return;
