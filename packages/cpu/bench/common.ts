@@ -96,7 +96,7 @@ export function nbitPath(shape: MlpShape, precision: Precision, options: CpuBack
  * Cast pair each): the input, weights and biases, each linear output (addmm: one rounding), the
  * logits' gradient, and each linear's dX, dW and db.
  */
-export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: { threads: number; bf16?: boolean }): Promise<Path> {
+export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: { threads: number; bf16?: boolean }): Promise<Path & { endProfiling(): void }> {
   const { dims, batch: BATCH, lr: LR } = shape;
   const layers = dims.length - 1;
   const OUT = dims.at(-1)!;
@@ -158,6 +158,7 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+    ...(process.env.HAND_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.HAND_PROFILE } : {}),
   });
   const init = new Generator(1);
   const state: Record<string, ortTypes.Tensor> = {};
@@ -175,6 +176,7 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
       loss = (out.loss!.data as Float32Array)[0]!;
     },
     loss: () => loss,
+    endProfiling: () => session.endProfiling(),
   };
 }
 

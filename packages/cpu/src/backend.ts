@@ -54,6 +54,11 @@ export interface CpuBackendOptions {
    * from it and from every other session in the process.
    */
   readonly allowSpinning?: boolean;
+  /**
+   * Lower core's decomposed linear layers and log-softmax to onnxruntime's Gemm and LogSoftmax
+   * (default true). Off, every primitive becomes its own ONNX node.
+   */
+  readonly fuse?: boolean;
 }
 
 /**
@@ -81,9 +86,9 @@ export function programFlops(program: Program): number {
   return flops;
 }
 
-/** The intra-op thread count for `program` when none is configured. */
-export function defaultThreads(program: Program, cores = availableParallelism()): number {
-  return programFlops(program) < SMALL_PROGRAM_FLOPS ? 1 : Math.max(1, cores);
+/** The intra-op thread count for a program of `flops` per run when none is configured. */
+export function defaultThreads(flops: number, cores = availableParallelism()): number {
+  return flops < SMALL_PROGRAM_FLOPS ? 1 : Math.max(1, cores);
 }
 
 /** Runs each captured program (a whole training step) as one onnxruntime session. */
@@ -115,7 +120,7 @@ export class CpuBackend implements Backend {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",
       executionMode: "sequential",
-      intraOpNumThreads: this.options.threads ?? defaultThreads(program),
+      intraOpNumThreads: this.options.threads ?? defaultThreads(programFlops(program)),
       interOpNumThreads: 1,
       logSeverityLevel: 3,
       extra: { session: { intra_op: { allow_spinning: spinning }, inter_op: { allow_spinning: spinning } } },
@@ -125,7 +130,7 @@ export class CpuBackend implements Backend {
   }
 
   async compile(program: Program): Promise<CompiledProgram> {
-    const model = programToOnnx(program, CPU_KERNELS);
+    const model = programToOnnx(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
     const session = await this.ort.InferenceSession.create(model, this.sessionOptions(program));
     this.sessionsCreated++;
     const inputNames = program.inputs.map((_, i) => `v${i}`);

@@ -1,5 +1,5 @@
 import { OPS, type DType, type Instruction, type KernelRegistry, type Program, type ValueInfo } from "@nbit/core";
-import { findFusions } from "./fuse.js";
+import { findFusions, type Fusion } from "./fuse.js";
 import { encodeModel, OnnxType, type Attribute, type OnnxNode, type OnnxTensor, type OnnxTypeCode } from "./onnx-proto.js";
 
 /** The ONNX type a value travels in: narrow floats live as float32 holding exactly-rounded values. */
@@ -56,9 +56,10 @@ export type OnnxLowering = (ctx: LoweringContext, ins: Instruction, args: readon
 
 /**
  * Translates a core program into one ONNX graph, each instruction by the lowering kernel the
- * backend registered for its op and operand dtype (core already refused ops it lacks).
+ * backend registered for its op and operand dtype (core already refused ops it lacks). With
+ * `fuse` (the default), patterns onnxruntime has one op for are lowered to it (see fuse.ts).
  */
-export function programToOnnx(program: Program, kernels: KernelRegistry<OnnxLowering>): Uint8Array {
+export function programToOnnx(program: Program, kernels: KernelRegistry<OnnxLowering>, { fuse = true }: { fuse?: boolean } = {}): Uint8Array {
   const nodes: OnnxNode[] = [];
   const initializers: OnnxTensor[] = [];
   const infos: readonly ValueInfo[] = [...program.inputs, ...program.instructions];
@@ -89,7 +90,7 @@ export function programToOnnx(program: Program, kernels: KernelRegistry<OnnxLowe
   const uses = new Array<number>(infos.length).fill(0);
   for (const ins of program.instructions) for (const v of ins.inputs) uses[v]!++;
   for (const v of program.outputs) uses[v]!++;
-  const fusions = findFusions(program, uses);
+  const fusions = fuse ? findFusions(program, uses) : new Map<number, Fusion>();
   const live = new Array<boolean>(infos.length).fill(false);
   for (const v of program.outputs) live[v] = true;
   for (let i = program.instructions.length - 1; i >= 0; i--)
