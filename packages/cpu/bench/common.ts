@@ -18,7 +18,7 @@ import {
 } from "@nbit/core";
 import { createRequire } from "node:module";
 import type * as ortTypes from "onnxruntime-node";
-import { CpuAccelerator, programFlops, type CpuBackendOptions } from "../src/index.js";
+import { CpuAccelerator, programWork, type CpuBackendOptions } from "../src/index.js";
 import { encodeModel, OnnxType, type OnnxNode } from "../src/onnx-proto.js";
 
 export const ort = createRequire(import.meta.url)("onnxruntime-node") as typeof ortTypes;
@@ -59,12 +59,12 @@ export function mlp(dims: readonly number[]): Module {
 }
 
 /** A training step through nbit (the Trainer's path: plugin, lazy graph, one fused program). */
-export function nbitPath(shape: MlpShape, precision: Precision, options: CpuBackendOptions = {}): Path & { sessions(): number; flops(): number } {
+export function nbitPath(shape: MlpShape, precision: Precision, options: CpuBackendOptions = {}): Path & { sessions(): number; work(): number } {
   const backend = new CpuAccelerator(options).createBackend();
-  // The largest program compiled: the training step.
-  let flops = 0;
+  // The work of the largest program compiled: the training step.
+  let work = 0;
   const compile = backend.compile.bind(backend);
-  backend.compile = (p) => ((flops = Math.max(flops, programFlops(p))), compile(p));
+  backend.compile = (p) => ((work = Math.max(work, programWork(p))), compile(p));
   const runtime = new Runtime(backend);
   const batches = batchesFor(shape);
   const [inputs, batch] = [shape.dims[0]!, shape.batch];
@@ -86,7 +86,7 @@ export function nbitPath(shape: MlpShape, precision: Precision, options: CpuBack
       }),
     loss: () => loss,
     sessions: () => backend.sessionsCreated,
-    flops: () => flops,
+    work: () => work,
   };
 }
 

@@ -12,14 +12,14 @@ for (const shape of [SMALL, MEDIUM, STANDARD]) {
   if (only && !shape.name.startsWith(only)) continue;
   const probe = nbitPath(shape, "32-true", { threads: 1 });
   await probe.step(0);
-  const threads = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.flops());
+  const threads = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.work());
   const paths = {
     handBuilt: await handBuiltPath(shape, { threads }),
     nbit: nbitPath(shape, "32-true", { threads }),
     literal: nbitPath(shape, "32-true", { threads, fuse: false }),
   };
   const rates = await interleave(paths, { rounds: ROUNDS, steps: STEPS, warmup: WARMUP });
-  console.log(`\nMLP ${shape.name}: ${(probe.flops() / 1e6).toFixed(1)} MFLOP per step, ${threads} thread(s)`);
+  console.log(`\nMLP ${shape.name}: ${(probe.work() / 1e6).toFixed(1)} M work per step (float32-equivalent FLOP), ${threads} thread(s)`);
   console.log(`  steps/s (min / median / max): hand-built ${spread(rates.handBuilt, 1)}, nbit ${spread(rates.nbit, 1)}, nbit literal ${spread(rates.literal, 1)}`);
   console.log(`  nbit / hand-built:         ${spread(ratios(rates.nbit, rates.handBuilt))}`);
   console.log(`  nbit literal / hand-built: ${spread(ratios(rates.literal, rates.handBuilt))}`);

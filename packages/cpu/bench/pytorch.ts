@@ -41,7 +41,7 @@ async function torchPath(dtype: "float32" | "float64", threads: number, extraEnv
 
 const probe = nbitPath(shape, "32-true", { threads: 1 });
 await probe.step(0);
-const threads = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.flops());
+const threads = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.work());
 const passive = { OMP_WAIT_POLICY: "PASSIVE" };
 const paths = {
   "nbit 32-true": nbitPath(shape, "32-true", { threads }),

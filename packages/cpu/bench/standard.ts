@@ -8,7 +8,7 @@ import { batchesFor, env, handBuiltPath, interleave, mlp, nbitPath, ratios, spre
 const [ROUNDS, STEPS, WARMUP] = [env("BENCH_ROUNDS", 5), env("BENCH_STEPS", 40), env("BENCH_WARMUP", 10)];
 const probe = nbitPath(STANDARD, "32-true", { threads: 1 });
 await probe.step(0);
-const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.flops());
+const THREADS = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.work());
 console.log(`MLP ${STANDARD.name}, SGD lr ${STANDARD.lr}, ${THREADS} threads, ${ROUNDS} rounds of ${STEPS} steps per path after ${WARMUP} warm-up`);
 console.log("Paths take turns step by step, so load on this shared machine hits them alike; every session runs with");
 console.log("onnxruntime's thread spinning off, or the idle sessions' spinning threads would slow the busy one.");

@@ -44,8 +44,8 @@ export const CPU_CAPABILITIES: BackendCapabilities = CPU_KERNELS.capabilities("g
 
 export interface CpuBackendOptions {
   /**
-   * Intra-op threads per session. Default: chosen per program by its work per step (see
-   * `defaultThreads`): 1 thread below `SMALL_PROGRAM_FLOPS`, otherwise every core.
+   * Intra-op threads per session. Default: chosen per program by its work per run (see
+   * `defaultThreads`): 1 thread below `SMALL_PROGRAM_WORK`, otherwise every core.
    */
   readonly threads?: number;
   /**
@@ -62,33 +62,39 @@ export interface CpuBackendOptions {
 }
 
 /**
- * Below this many floating-point operations per run, one intra-op thread is faster than
- * several: handing work to a second thread costs more than it saves (measured with
+ * Below this much work per run (float32-equivalent floating-point operations, see programWork),
+ * one intra-op thread is faster than several: handing work to a second thread costs more than it saves (measured with
  * bench/threads.ts; the figures are in the README).
  */
-export const SMALL_PROGRAM_FLOPS = 50e6;
+export const SMALL_PROGRAM_WORK = 50e6;
 
-/** Floating-point operations of one run of `program`, counting matrix products and convolutions. */
-export function programFlops(program: Program): number {
+/**
+ * The work of one run of `program` in float32-equivalent floating-point operations: matrix
+ * products and convolutions at 2 per multiply-add, other ops at 1 per element, and float64 ops
+ * twice (onnxruntime's float64 kernels run at about half the float32 rate).
+ */
+export function programWork(program: Program): number {
   const infos = [...program.inputs, ...program.instructions];
-  let flops = 0;
+  let work = 0;
   for (const ins of program.instructions) {
     const size = ins.shape.reduce((a, b) => a * b, 1);
-    if (ins.op === "matmul") flops += 2 * size * infos[ins.inputs[0]!]!.shape.at(-1)!;
+    let flops = size;
+    if (ins.op === "matmul") flops = 2 * size * infos[ins.inputs[0]!]!.shape.at(-1)!;
     else if (ins.op === "conv2d") {
       const w = infos[ins.inputs[1]!]!.shape;
-      flops += 2 * size * w[1]! * w[2]! * w[3]!;
+      flops = 2 * size * w[1]! * w[2]! * w[3]!;
     } else if (ins.op === "convTranspose2d") {
       const [x, w] = [infos[ins.inputs[0]!]!.shape, infos[ins.inputs[1]!]!.shape];
-      flops += 2 * x.reduce((a, b) => a * b, 1) * w[1]! * w[2]! * w[3]!;
-    } else flops += size;
+      flops = 2 * x.reduce((a, b) => a * b, 1) * w[1]! * w[2]! * w[3]!;
+    }
+    work += ins.dtype === "float64" ? 2 * flops : flops;
   }
-  return flops;
+  return work;
 }
 
-/** The intra-op thread count for a program of `flops` per run when none is configured. */
-export function defaultThreads(flops: number, cores = availableParallelism()): number {
-  return flops < SMALL_PROGRAM_FLOPS ? 1 : Math.max(1, cores);
+/** The intra-op thread count for a program of `work` (see programWork) per run when none is configured. */
+export function defaultThreads(work: number, cores = availableParallelism()): number {
+  return work < SMALL_PROGRAM_WORK ? 1 : Math.max(1, cores);
 }
 
 /** Runs each captured program (a whole training step) as one onnxruntime session. */
@@ -120,7 +126,7 @@ export class CpuBackend implements Backend {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",
       executionMode: "sequential",
-      intraOpNumThreads: this.options.threads ?? defaultThreads(programFlops(program)),
+      intraOpNumThreads: this.options.threads ?? defaultThreads(programWork(program)),
       interOpNumThreads: 1,
       logSeverityLevel: 3,
       extra: { session: { intra_op: { allow_spinning: spinning }, inter_op: { allow_spinning: spinning } } },

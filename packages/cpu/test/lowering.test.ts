@@ -18,7 +18,7 @@ import {
   type Program,
 } from "@nbit/core";
 import { describe, expect, it } from "vitest";
-import { CPU_KERNELS, CpuAccelerator, defaultThreads, programFlops, programToOnnx, SMALL_PROGRAM_FLOPS, type CpuBackendOptions } from "../src/index.js";
+import { CPU_KERNELS, CpuAccelerator, defaultThreads, programWork, programToOnnx, SMALL_PROGRAM_WORK, type CpuBackendOptions } from "../src/index.js";
 
 /** Trains a 3-layer MLP with SGD on `backend`; returns each step's loss, the final parameters and the programs compiled. */
 async function train(backend: Backend, precision: Precision, { steps = 5, loss = "crossEntropy" }: { steps?: number; loss?: "crossEntropy" | "mse" } = {}) {
@@ -54,29 +54,30 @@ const maxRelative = (a: readonly number[][], b: readonly number[][]) =>
   Math.max(...a.flatMap((p, k) => p.map((v, i) => Math.abs(v - b[k]![i]!) / Math.max(Math.abs(b[k]![i]!), 1e-300))));
 
 describe("cpu session options", () => {
-  const matmulProgram = (n: number): Program => ({
+  const matmulProgram = (n: number, dtype: "float32" | "float64" = "float32"): Program => ({
     inputs: [
-      { dtype: "float32", shape: [n, n] },
-      { dtype: "float32", shape: [n, n] },
+      { dtype, shape: [n, n] },
+      { dtype, shape: [n, n] },
     ],
-    instructions: [{ op: "matmul", dtype: "float32", shape: [n, n], inputs: [0, 1], attrs: {} }],
+    instructions: [{ op: "matmul", dtype, shape: [n, n], inputs: [0, 1], attrs: {} }],
     outputs: [2],
     key: `matmul${n}`,
   });
 
-  it("counts a matrix product as 2·M·N·K operations", () => {
-    expect(programFlops(matmulProgram(64))).toBe(2 * 64 ** 3);
+  it("counts a matrix product as 2·M·N·K operations, twice in float64", () => {
+    expect(programWork(matmulProgram(64))).toBe(2 * 64 ** 3);
+    expect(programWork(matmulProgram(64, "float64"))).toBe(4 * 64 ** 3);
   });
 
   it("turns thread spinning off unless asked, and picks threads by the work per run", () => {
     const [small, large] = [matmulProgram(64), matmulProgram(512)];
-    expect(programFlops(small)).toBeLessThan(SMALL_PROGRAM_FLOPS);
-    expect(programFlops(large)).toBeGreaterThan(SMALL_PROGRAM_FLOPS);
+    expect(programWork(small)).toBeLessThan(SMALL_PROGRAM_WORK);
+    expect(programWork(large)).toBeGreaterThan(SMALL_PROGRAM_WORK);
     const auto = new CpuAccelerator().createBackend();
     expect(auto.sessionOptions(small).extra).toEqual({ session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } });
     expect(auto.sessionOptions(small).intraOpNumThreads).toBe(1);
     expect(auto.sessionOptions(large).intraOpNumThreads).toBe(availableParallelism());
-    expect(defaultThreads(programFlops(large), 8)).toBe(8);
+    expect(defaultThreads(programWork(large), 8)).toBe(8);
     const spinning = new CpuAccelerator({ allowSpinning: true, threads: 3 }).createBackend();
     expect(spinning.sessionOptions(small).extra).toEqual({ session: { intra_op: { allow_spinning: "1" }, inter_op: { allow_spinning: "1" } } });
     expect(spinning.sessionOptions(small).intraOpNumThreads).toBe(3);
