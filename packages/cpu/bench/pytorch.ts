@@ -1,7 +1,9 @@
 // nbit 32-true and 64-true against PyTorch on the CPU, same MLP (the standard 256-512-512-10,
-// batch 128, SGD), same thread count, alternated step by step in one run. PyTorch runs in python3
-// child processes that time their own steps: once as installed ("default") and once with
-// OMP_WAIT_POLICY=PASSIVE (its OpenMP threads sleep between steps, like nbit's with spinning off).
+// batch 128, SGD), same thread count, alternated step by step in one run. PyTorch runs in a python3
+// child process that times its own steps, one process at a time for each setting: as installed,
+// with OMP_WAIT_POLICY=PASSIVE (its OpenMP threads sleep between steps, like nbit's with spinning
+// off), and with OpenBLAS's pthreads also limited to the same thread count.
+// An optional size after the name picks another MLP: npm run bench -w @nbit/cpu -- pytorch small
 // BENCH_PYTHON picks the interpreter (default: the first of python3, /usr/bin/python3 with torch).
 import { spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -18,51 +20,45 @@ if (!python) {
   process.exit(0);
 }
 
-/** A PyTorch training step in a child process; step() resolves to that process's own step seconds. */
-async function torchPath(dtype: "float32" | "float64", threads: number, extraEnv: Record<string, string>) {
+/** PyTorch in a child process with a float32 and a float64 model; each step resolves to that process's own step seconds. */
+async function torchProcess(threads: number, extraEnv: Record<string, string>) {
   const child = spawn(python!, [fileURLToPath(new URL("./torch_mlp.py", import.meta.url))], { env: { ...process.env, ...extraEnv }, stdio: ["pipe", "pipe", "inherit"] });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async () => JSON.parse((await lines.next()).value as string) as Record<string, number | string>;
-  child.stdin!.write(`${JSON.stringify({ dims: shape.dims, batch: shape.batch, lr: shape.lr, threads, dtype })}\n`);
+  child.stdin!.write(`${JSON.stringify({ dims: shape.dims, batch: shape.batch, lr: shape.lr, threads })}\n`);
   const hello = await next();
-  let loss = 0;
-  return {
-    hello,
+  const path = (dtype: "float32" | "float64") => ({
     step: async () => {
-      child.stdin!.write("step\n");
-      const r = await next();
-      loss = r.loss as number;
-      return r.seconds as number;
+      child.stdin!.write(`step ${dtype}\n`);
+      return (await next()).seconds as number;
     },
-    loss: () => loss,
-    close: () => child.stdin!.end(),
-  };
+  });
+  return { hello, fp32: path("float32"), fp64: path("float64"), close: () => child.stdin!.end() };
 }
 
 const probe = nbitPath(shape, "32-true", { threads: 1 });
 await probe.step(0);
 const threads = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.work());
-const passive = { OMP_WAIT_POLICY: "PASSIVE" };
-const paths = {
-  "nbit 32-true": nbitPath(shape, "32-true", { threads }),
-  "torch fp32": await torchPath("float32", threads, {}),
-  "torch fp32 passive": await torchPath("float32", threads, passive),
-  "nbit 64-true": nbitPath(shape, "64-true", { threads }),
-  "torch fp64": await torchPath("float64", threads, {}),
-  "torch fp64 passive": await torchPath("float64", threads, passive),
+const nbit32 = nbitPath(shape, "32-true", { threads });
+const nbit64 = nbitPath(shape, "64-true", { threads });
+// One PyTorch process at a time: its idle threads would otherwise slow everything else down.
+const variants = {
+  "as installed": {},
+  "OMP_WAIT_POLICY=PASSIVE": { OMP_WAIT_POLICY: "PASSIVE" },
+  "PASSIVE, OPENBLAS_NUM_THREADS=threads": { OMP_WAIT_POLICY: "PASSIVE", OPENBLAS_NUM_THREADS: String(threads) },
 };
-const hello = paths["torch fp32"].hello;
-console.log(`MLP ${shape.name}, SGD lr ${shape.lr}; ${threads} thread(s) each (nbit intra-op, torch.set_num_threads), PyTorch ${hello.torch} via ${python}`);
-console.log(`${ROUNDS} rounds of ${STEPS} steps per path after ${WARMUP} warm-up, paths alternating step by step; nbit spinning off`);
-const rates = await interleave(paths, { rounds: ROUNDS, steps: STEPS, warmup: WARMUP });
-for (const t of ["torch fp32", "torch fp32 passive", "torch fp64", "torch fp64 passive"] as const) paths[t].close();
-console.log(`\n${"path".padEnd(20)}steps/s (min / median / max)`);
-for (const [name, r] of Object.entries(rates)) console.log(`${name.padEnd(20)}${spread(r as number[], 1)}`);
-console.log("\nper-round ratios (min / median / max):");
-for (const [ours, theirs] of [
-  ["nbit 32-true", "torch fp32"],
-  ["nbit 32-true", "torch fp32 passive"],
-  ["nbit 64-true", "torch fp64"],
-  ["nbit 64-true", "torch fp64 passive"],
-] as const)
-  console.log(`  ${ours} / ${theirs}: ${spread(ratios(rates[ours], rates[theirs]))}`);
+let header = false;
+for (const [variant, extraEnv] of Object.entries(variants)) {
+  const torch = await torchProcess(threads, extraEnv);
+  if (!header) {
+    console.log(`MLP ${shape.name}, SGD lr ${shape.lr}; ${threads} thread(s) each (nbit intra-op, torch.set_num_threads), PyTorch ${torch.hello.torch} via ${python}`);
+    console.log(`${ROUNDS} rounds of ${STEPS} steps per path after ${WARMUP} warm-up, paths alternating step by step; nbit spinning off`);
+    header = true;
+  }
+  const rates = await interleave({ "nbit 32-true": nbit32, "torch fp32": torch.fp32, "nbit 64-true": nbit64, "torch fp64": torch.fp64 }, { rounds: ROUNDS, steps: STEPS, warmup: WARMUP });
+  torch.close();
+  console.log(`\nPyTorch ${variant}: steps/s (min / median / max)`);
+  for (const [name, r] of Object.entries(rates)) console.log(`  ${name.padEnd(14)}${spread(r as number[], 1)}`);
+  console.log(`  nbit 32-true / torch fp32, per round: ${spread(ratios(rates["nbit 32-true"], rates["torch fp32"]))}`);
+  console.log(`  nbit 64-true / torch fp64, per round: ${spread(ratios(rates["nbit 64-true"], rates["torch fp64"]))}`);
+}
