@@ -64,7 +64,10 @@ export function nbitPath(shape: MlpShape, precision: Precision, options: CpuBack
   // The work of the largest program compiled: the training step.
   let work = 0;
   const compile = backend.compile.bind(backend);
-  backend.compile = (p) => ((work = Math.max(work, programWork(p))), compile(p));
+  backend.compile = (p) => {
+    work = Math.max(work, programWork(p));
+    return compile(p);
+  };
   const runtime = new Runtime(backend);
   const batches = batchesFor(shape);
   const [inputs, batch] = [shape.dims[0]!, shape.batch];
