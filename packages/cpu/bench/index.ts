@@ -5,6 +5,7 @@ const BENCHES = {
   threads: "1 against 2 intra-op threads per model size (the default thread rule's evidence)",
   pytorch: "nbit 32-true and 64-true against PyTorch CPU on the standard MLP, alternated",
   rss: "resident memory over 5,000 steps with StepLR on an epoch interval",
+  profile: "onnxruntime's per-node profile of nbit's step against the hand-built graph",
 } as const;
 const name = process.argv[2] ?? "standard";
 if (!(name in BENCHES)) {
