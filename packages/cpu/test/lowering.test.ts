@@ -70,7 +70,7 @@ describe("cpu session options", () => {
   });
 
   it("turns thread spinning off unless asked, and picks threads by the work per run", () => {
-    const [small, large] = [matmulProgram(64), matmulProgram(512)];
+    const [small, large] = [matmulProgram(64), matmulProgram(1024)];
     expect(programWork(small)).toBeLessThan(SMALL_PROGRAM_WORK);
     expect(programWork(large)).toBeGreaterThan(SMALL_PROGRAM_WORK);
     const auto = new CpuAccelerator().createBackend();
