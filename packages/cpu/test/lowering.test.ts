@@ -123,4 +123,20 @@ describe("cpu fused lowering", () => {
     const scale = Math.max(...reference.params.flat().map(Math.abs));
     expect(Math.max(...fused.params.flatMap((p, k) => p.map((v, i) => Math.abs(v - reference.params[k]![i]!))))).toBeLessThan(1e-12 * scale);
   });
+
+  it("scatters a 1-D index_add with repeated indices without reshaping its index", async () => {
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const values = await withRuntime(new Runtime(backend), () =>
+      Tensor.fromHost(Float32Array.of(1, 2, 3, 4), [4], "float32")
+        .indexAdd(0, Tensor.fromHost(Int32Array.of(2, 0, 2, 3, 2), [5], "int32"), Tensor.fromHost(Float32Array.of(10, 20, 30, 40, 50), [5], "float32"))
+        .data(),
+    );
+    expect(Array.from(values)).toEqual([21, 2, 93, 44]);
+    const onnx = onnxText(programs.at(-1)!);
+    expect(onnx).toContain("ScatterElements");
+    expect(onnx).not.toContain("Reshape");
+  });
 });
