@@ -1,6 +1,6 @@
 import { accelerators, resolvePrecision, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
 import { NbitError } from "../errors.js";
-import { setDefaultRuntime, noGrad } from "../engine/context.js";
+import { noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
 import { Runtime } from "../engine/runtime.js";
 import { realize, Tensor } from "../engine/tensor.js";
@@ -179,8 +179,12 @@ export class Trainer {
     this.logger?.logMetrics({ ...metrics, epoch: this.currentEpoch }, this.globalStep);
   }
 
+  /** Runs `fn` (and everything it awaits) on this Trainer's runtime; fit, validate, test and predict run this way. */
+  run<T>(fn: () => T): T {
+    return this.runtime.run(fn);
+  }
+
   private prepare(module: LightningModule): void {
-    setDefaultRuntime(this.runtime);
     module.trainer = this;
     this.module = module;
     const plugin = this.precisionPlugin;
@@ -219,7 +223,11 @@ export class Trainer {
     return this.maxSteps >= 0 && this.globalStep >= this.maxSteps;
   }
 
-  async fit(module: LightningModule, train: DataLoader, val?: DataLoader, { ckptPath }: { ckptPath?: string } = {}): Promise<void> {
+  fit(module: LightningModule, train: DataLoader, val?: DataLoader, options: { ckptPath?: string } = {}): Promise<void> {
+    return this.run(() => this.fitInScope(module, train, val, options));
+  }
+
+  private async fitInScope(module: LightningModule, train: DataLoader, val: DataLoader | undefined, { ckptPath }: { ckptPath?: string }): Promise<void> {
     if (ckptPath !== undefined && (typeof ckptPath !== "string" || ckptPath === ""))
       throw new InvalidArgumentError("fit ckptPath", "a checkpoint path", ckptPath);
     this.prepare(module);
@@ -411,17 +419,23 @@ export class Trainer {
     return this.evaluate(module, loader, "test");
   }
 
-  private async evaluate(module: LightningModule, loader: DataLoader, stage: "validate" | "test"): Promise<Record<string, number>> {
-    this.prepare(module);
-    try {
-      return await this.evaluationLoop(module, loader, stage);
-    } finally {
-      this.logger?.flush?.();
-    }
+  private evaluate(module: LightningModule, loader: DataLoader, stage: "validate" | "test"): Promise<Record<string, number>> {
+    return this.run(async () => {
+      this.prepare(module);
+      try {
+        return await this.evaluationLoop(module, loader, stage);
+      } finally {
+        this.logger?.flush?.();
+      }
+    });
   }
 
   /** Runs predictStep (or forward on the first batch tensor) over every batch; outputs in float32. */
-  async predict(module: LightningModule, loader: DataLoader): Promise<Tensor[]> {
+  predict(module: LightningModule, loader: DataLoader): Promise<Tensor[]> {
+    return this.run(() => this.predictInScope(module, loader));
+  }
+
+  private async predictInScope(module: LightningModule, loader: DataLoader): Promise<Tensor[]> {
     this.prepare(module);
     module.eval();
     this.stage = "predict";
@@ -449,7 +463,7 @@ export class Trainer {
    */
   async saveCheckpoint(path: string): Promise<void> {
     const { epoch, batch } = this.position;
-    await saveCheckpoint(path, this.checkpointTargets(this.moduleOf()), { epoch, batch, globalStep: this.globalStep, skippedSteps: this.skippedSteps });
+    await this.run(() => saveCheckpoint(path, this.checkpointTargets(this.moduleOf()), { epoch, batch, globalStep: this.globalStep, skippedSteps: this.skippedSteps }));
   }
 
   private module: LightningModule | null = null;
