@@ -170,6 +170,29 @@ describe("maxTime and the Timer", () => {
     expect(timer.timeRemaining()).toBe(0);
   });
 
+  it("validates at the batch where a stop request ends training", async () => {
+    let trainer!: Trainer;
+    const seen = new ValidationSteps();
+    const timer = new Timer({ duration: 5000, clock: () => trainer.globalStep * 1000 });
+    ({ trainer } = setup({ callbacks: [timer, seen], numSanityValSteps: 0 }));
+    await trainer.fit(trainer.initModule(() => new Counting()), loader(48), loader(8));
+    expect(seen.steps).toEqual([5]);
+  });
+
+  it("saves the elapsed time in checkpoints and keeps counting after a resume", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "nbit-timer-"));
+    let first!: Trainer;
+    const firstTimer = new Timer({ clock: () => first.globalStep * 1000 });
+    ({ trainer: first } = setup({ maxEpochs: 1, callbacks: [firstTimer, new ModelCheckpoint({ dirpath: dir, saveLast: true })] }));
+    await first.fit(first.initModule(() => new Counting()), loader(12));
+    const resumed = new Timer({ clock: () => 0 });
+    const elapsedAtLoad: number[] = [];
+    const probe: Callback = { onLoadCheckpoint: () => void elapsedAtLoad.push(resumed.timeElapsed("fit")) };
+    const { trainer } = setup({ maxEpochs: 1, callbacks: [resumed, probe, new ModelCheckpoint({ dirpath: dir, saveLast: true })] });
+    await trainer.fit(trainer.initModule(() => new Counting()), loader(12), undefined, { ckptPath: "last" });
+    expect(elapsedAtLoad).toEqual([3000]);
+  });
+
   it("maxTime adds a Timer, makes epochs unlimited, and stops a real run", async () => {
     const { trainer, model } = setup({ maxTime: 1 });
     expect(trainer.maxEpochs).toBe(Infinity);
