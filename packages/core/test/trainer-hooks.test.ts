@@ -1,7 +1,7 @@
 import { mkdtempSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   CheckpointNotFoundError,
   DataLoader,
@@ -10,7 +10,6 @@ import {
   MissingDataloaderError,
   ModelCheckpoint,
   ModelSummary,
-  setDefaultRuntime,
   summarize,
   Trainer,
   UnknownOptionError,
@@ -23,7 +22,6 @@ import {
 } from "../src/index.js";
 import { blobs, Classifier, quiet } from "./helpers.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 const loader = (n: number, batchSize = 4, seed = 1) => new DataLoader(blobs(n, seed), { batchSize });
 

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   DataLoader,
   EarlyStopping,
@@ -6,7 +6,6 @@ import {
   MemoryLogger,
   ModelCheckpoint,
   parseDuration,
-  setDefaultRuntime,
   Timer,
   Trainer,
   type Batch,
@@ -18,7 +17,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blobs, Classifier, quiet } from "./helpers.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 /** A Classifier that counts its steps (sanity-check ones apart) and logs a constant validation metric. */
 class Counting extends Classifier {

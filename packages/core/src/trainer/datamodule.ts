@@ -1,6 +1,7 @@
 import { NbitError } from "../errors.js";
 import type { TrainerStage } from "./callbacks.js";
-import { describe } from "../validation.js";
+import { rejectUnknownOptions } from "../options.js";
+import { describe, InvalidArgumentError, isPlainObject } from "../validation.js";
 import { DataLoader } from "./data.js";
 import type { Trainer } from "./trainer.js";
 
@@ -47,4 +48,24 @@ export function dataloaderOf(datamodule: LightningDataModule, hook: DataloaderHo
   if (!(loader instanceof DataLoader))
     throw new NbitError("INVALID_RETURN_VALUE", `${datamodule.constructor.name}.${hook}() must return a DataLoader; got ${describe(loader)}`);
   return loader;
+}
+
+/** The loader a Trainer call was given, or its datamodule: exactly one of them, checked with the call's options. */
+export function dataSource(
+  call: string,
+  loader: DataLoader | LightningDataModule | undefined,
+  options: unknown,
+  known: readonly string[],
+): { loader: DataLoader | undefined; datamodule: LightningDataModule | null } {
+  if (!isPlainObject(options)) throw new InvalidArgumentError(`${call} options`, `an object with ${known.join(", ")}`, options);
+  rejectUnknownOptions(`${call}()`, options, known);
+  const given = options.datamodule;
+  if (given !== undefined && !(given instanceof LightningDataModule)) throw new InvalidArgumentError(`${call} datamodule`, "a LightningDataModule", given);
+  if (loader instanceof LightningDataModule && given !== undefined)
+    throw new NbitError("INVALID_ARGUMENT", `${call}() was given two datamodules: pass it once, as the loader argument or as datamodule.`);
+  const datamodule = loader instanceof LightningDataModule ? loader : (given ?? null);
+  if (datamodule && loader !== undefined && !(loader instanceof LightningDataModule))
+    throw new NbitError("INVALID_ARGUMENT", `${call}() was given both a DataLoader and a datamodule: pass one of them.`);
+  if (!datamodule && loader === undefined) throw new NbitError("INVALID_ARGUMENT", `${call}() needs a DataLoader or a datamodule.`);
+  return { loader: loader instanceof LightningDataModule ? undefined : loader, datamodule };
 }

@@ -9,12 +9,12 @@ import { Optimizer } from "../optim/optimizer.js";
 import { defaultWarn, type PrecisionInput, type Precision, type Warn } from "../precision/parse.js";
 import { precisionPluginForAmpLevel, type AmpLevel } from "../precision/apex.js";
 import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin } from "../precision/plugins.js";
-import { describe, InvalidArgumentError, isPlainObject } from "../validation.js";
+import { describe } from "../validation.js";
 import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback, type CheckpointInfo, type TrainerStage } from "./callbacks.js";
 import { loadCheckpoint, saveCheckpoint, type CheckpointTargets } from "./checkpoint.js";
 import { resolveCheckpointPath, type CheckpointPath } from "./checkpoint-path.js";
 import type { DataLoader } from "./data.js";
-import { dataloaderOf, LightningDataModule } from "./datamodule.js";
+import { dataloaderOf, dataSource, type LightningDataModule } from "./datamodule.js";
 import { valCheckBatch, type Duration } from "./loop-limits.js";
 import { ModelSummary } from "./model-summary.js";
 import { Timer } from "./timer.js";
@@ -23,7 +23,6 @@ import { CSVLogger, type Logger } from "./logger.js";
 import { limitBatches, resolveLoopSettings, type LoopSettings } from "./options.js";
 import { LRScheduler } from "./schedulers.js";
 import { rejectUnknownTrainerOptions } from "./option-keys.js";
-import { rejectUnknownOptions } from "../options.js";
 
 /**
  * Where the accelerator comes from: a name declared by an imported backend package (see
@@ -299,21 +298,6 @@ export class Trainer {
     }
   }
 
-  /** The loader a call was given, or its datamodule: exactly one of them, checked. */
-  private dataSource(call: string, loader: DataLoader | LightningDataModule | undefined, options: unknown, known: readonly string[]) {
-    if (!isPlainObject(options)) throw new InvalidArgumentError(`${call} options`, `an object with ${known.join(", ")}`, options);
-    rejectUnknownOptions(`${call}()`, options, known);
-    const given = options.datamodule;
-    if (given !== undefined && !(given instanceof LightningDataModule)) throw new InvalidArgumentError(`${call} datamodule`, "a LightningDataModule", given);
-    if (loader instanceof LightningDataModule && given !== undefined)
-      throw new NbitError("INVALID_ARGUMENT", `${call}() was given two datamodules: pass it once, as the loader argument or as datamodule.`);
-    const datamodule = loader instanceof LightningDataModule ? loader : (given ?? null);
-    if (datamodule && loader !== undefined && !(loader instanceof LightningDataModule))
-      throw new NbitError("INVALID_ARGUMENT", `${call}() was given both a DataLoader and a datamodule: pass one of them.`);
-    if (!datamodule && loader === undefined) throw new NbitError("INVALID_ARGUMENT", `${call}() needs a DataLoader or a datamodule.`);
-    return { loader: loader instanceof LightningDataModule ? undefined : loader, datamodule };
-  }
-
   private async restoreFrom(path: string, module: LightningModule, weightsOnly: boolean): Promise<void> {
     const loop = loadCheckpoint(path, this.checkpointTargets(module), { weightsOnly });
     if (!weightsOnly) {
@@ -354,7 +338,7 @@ export class Trainer {
    * valCheckInterval; `ckptPath` resumes from a checkpoint (a path, "last" or "best").
    */
   async fit(module: LightningModule, train?: DataLoader | LightningDataModule, val?: DataLoader, options: FitOptions = {}): Promise<void> {
-    const source = this.dataSource("fit", train, options, ["ckptPath", "datamodule"]);
+    const source = dataSource("fit", train, options, ["ckptPath", "datamodule"]);
     const ckptPath = resolveCheckpointPath("fit", options.ckptPath, this, this.callbacks);
     if (source.datamodule && val !== undefined) throw new NbitError("INVALID_ARGUMENT", "fit() was given both a validation DataLoader and a datamodule: pass one of them.");
     await this.runStage("fit", module, source.datamodule, async () => {
@@ -564,7 +548,7 @@ export class Trainer {
   }
 
   private async evaluate(module: LightningModule, loader: DataLoader | LightningDataModule | undefined, stage: "validate" | "test", options: EvaluateOptions) {
-    const source = this.dataSource(stage, loader, options, ["ckptPath", "datamodule"]);
+    const source = dataSource(stage, loader, options, ["ckptPath", "datamodule"]);
     const ckptPath = resolveCheckpointPath(stage, options.ckptPath, this, this.callbacks);
     return this.runStage(stage, module, source.datamodule, async () => {
       if (ckptPath !== undefined) await this.restoreFrom(ckptPath, module, true);
@@ -576,7 +560,7 @@ export class Trainer {
 
   /** Runs predictStep (or forward on the first batch tensor) over the batches; outputs in float32. */
   async predict(module: LightningModule, loader?: DataLoader | LightningDataModule, options: PredictOptions = {}): Promise<Tensor[]> {
-    const source = this.dataSource("predict", loader, options, ["datamodule"]);
+    const source = dataSource("predict", loader, options, ["datamodule"]);
     return this.runStage("predict", module, source.datamodule, async () => {
       const data = source.datamodule ? dataloaderOf(source.datamodule, "predictDataloader", "predict", true)! : source.loader!;
       module.eval();
