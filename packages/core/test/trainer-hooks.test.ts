@@ -1,4 +1,4 @@
-import { mkdtempSync, utimesSync } from "node:fs";
+import { existsSync, mkdtempSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -70,6 +70,12 @@ describe("callback hooks", () => {
       "onFitEnd",
       "teardown:fit",
     ]);
+    const written: boolean[] = [];
+    trainer.callbacks.unshift({ onSaveCheckpoint: (_t, _m, c) => void written.push(existsSync(c.path)) });
+    const path = join(dir, "manual.safetensors");
+    await trainer.saveCheckpoint(path);
+    expect([written, existsSync(path)]).toEqual([[false], true]);
+    trainer.callbacks.shift();
     recorder.calls.length = 0;
     await trainer.validate(model, loader(4));
     await trainer.test(model, loader(4));

@@ -192,11 +192,21 @@ describe("maxTime and the Timer", () => {
   });
 
   it("maxTime adds a Timer, makes epochs unlimited, and stops a real run", async () => {
-    const { trainer, model } = setup({ maxTime: 1 });
+    const trainer = new Trainer(quiet({ maxTime: 5 }));
     expect(trainer.maxEpochs).toBe(Infinity);
-    expect(trainer.callbacks.filter((c) => c instanceof Timer).map((t) => (t as Timer).durationMs)).toEqual([1]);
-    await trainer.fit(model, loader(24));
-    // A training step takes more than a millisecond, so the first batch ends the run.
+    expect(trainer.callbacks.filter((c) => c instanceof Timer).map((t) => (t as Timer).durationMs)).toEqual([5]);
+    // Each training step waits 6 ms of wall time, so the first batch crosses the 5 ms limit.
+    const slow = trainer.initModule(
+      () =>
+        new (class extends Counting {
+          override trainingStep(batch: Batch, batchIdx: number) {
+            const until = performance.now() + 6;
+            while (performance.now() < until);
+            return super.trainingStep(batch, batchIdx);
+          }
+        })(),
+    );
+    await trainer.fit(slow, loader(24));
     expect(trainer.globalStep).toBe(1);
     const warnings: string[] = [];
     const own = new Timer();
