@@ -55,3 +55,8 @@ export * from "./trainer/schedulers.js";
 export * from "./trainer/logger.js";
 export * from "./trainer/safetensors.js";
 export { CHECKPOINT_FORMAT, type LoopPosition } from "./trainer/checkpoint.js";
+export * from "./trainer/checkpoint-path.js";
+export { LightningDataModule, MissingDataloaderError } from "./trainer/datamodule.js";
+export { parseDuration, type Duration } from "./trainer/loop-limits.js";
+export { formatSummary, ModelSummary, summarize, type LayerSummary, type ModelSummaryData, type ModelSummaryOptions } from "./trainer/model-summary.js";
+export * from "./trainer/timer.js";
