@@ -43,7 +43,7 @@ const createBackend = accelerator.createBackend.bind(accelerator);
 let backend: ReturnType<typeof createBackend> | undefined;
 accelerator.createBackend = () => (backend = createBackend());
 manualSeed(0);
-const trainer = new Trainer({ accelerator, precision, maxSteps: STEPS, maxEpochs: -1, logger: false, enableProgressBar: false, enableCheckpointing: false, callbacks: [probe] });
+const trainer = new Trainer({ accelerator, precision, maxSteps: STEPS, maxEpochs: -1, logger: false, enableProgressBar: false, enableModelSummary: false, enableCheckpointing: false, callbacks: [probe] });
 console.log(`MLP ${SMALL.name}, ${precision}, SGD with StepLR(step 1 epoch, gamma 0.99) on an epoch interval, ${STEPS_PER_EPOCH} steps per epoch, ${STEPS} steps`);
 console.log(`RSS before fit: ${mb().toFixed(0)} MiB`);
 await trainer.fit(trainer.initModule(() => new Net()), new DataLoader(data, { batchSize: batch, shuffle: true, seed: 1 }));
