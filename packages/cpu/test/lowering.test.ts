@@ -139,4 +139,17 @@ describe("cpu fused lowering", () => {
     expect(onnx).toContain("ScatterElements");
     expect(onnx).not.toContain("Reshape");
   });
+
+  it("lowers log-softmax over a middle axis of a rank-3 tensor to LogSoftmax with the reference's values", async () => {
+    const data = Float64Array.from({ length: 2 * 3 * 4 }, (_, i) => Math.sin(i) * 5);
+    const logSoftmax = (backend: Backend) => withRuntime(new Runtime(backend), () => Tensor.fromHost(data, [2, 3, 4], "float64").logSoftmax(1).data());
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const [got, expected] = [await logSoftmax(backend), await logSoftmax(new ReferenceBackend())];
+    expect(onnxText(programs.at(-1)!)).toContain("LogSoftmax");
+    got.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-14));
+  });
 });
+
