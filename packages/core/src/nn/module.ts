@@ -58,6 +58,24 @@ export abstract class Module {
     return this.train(false);
   }
 
+  /**
+   * The dtype of the module's floating parameters (the first one's, as `next(model.parameters()).dtype`
+   * in PyTorch); "float32", the default dtype, for a module without floating parameters.
+   */
+  get dtype(): FloatDType {
+    for (const p of this.parameters()) if (isFloatDType(p.dtype)) return p.dtype;
+    return "float32";
+  }
+
+  /**
+   * Where the parameters live: the name of the backend holding the first parameter once it has
+   * been placed on one, "host" before that (parameters are created in host memory).
+   */
+  get device(): string {
+    for (const p of this.parameters()) if (p.node.device) return p.node.device.runtime.backend.name;
+    return "host";
+  }
+
   /** Bytes held by all parameters, in their dtypes. */
   parameterBytes(): number {
     return this.parameters().reduce((n, p) => n + p.nbytes, 0);

@@ -44,6 +44,11 @@ export abstract class LightningModule extends Module {
   testStep?(batch: Batch, batchIdx: number): void | Tensor;
   predictStep?(batch: Batch, batchIdx: number): Tensor;
 
+  /** The accelerator's name once a Trainer has attached this module, else where its parameters live. */
+  override get device(): string {
+    return this.trainer ? this.trainer.accelerator.name : super.device;
+  }
+
   log(name: string, value: Tensor | number, options: LogOptions = {}): void {
     const training = this.trainer?.stage === "train";
     const batchSize = this.trainer?.currentBatchSize ?? 1;
