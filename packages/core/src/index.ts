@@ -48,6 +48,7 @@ export * from "./optim/grad-scaler.js";
 export * from "./optim/adam8bit.js";
 export * from "./engine/reference-kernels.js";
 export * from "./trainer/trainer.js";
+export { AMP_BACKENDS, PrecisionConflictError, selectPrecisionPlugin, type AmpBackend, type PrecisionOptions } from "./trainer/precision-options.js";
 export * from "./trainer/lightning-module.js";
 export * from "./trainer/data.js";
 export * from "./trainer/callbacks.js";
