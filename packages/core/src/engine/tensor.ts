@@ -3,7 +3,7 @@ import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { FLOAT_FORMATS } from "../numerics/formats.js";
 import { autocastCategory } from "./autocast-policy.js";
-import { autocast, autocastDType, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
+import { autocast, autocastDType, defaultParamDType, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
 import { LazyNode } from "./node.js";
 import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
 import {
@@ -363,7 +363,12 @@ export class Tensor {
 
 // ---- factories ----------------------------------------------------------------------------
 
-export function tensor(values: ArrayLike<number> | number, shape?: readonly number[], dtype: DType = "float32"): Tensor {
+/**
+ * A tensor of `values`. Without a dtype it takes the default dtype: float32, or inside a precision's
+ * init context (Trainer.initModule, configureModel) that precision's parameter dtype, as
+ * torch.set_default_dtype does for Lightning's init_module.
+ */
+export function tensor(values: ArrayLike<number> | number, shape?: readonly number[], dtype: DType = defaultParamDType()): Tensor {
   const flat = typeof values === "number" ? [values] : values;
   return Tensor.fromHost(numbersToHost(flat, dtype), shape ?? (typeof values === "number" ? [] : [flat.length]), dtype);
 }
@@ -371,12 +376,13 @@ export function tensor(values: ArrayLike<number> | number, shape?: readonly numb
 /** A scalar that enters a program as an input, so changing it (a learning rate) reuses the compiled program. */
 export const scalarInput = (value: number, dtype: DType = "float32"): Tensor => tensor([value], [], dtype);
 
-export function full(shape: readonly number[], value: number, dtype: DType = "float32"): Tensor {
+/** A constant tensor; the dtype defaults as in `tensor()`. */
+export function full(shape: readonly number[], value: number, dtype: DType = defaultParamDType()): Tensor {
   const c = new Tensor(new LazyNode("const", [], {}, [], dtype, roundScalar(value, dtype)));
   return shape.length ? rawExpand(c, shape) : c;
 }
-export const zeros = (shape: readonly number[], dtype: DType = "float32"): Tensor => full(shape, 0, dtype);
-export const ones = (shape: readonly number[], dtype: DType = "float32"): Tensor => full(shape, 1, dtype);
+export const zeros = (shape: readonly number[], dtype: DType = defaultParamDType()): Tensor => full(shape, 0, dtype);
+export const ones = (shape: readonly number[], dtype: DType = defaultParamDType()): Tensor => full(shape, 1, dtype);
 export const zerosLike = (t: Tensor): Tensor => zeros(t.shape, t.dtype);
 
 export function arange(n: number, dtype: DType = "int32"): Tensor {

@@ -40,6 +40,13 @@ export abstract class LightningModule extends Module {
 
   abstract trainingStep(batch: Batch, batchIdx: number): TrainingStepOutput;
   abstract configureOptimizers(): Optimizer<{ lr: number }> | OptimizerConfig;
+  /**
+   * Creates layers when a Trainer first uses this module (fit, validate, test or predict), inside
+   * the precision's init context: parameters and `tensor()`/`full`/`zeros`/`ones` made here take the
+   * precision's dtype, as in `Trainer.initModule`. nbit calls it once per module (Lightning calls it
+   * at every stage and asks that it be idempotent).
+   */
+  configureModel?(): void;
   validationStep?(batch: Batch, batchIdx: number): void | Tensor;
   testStep?(batch: Batch, batchIdx: number): void | Tensor;
   predictStep?(batch: Batch, batchIdx: number): Tensor;

@@ -19,6 +19,7 @@ import { limitBatches, resolveLoopSettings, type LoopSettings } from "./options.
 import { LRScheduler } from "./schedulers.js";
 import { rejectUnknownTrainerOptions } from "./option-keys.js";
 import { selectPrecisionPlugin, type AmpBackend } from "./precision-options.js";
+import { configureModelOnce } from "./configure-model.js";
 
 /**
  * Where the accelerator comes from: a name declared by an imported backend package (see
@@ -186,6 +187,7 @@ export class Trainer {
     module.trainer = this;
     this.module = module;
     const plugin = this.precisionPlugin;
+    configureModelOnce(module, plugin);
     if (plugin.autocastDType === null && module.parameters().some((p) => p.dtype !== plugin.paramDType)) plugin.convertModule(module);
   }
 
