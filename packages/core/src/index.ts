@@ -56,3 +56,5 @@ export * from "./trainer/schedulers.js";
 export * from "./trainer/logger.js";
 export * from "./trainer/safetensors.js";
 export { CHECKPOINT_FORMAT, type LoopPosition } from "./trainer/checkpoint.js";
+export { checkHyperparameters, type Hyperparameters, type HyperparameterValue } from "./trainer/hparams.js";
+export type { LoadFromCheckpointOptions } from "./trainer/load-from-checkpoint.js";

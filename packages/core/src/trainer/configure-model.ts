@@ -9,3 +9,10 @@ export function configureModelOnce(module: LightningModule, plugin: PrecisionPlu
   plugin.initContext(() => module.configureModel!());
   configured.add(module);
 }
+
+/** Runs configureModel now, in the current init context, and marks it done (loadFromCheckpoint builds the layers before loading weights). */
+export function configureModelHere(module: LightningModule): void {
+  if (!module.configureModel || configured.has(module)) return;
+  module.configureModel();
+  configured.add(module);
+}

@@ -3,6 +3,8 @@ import type { Tensor } from "../engine/tensor.js";
 import type { Optimizer } from "../optim/optimizer.js";
 import type { LRScheduler } from "./schedulers.js";
 import type { Trainer } from "./trainer.js";
+import { checkHyperparameters, type Hyperparameters } from "./hparams.js";
+import { loadModuleFromCheckpoint, type LoadFromCheckpointOptions } from "./load-from-checkpoint.js";
 
 export type Batch = Tensor[];
 
@@ -37,6 +39,34 @@ export abstract class LightningModule extends Module {
   trainer: Trainer | null = null;
   /** Values logged during the current step; the Trainer collects them. */
   readonly logged = new Map<string, LoggedValue>();
+
+  /** The hyperparameters given to `saveHyperparameters` (a frozen copy; `{}` until then). */
+  hparams: Hyperparameters = Object.freeze({});
+
+  /**
+   * Records the constructor's hyperparameters, as Lightning's save_hyperparameters: they are kept in
+   * `hparams` and written into every checkpoint, so `loadFromCheckpoint` can rebuild the module.
+   * Values must be plain JSON (numbers, strings, booleans, null, arrays, plain objects); `ignore`
+   * drops top-level keys (a dataset or a callback passed to the constructor, say).
+   */
+  saveHyperparameters(hparams: Readonly<Record<string, unknown>>, { ignore = [] }: { ignore?: readonly string[] } = {}): void {
+    const kept = Object.fromEntries(Object.entries(hparams ?? {}).filter(([k]) => !ignore.includes(k)));
+    this.hparams = checkHyperparameters(kept, `${this.constructor.name}.saveHyperparameters hparams`);
+  }
+
+  /**
+   * Builds the module from a checkpoint: `new this(hparams)` with the saved hyperparameters (with
+   * `options.hparams` laid over them), then `configureModel`, then the weights, cast to the
+   * module's dtypes. The file is verified whole first (checksums, schema, hyperparameters as plain
+   * JSON, every weight's name and shape); nothing is built from a file that fails.
+   */
+  static loadFromCheckpoint<M extends LightningModule, H extends object>(
+    this: new (hparams: H) => M,
+    path: string,
+    options: LoadFromCheckpointOptions<H> = {},
+  ): M {
+    return loadModuleFromCheckpoint(this, path, options);
+  }
 
   abstract trainingStep(batch: Batch, batchIdx: number): TrainingStepOutput;
   abstract configureOptimizers(): Optimizer<{ lr: number }> | OptimizerConfig;

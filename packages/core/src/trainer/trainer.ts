@@ -470,6 +470,7 @@ export class Trainer {
       plugin: this.precisionPlugin,
       callbacks: this.callbacks,
       generator: defaultGenerator,
+      hparams: module.hparams,
     };
   }
 }
