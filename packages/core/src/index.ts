@@ -15,6 +15,7 @@ export { LazyNode } from "./engine/node.js";
 export { Runtime, type RuntimeStats } from "./engine/runtime.js";
 export * from "./engine/context.js";
 export * from "./engine/random.js";
+export { heldBytes, type StorageMap } from "./engine/memory.js";
 export * from "./engine/autocast-policy.js";
 export {
   Tensor,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { DataLoader, Linear, realize, ReferenceBackend, Runtime, Sequential, setDefaultRuntime, Trainer, withRuntime } from "../src/index.js";
+import { DataLoader, heldBytes, Linear, realize, ReferenceBackend, Runtime, Sequential, setDefaultRuntime, tensor, Trainer, withRuntime } from "../src/index.js";
 import { blobs, Classifier, quiet } from "./helpers.js";
 
 afterEach(() => setDefaultRuntime(null));
@@ -25,5 +25,28 @@ describe("module.device and module.dtype", () => {
     await trainer.fit(model, new DataLoader(blobs(8), { batchSize: 4 }));
     expect(model.device).toBe("ref");
     expect(model.trainer).toBe(trainer);
+  });
+});
+
+describe("parameterBytes: the bytes actually held", () => {
+  // Classifier: Linear(4, 16) and Linear(16, 3), 131 parameters.
+  it("on the reference backend 16-bit parameters take 2 bytes each, before and after the run places them", async () => {
+    for (const [precision, bytes] of [["16-true", 2], ["bf16-true", 2], ["32-true", 4], ["64-true", 8], ["16-mixed", 4]] as const) {
+      const trainer = new Trainer(quiet({ precision, maxEpochs: 1 }));
+      const model = trainer.initModule(() => new Classifier());
+      expect(model.parameterCount()).toBe(131);
+      expect(model.parameterBytes()).toBe(131 * bytes);
+      await trainer.fit(model, new DataLoader(blobs(8), { batchSize: 4 }));
+      expect(model.net.device).toBe("reference");
+      expect([model.parameterBytes(), model.net.parameterBytes()]).toEqual([131 * bytes, 131 * bytes]);
+    }
+  });
+
+  it("follows the storage a backend declares: a 16-bit value held as float32 takes 4 bytes", () => {
+    const half = tensor([1, 2, 3], [3], "float16");
+    expect(heldBytes(half)).toBe(6);
+    expect(heldBytes(half, { float16: "float32" })).toBe(12);
+    expect(heldBytes(half, { float16: "native" })).toBe(6);
+    expect(new Sequential(new Linear(2, 2)).to("bfloat16").parameterBytes({ bfloat16: "float32" })).toBe(6 * 4);
   });
 });

@@ -5,6 +5,7 @@ import { InvalidArgumentError, isPlainObject } from "../validation.js";
 import { Tensor } from "../engine/tensor.js";
 import { sameShape } from "../engine/primitives.js";
 import { LazyNode } from "../engine/node.js";
+import { heldBytes, type StorageMap } from "../engine/memory.js";
 import { ComplexTensor } from "../complex/tensor.js";
 import { complexDTypeOf } from "../complex/dtype.js";
 
@@ -76,9 +77,13 @@ export abstract class Module {
     return "host";
   }
 
-  /** Bytes held by all parameters, in their dtypes. */
-  parameterBytes(): number {
-    return this.parameters().reduce((n, p) => n + p.nbytes, 0);
+  /**
+   * Bytes the parameters actually take where they are held: on a backend, per its declared storage
+   * (16-bit floats held as float32 take 4 bytes each on cpu and cuda); before placement, in host
+   * memory, their dtypes' sizes. Pass a backend's `capabilities.storage` to ask what they take there.
+   */
+  parameterBytes(storage?: StorageMap): number {
+    return this.parameters().reduce((n, p) => n + heldBytes(p, storage ?? p.node.device?.runtime.backend.capabilities.storage), 0);
   }
 
   parameterCount(): number {

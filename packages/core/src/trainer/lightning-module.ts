@@ -49,7 +49,7 @@ export abstract class LightningModule extends Module {
    * Values must be plain JSON (numbers, strings, booleans, null, arrays, plain objects); `ignore`
    * drops top-level keys (a dataset or a callback passed to the constructor, say).
    */
-  saveHyperparameters(hparams: Readonly<Record<string, unknown>>, { ignore = [] }: { ignore?: readonly string[] } = {}): void {
+  saveHyperparameters(hparams: object, { ignore = [] }: { ignore?: readonly string[] } = {}): void {
     const kept = Object.fromEntries(Object.entries(hparams ?? {}).filter(([k]) => !ignore.includes(k)));
     this.hparams = checkHyperparameters(kept, `${this.constructor.name}.saveHyperparameters hparams`);
   }
@@ -84,6 +84,11 @@ export abstract class LightningModule extends Module {
   /** The accelerator's name once a Trainer has attached this module, else where its parameters live. */
   override get device(): string {
     return this.trainer ? this.trainer.accelerator.name : super.device;
+  }
+
+  /** As Module.parameterBytes; once a Trainer has attached the module, on the Trainer's backend. */
+  override parameterBytes(storage = this.trainer?.runtime.backend.capabilities.storage): number {
+    return super.parameterBytes(storage);
   }
 
   log(name: string, value: Tensor | number, options: LogOptions = {}): void {
