@@ -14,6 +14,8 @@ export * from "./engine/kernels.js";
 export { LazyNode } from "./engine/node.js";
 export { Runtime, type RuntimeStats } from "./engine/runtime.js";
 export * from "./engine/context.js";
+// The public autocast also warns about a nested autocast inside a watched training step (it shadows context.js's).
+export { autocast } from "./engine/cast-watch.js";
 export * from "./engine/random.js";
 export { heldBytes, type StorageMap } from "./engine/memory.js";
 export * from "./engine/autocast-policy.js";

@@ -5,6 +5,7 @@ import { FLOAT_FORMATS } from "../numerics/formats.js";
 import { autocastCategory } from "./autocast-policy.js";
 import { autocast, autocastDType, defaultParamDType, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
 import { LazyNode } from "./node.js";
+import { noteManualCast } from "./cast-watch.js";
 import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
 import {
   checkExpand,
@@ -229,8 +230,31 @@ export class Tensor {
   clamp(min: number, max: number): Tensor {
     return this.maximum(min).minimum(max);
   }
+  /** This tensor in `dtype`. Inside a training step under a mixed precision, a float-to-float cast warns once (let autocast cast). */
   cast(dtype: DType): Tensor {
+    noteManualCast(`Tensor.cast(${JSON.stringify(dtype)})`, this.dtype, dtype);
     return rawCast(this, dtype);
+  }
+  /** torch's `.to(dtype)`: as `cast`. */
+  to(dtype: DType): Tensor {
+    noteManualCast(`Tensor.to(${JSON.stringify(dtype)})`, this.dtype, dtype);
+    return rawCast(this, dtype);
+  }
+  float(): Tensor {
+    noteManualCast("Tensor.float()", this.dtype, "float32");
+    return rawCast(this, "float32");
+  }
+  double(): Tensor {
+    noteManualCast("Tensor.double()", this.dtype, "float64");
+    return rawCast(this, "float64");
+  }
+  half(): Tensor {
+    noteManualCast("Tensor.half()", this.dtype, "float16");
+    return rawCast(this, "float16");
+  }
+  bfloat16(): Tensor {
+    noteManualCast("Tensor.bfloat16()", this.dtype, "bfloat16");
+    return rawCast(this, "bfloat16");
   }
 
   // ---- reductions -------------------------------------------------------------------------
@@ -325,7 +349,7 @@ export class Tensor {
 
   /** torch.index_add (out of place): adds the slices of `source` into this tensor at `index` along `axis`. */
   indexAdd(axis: number, index: Tensor, source: Tensor): Tensor {
-    return apply("indexAdd", [this, index, source.cast(this.dtype)], { axis: normalizeAxis("indexAdd", this.shape, axis) });
+    return apply("indexAdd", [this, index, rawCast(source, this.dtype)], { axis: normalizeAxis("indexAdd", this.shape, axis) });
   }
 
   /** this[start:end:step] along `axis`, with Python's rules for negative and out-of-range bounds. */

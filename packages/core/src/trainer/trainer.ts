@@ -20,6 +20,7 @@ import { LRScheduler } from "./schedulers.js";
 import { rejectUnknownTrainerOptions } from "./option-keys.js";
 import { selectPrecisionPlugin, type AmpBackend } from "./precision-options.js";
 import { configureModelOnce } from "./configure-model.js";
+import { watchManualCasts } from "../engine/cast-watch.js";
 
 /**
  * Where the accelerator comes from: a name declared by an imported backend package (see
@@ -279,7 +280,8 @@ export class Trainer {
       this.currentBatchSize = batch[0]?.shape[0] ?? 1;
       module.logged.clear();
       const location: BatchLocation = { stage: "train", epoch: this.currentEpoch, batchIdx };
-      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(() => module.trainingStep(batch, batchIdx)));
+      const userStep = () => watchManualCasts(this, this.precision, plugin.autocastDType, (m) => this.warn(m), () => module.trainingStep(batch, batchIdx));
+      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(userStep));
       const loss = this.lossOf(module, output);
       const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
       // Lightning divides the loss by the number of accumulated batches.
