@@ -65,6 +65,7 @@ export abstract class LightningModule extends Module {
     path: string,
     options: LoadFromCheckpointOptions<H> = {},
   ): M {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the subclass being loaded, not LightningModule.
     return loadModuleFromCheckpoint(this, path, options);
   }
 
