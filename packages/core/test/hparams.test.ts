@@ -105,10 +105,54 @@ describe("checkpoint tensor names, as PyTorch writes them", () => {
     expect(sgd.sort()).toEqual([0, 1, 2, 3].map((i) => `optimizer_states.0.state.${i}.momentum_buffer`));
   });
 
-  it("refuses a checkpoint of the previous format (model.* names), saying it was written by an older nbit", async () => {
-    const path = join(dir, "format2.safetensors");
-    writeFileSync(path, withMeta(readFileSync(adamPath), (m) => void (m.format = 2)));
-    expect(() => Net.loadFromCheckpoint(path)).toThrow(/format 2 is not supported \(expected 3\): it was written by an older nbit/);
+  it("reads format 2, written by the previous nbit (model.net.layers.0.weight, optimizer.0.expAvg): resume and loadFromCheckpoint", async () => {
+    // Written by nbit's format-2 writer (the main branch at 31050b6): Net below, 16-mixed, one epoch of 2 steps on the reference backend.
+    const fixture = join(import.meta.dirname, "fixtures", "format2-16-mixed.safetensors");
+    const stored = decodeSafetensors(readFileSync(fixture));
+    expect(JSON.parse(stored.metadata.nbit!).format).toBe(2);
+    expect(Object.keys(stored.tensors)).toContain("model.net.layers.0.weight");
+    class Old extends LightningModule {
+      readonly net = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 3));
+      constructor(_hparams: object = {}) {
+        super();
+      }
+      forward(x: Tensor): Tensor {
+        return this.net.forward(x);
+      }
+      trainingStep([x, y]: Batch): Tensor {
+        return crossEntropy(this.forward(x!), y!);
+      }
+      configureOptimizers() {
+        return new Adam(this.parameters(), { lr: 0.01 });
+      }
+    }
+    const saved = ["0.weight", "0.bias", "2.weight", "2.bias"].map((n) => Array.from(stored.tensors[`model.net.layers.${n}`]!.data as Float32Array));
+    const loaded = Old.loadFromCheckpoint(fixture);
+    expect(loaded.hparams).toEqual({});
+    expect(await hostOf(loaded)).toEqual(saved);
+
+    const trainer = new Trainer(quiet({ precision: "16-mixed", maxEpochs: 2 }));
+    const resumed = new Old();
+    const steps: number[] = [];
+    trainer.callbacks.push({ onTrainBatchEnd: async (t: Trainer) => void steps.push(t.globalStep) });
+    await trainer.fit(resumed, loader(), undefined, { ckptPath: fixture });
+    expect(steps).toEqual([3, 4]);
+    // Adam's step counts went on from the 2 the file holds.
+    expect((await trainer.optimizer!.stateDict()).steps).toEqual({ 0: 4, 1: 4, 2: 4, 3: 4 });
+    // Saved again, it is format 3 with PyTorch's names.
+    const path = join(dir, "migrated.safetensors");
+    await trainer.saveCheckpoint(path);
+    const names = Object.keys(decodeSafetensors(readFileSync(path)).tensors);
+    expect(names).toContain("net.0.weight");
+    expect(names).toContain("optimizer_states.0.state.3.exp_avg_sq");
+  });
+
+  it("refuses a format-2 file whose weights do not fit, naming the old tensor name", () => {
+    const fixture = join(import.meta.dirname, "fixtures", "format2-16-mixed.safetensors");
+    expect(() => Net.loadFromCheckpoint(fixture, { hparams: { hidden: 8, optimizer: "adam" } })).not.toThrow();
+    expect(() => Net.loadFromCheckpoint(fixture, { hparams: { hidden: 9, optimizer: "adam" } })).toThrow(
+      /tensor "model\.net\.layers\.0\.weight" expected float32\[9, 4\], found float32\[8, 4\]/,
+    );
   });
 });
 

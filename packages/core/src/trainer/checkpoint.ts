@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { NbitError } from "../errors.js";
 import type { Generator } from "../engine/random.js";
 import type { Module } from "../nn/module.js";
+import { Sequential } from "../nn/layers.js";
 import { checkGradScalerState } from "../optim/grad-scaler-checks.js";
 import type { Optimizer, OptimizerStateDict, SerializedTensor } from "../optim/optimizer.js";
 import type { PrecisionPlugin, PrecisionPluginState } from "../precision/plugins.js";
@@ -22,14 +23,51 @@ import type { LRScheduler } from "./schedulers.js";
  * else (hyperparameters included), and a SHA-256 per tensor and for `nbit` (`sha256:<tensor name>`,
  * `sha256:nbit`), so any changed byte is caught and named.
  *
- * Format 3 (this one) replaced format 2's `model.<name>` / `optimizer.<index>.<name>` names and added
- * `hparams`; older formats are refused with a CheckpointError that says so.
+ * Format 3 (this one) replaced format 2's `model.<name>` / `optimizer.<index>.<name>` names (with a
+ * Sequential's children under `layers.<i>`) and added `hparams`. Format-2 files are still read, by
+ * their old names; format 1 is refused with a CheckpointError that says so.
  */
 export const CHECKPOINT_FORMAT = 3;
+/** The previous format, still read. */
+const FORMAT_2 = 2;
 
-const OPTIMIZER_ROOT = "optimizer_states.";
-/** The tensor name of an optimizer state tensor: nbit's camelCase state names in PyTorch's snake_case. */
-const optimizerKey = (index: string, name: string): string => `${OPTIMIZER_ROOT}0.state.${index}.${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
+/** Tensor names per format: the module's weights and the optimizer's state tensors. */
+interface Naming {
+  /** Prefix of every optimizer state tensor. */
+  readonly optimizerRoot: string;
+  readonly optimizerKey: (index: string, name: string) => string;
+  /** Names of the module's state dict entries in the file. */
+  readonly weightKeys: (module: Module) => Map<string, string>;
+}
+
+const NAMING: Record<number, Naming> = {
+  [CHECKPOINT_FORMAT]: {
+    optimizerRoot: "optimizer_states.",
+    // nbit's camelCase state names in PyTorch's snake_case: expAvg -> exp_avg.
+    optimizerKey: (index, name) => `optimizer_states.0.state.${index}.${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`,
+    weightKeys: (module) => new Map(Object.keys(module.stateDict()).map((n) => [n, n])),
+  },
+  [FORMAT_2]: {
+    optimizerRoot: "optimizer.",
+    optimizerKey: (index, name) => `optimizer.${index}.${name}`,
+    weightKeys: (module) => {
+      // Format 2 named a Sequential's children "layers.<i>" and prefixed every weight with "model.".
+      const prefixes = new Map<string, string>();
+      const walk = (m: Module, now: string, then: string) => {
+        prefixes.set(now, then);
+        for (const [name, child] of m.namedChildren()) walk(child, `${now}${name}.`, `${then}${m instanceof Sequential ? `layers.${name}` : name}.`);
+      };
+      walk(module, "", "");
+      return new Map(
+        Object.keys(module.stateDict()).map((n) => {
+          const prefix = [...prefixes.keys()].filter((p) => n.startsWith(p)).reduce((a, b) => (b.length > a.length ? b : a), "");
+          return [n, `model.${prefixes.get(prefix)}${n.slice(prefix.length)}`];
+        }),
+      );
+    },
+  },
+};
+const NEW = NAMING[CHECKPOINT_FORMAT]!;
 
 /** What a checkpoint saves and restores besides the loop position. */
 export interface CheckpointTargets {
@@ -93,7 +131,7 @@ function stringifyMeta(meta: CheckpointMeta, path: string): string {
 export async function saveCheckpoint(path: string, targets: CheckpointTargets, loop: LoopPosition): Promise<void> {
   const tensors: Record<string, StoredTensor> = Object.create(null);
   for (const [name, t] of Object.entries(targets.module.stateDict())) {
-    if (name.startsWith(OPTIMIZER_ROOT) || name === "__metadata__")
+    if (name.startsWith(NEW.optimizerRoot) || name === "__metadata__")
       throw new CheckpointError(path, `cannot be saved: the module's tensor ${JSON.stringify(name)} uses a name the checkpoint reserves; rename that attribute`);
     tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await t.toHost() };
   }
@@ -103,7 +141,7 @@ export async function saveCheckpoint(path: string, targets: CheckpointTargets, l
     const stateNames: Record<string, string[]> = {};
     for (const [i, entries] of Object.entries(state)) {
       stateNames[i] = Object.keys(entries);
-      for (const [k, t] of Object.entries(entries)) tensors[optimizerKey(i, k)] = t;
+      for (const [k, t] of Object.entries(entries)) tensors[NEW.optimizerKey(i, k)] = t;
     }
     optimizer = { paramGroups, steps, scalars: scalars ?? {}, stateNames };
   }
@@ -178,6 +216,7 @@ interface OpenedCheckpoint {
   readonly tensors: Record<string, StoredTensor>;
   readonly meta: Record<string, unknown>;
   readonly hparams: Hyperparameters;
+  readonly naming: Naming;
   readonly fail: (detail: string, cause?: unknown) => never;
   readonly checked: <T>(fn: () => T, who?: string) => T;
 }
@@ -201,13 +240,14 @@ function openCheckpoint(path: string): OpenedCheckpoint {
   const text = metadata[META_KEY]!;
   const raw = parseMetaJson(text, fail);
   if (!isPlainObject(raw)) return fail(`metadata is ${describe(raw)}, not an object`);
-  if (raw.format !== CHECKPOINT_FORMAT) {
-    const older = Number.isInteger(raw.format) && (raw.format as number) >= 1 && (raw.format as number) < CHECKPOINT_FORMAT;
+  if (raw.format !== CHECKPOINT_FORMAT && raw.format !== FORMAT_2) {
+    const older = Number.isInteger(raw.format) && (raw.format as number) >= 1 && (raw.format as number) < FORMAT_2;
     fail(
-      `format ${describe(raw.format)} is not supported (expected ${CHECKPOINT_FORMAT})` +
-        (older ? `: it was written by an older nbit, whose tensor names (model.<name>, optimizer.<index>.<name>) this version no longer reads; resume it with the nbit version that wrote it` : ""),
+      `format ${describe(raw.format)} is not supported (expected ${CHECKPOINT_FORMAT}, or ${FORMAT_2}, which is still read)` +
+        (older ? ": it was written by an older nbit whose layout this version no longer reads; resume it with the nbit version that wrote it" : ""),
     );
   }
+  const format = raw.format as number;
 
   // Checksums first: a corrupt file is reported as corrupt, naming what changed.
   for (const key of Object.keys(metadata)) {
@@ -224,26 +264,29 @@ function openCheckpoint(path: string): OpenedCheckpoint {
   verify(META_KEY, "the nbit metadata", new TextEncoder().encode(text));
   for (const name of Object.keys(tensors)) verify(name, `tensor "${name}"`, bytesOf(tensors[name]!.data));
 
-  const meta = checked(() => record("", raw, ["format", "precision", "loop", "optimizer", "scheduler", "plugin", "callbacks", "rng", "hparams"]));
-  const hparams = checked(() => checkHyperparameters(meta.hparams, 'metadata field "hparams"'));
-  return { tensors, meta, hparams, fail, checked };
+  const fields = ["format", "precision", "loop", "optimizer", "scheduler", "plugin", "callbacks", "rng"];
+  const meta = checked(() => record("", raw, format === FORMAT_2 ? fields : [...fields, "hparams"]));
+  const hparams = format === FORMAT_2 ? checkHyperparameters({}) : checked(() => checkHyperparameters(meta.hparams, 'metadata field "hparams"'));
+  return { tensors, meta, hparams, naming: NAMING[format]!, fail, checked };
 }
 
 /** The module's weights in the file, checked against `module.stateDict()` by name and shape (and dtype when `sameDType`). */
 function moduleWeights(opened: OpenedCheckpoint, module: Module, sameDType: boolean): { weights: Record<string, StoredTensor>; used: Set<string> } {
-  const { tensors, fail } = opened;
+  const { tensors, fail, naming } = opened;
   const weights: Record<string, StoredTensor> = Object.create(null);
   const used = new Set<string>();
+  const keys = naming.weightKeys(module);
   for (const [name, p] of Object.entries(module.stateDict())) {
-    const t = Object.hasOwn(tensors, name) ? tensors[name] : undefined;
+    const key = keys.get(name)!;
+    const t = Object.hasOwn(tensors, key) ? tensors[key] : undefined;
     const expected = `${p.dtype}[${p.shape.join(", ")}]`;
-    if (!t) return fail(`tensor "${name}" is missing; expected ${expected}`);
+    if (!t) return fail(`tensor "${key}" is missing; expected ${expected}`);
     const found = `${t.dtype}[${t.shape.join(", ")}]`;
-    if (sameDType ? found !== expected : t.shape.join(",") !== p.shape.join(",")) fail(`tensor "${name}" expected ${expected}, found ${found}`);
+    if (sameDType ? found !== expected : t.shape.join(",") !== p.shape.join(",")) fail(`tensor "${key}" expected ${expected}, found ${found}`);
     weights[name] = t;
-    used.add(name);
+    used.add(key);
   }
-  const unexpected = Object.keys(tensors).filter((k) => !k.startsWith(OPTIMIZER_ROOT) && !used.has(k));
+  const unexpected = Object.keys(tensors).filter((k) => !k.startsWith(naming.optimizerRoot) && !used.has(k));
   if (unexpected.length) fail(`has tensors this module does not: ${unexpected.join(", ")}`);
   return { weights, used };
 }
@@ -255,8 +298,6 @@ function moduleWeights(opened: OpenedCheckpoint, module: Module, sameDType: bool
  */
 export function readModuleCheckpoint(path: string): { hparams: Hyperparameters; weightsFor: (module: Module) => Record<string, StoredTensor> } {
   const opened = openCheckpoint(path);
-  const stray = Object.keys(opened.tensors).filter((k) => k.startsWith(OPTIMIZER_ROOT) && !k.startsWith(`${OPTIMIZER_ROOT}0.state.`));
-  if (stray.length) opened.fail(`has tensors that neither the module nor the optimizer state names: ${stray.join(", ")}`);
   return { hparams: opened.hparams, weightsFor: (module) => moduleWeights(opened, module, false).weights };
 }
 
@@ -302,7 +343,7 @@ function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
           throw new InvalidArgumentError(`metadata field "optimizer.stateNames.${index}"`, "a list of names", names);
         const entries: Record<string, SerializedTensor> = Object.create(null);
         for (const n of names as string[]) {
-          const key = optimizerKey(index, n);
+          const key = opened.naming.optimizerKey(index, n);
           if (!Object.hasOwn(tensors, key)) fail(`tensor "${key}" is missing`);
           if (used.has(key)) fail(`tensor "${key}" is named twice in the optimizer state`);
           used.add(key);
