@@ -61,3 +61,8 @@ export * from "./trainer/safetensors.js";
 export { CHECKPOINT_FORMAT, type LoopPosition } from "./trainer/checkpoint.js";
 export { checkHyperparameters, type Hyperparameters, type HyperparameterValue } from "./trainer/hparams.js";
 export type { LoadFromCheckpointOptions } from "./trainer/load-from-checkpoint.js";
+export * from "./trainer/checkpoint-path.js";
+export { LightningDataModule, MissingDataloaderError } from "./trainer/datamodule.js";
+export { parseDuration, type Duration } from "./trainer/loop-limits.js";
+export { formatSummary, ModelSummary, summarize, type LayerSummary, type ModelSummaryData, type ModelSummaryOptions } from "./trainer/model-summary.js";
+export * from "./trainer/timer.js";

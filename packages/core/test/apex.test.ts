@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   CANONICAL_PRECISIONS,
   DataLoader,
@@ -23,14 +23,12 @@ import {
   precisionPluginForAmpLevel,
   referenceAccelerator,
   roundToFloat16,
-  setDefaultRuntime,
   tensor,
   type Batch,
   type Precision,
   type Tensor,
 } from "../src/index.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 const accelerator = (supportedPrecisions: readonly Precision[] = CANONICAL_PRECISIONS) => referenceAccelerator({ name: "ref", supportedPrecisions });
 
@@ -89,16 +87,16 @@ describe("Apex optimization levels", () => {
     expect(trainer.losses.at(-1)!).toBeLessThan(trainer.losses[0]! * 0.6);
   });
 
-  it("O2 skips steps with overflowing float16 gradients and backs the scale off", async () => {
-    setDefaultRuntime(new Runtime(new ReferenceBackend()));
-    const plugin = new MasterWeightsPrecision();
-    const model = plugin.convertModule(new Sequential(new Linear(4, 2)));
-    const optimizer = new SGD(model.parameters(), { lr: 0.1 });
-    const before = Array.from(await model.parameters()[0]!.data());
-    const x = tensor([1000, 2000, 3000, 4000], [1, 4], "float16");
-    const outcome = await plugin.optimizerStep(optimizer, model.forward(x).sum().cast("float32"));
-    expect(outcome.skipped).toBe(true);
-    expect(plugin.scaler.scale).toBe(32768);
-    expect(Array.from(await model.parameters()[0]!.data())).toEqual(before);
-  });
+  it("O2 skips steps with overflowing float16 gradients and backs the scale off", () =>
+    new Runtime(new ReferenceBackend()).run(async () => {
+      const plugin = new MasterWeightsPrecision();
+      const model = plugin.convertModule(new Sequential(new Linear(4, 2)));
+      const optimizer = new SGD(model.parameters(), { lr: 0.1 });
+      const before = Array.from(await model.parameters()[0]!.data());
+      const x = tensor([1000, 2000, 3000, 4000], [1, 4], "float16");
+      const outcome = await plugin.optimizerStep(optimizer, model.forward(x).sum().cast("float32"));
+      expect(outcome.skipped).toBe(true);
+      expect(plugin.scaler.scale).toBe(32768);
+      expect(Array.from(await model.parameters()[0]!.data())).toEqual(before);
+    }));
 });

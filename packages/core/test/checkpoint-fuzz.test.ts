@@ -10,7 +10,6 @@ import {
   EarlyStopping,
   ModelCheckpoint,
   NbitError,
-  setDefaultRuntime,
   Trainer,
   type Callback,
 } from "../src/index.js";
@@ -157,7 +156,6 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  setDefaultRuntime(null);
   rmSync(dir, { recursive: true, force: true });
   console.info(`checkpoint fuzz (seed ${SEED}): ${JSON.stringify(outcomes)}`);
 });

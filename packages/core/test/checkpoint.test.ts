@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   CHECKPOINT_FORMAT,
   CheckpointError,
@@ -15,7 +15,6 @@ import {
   ModelCheckpoint,
   NbitError,
   SGD,
-  setDefaultRuntime,
   StepLR,
   Trainer,
   Dropout,
@@ -28,7 +27,6 @@ import {
 } from "../src/index.js";
 import { blobs, quiet, readSafetensorsIndependently, ResumableClassifier, sha256Hex, withHeader, withMeta } from "./helpers.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 const loader = (seed = 1) => new DataLoader(blobs(32, seed), { batchSize: 8, shuffle: true, seed });
 
@@ -52,7 +50,6 @@ beforeAll(async () => {
   basePath = join(dir, "base.safetensors");
   await trainer.saveCheckpoint(basePath);
   base = readFileSync(basePath);
-  setDefaultRuntime(null);
 });
 
 /** The whole training state of a trainer, as the bytes of a checkpoint of it. */

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import {
   Adam,
   ComplexDTypeError,
@@ -25,7 +25,6 @@ import {
   decodeSafetensors,
   precisionPluginFor,
   referenceAccelerator,
-  setDefaultRuntime,
   tensor,
   viewAsComplex,
   viewAsReal,
@@ -33,9 +32,13 @@ import {
   type Batch,
   type Tensor,
 } from "../src/index.js";
+import { itOn } from "./scoped.js";
 
-beforeEach(() => setDefaultRuntime(new Runtime(new ReferenceBackend())));
-afterEach(() => setDefaultRuntime(null));
+let runtime: Runtime;
+beforeEach(() => {
+  runtime = new Runtime(new ReferenceBackend());
+});
+const it = itOn(() => runtime);
 
 type C = [number, number];
 const values = async (z: ComplexTensor): Promise<C[]> => {

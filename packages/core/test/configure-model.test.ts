@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   Adam,
   crossEntropy,
@@ -9,7 +9,6 @@ import {
   ones,
   ReLU,
   Sequential,
-  setDefaultRuntime,
   tensor,
   Trainer,
   zeros,
@@ -17,8 +16,6 @@ import {
   type Tensor,
 } from "../src/index.js";
 import { blobs, quiet } from "./helpers.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 /** Builds its layers in configureModel, as Lightning's large-model recipe does. */
 class Deferred extends LightningModule {

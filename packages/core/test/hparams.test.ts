@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   Adam,
   CheckpointError,
@@ -14,7 +14,6 @@ import {
   ReLU,
   SGD,
   Sequential,
-  setDefaultRuntime,
   Trainer,
   withRuntime,
   Runtime,
@@ -23,8 +22,6 @@ import {
   type Tensor,
 } from "../src/index.js";
 import { blobs, quiet, withMeta } from "./helpers.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 interface NetConfig {
   readonly hidden: number;

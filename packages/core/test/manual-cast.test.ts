@@ -1,8 +1,6 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { autocast, crossEntropy, DataLoader, setDefaultRuntime, Trainer, type Batch, type Tensor } from "../src/index.js";
+import { describe, expect, it } from "vitest";
+import { autocast, crossEntropy, DataLoader, Trainer, type Batch, type Tensor } from "../src/index.js";
 import { blobs, Classifier, quiet } from "./helpers.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 /** A classifier whose training step applies `cast` to the logits (and validates with the same cast, unwatched). */
 class Casting extends Classifier {

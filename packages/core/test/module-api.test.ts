@@ -1,8 +1,6 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { DataLoader, heldBytes, Linear, realize, ReferenceBackend, Runtime, Sequential, setDefaultRuntime, tensor, Trainer, withRuntime } from "../src/index.js";
+import { describe, expect, it } from "vitest";
+import { DataLoader, heldBytes, Linear, realize, ReferenceBackend, Runtime, Sequential, tensor, Trainer, withRuntime } from "../src/index.js";
 import { blobs, Classifier, quiet } from "./helpers.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 describe("module.device and module.dtype", () => {
   it("dtype is the floating parameters' dtype: float32 by default, the precision's inside initModule, the target after to()", () => {

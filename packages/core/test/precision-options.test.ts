@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   DataLoader,
   FloatPrecision,
@@ -8,13 +8,10 @@ import {
   MixedPrecision,
   PrecisionConflictError,
   referenceAccelerator,
-  setDefaultRuntime,
   Trainer,
   type TrainerOptions,
 } from "../src/index.js";
 import { blobs, Classifier, quiet } from "./helpers.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 const cpuLike = () => referenceAccelerator({ name: "cpu-like", supportedPrecisions: ["32-true", "bf16-mixed"], legacyHalfPrecision: "bf16-mixed" });
 // biome-ignore lint/suspicious/noExplicitAny: plain-JavaScript callers pass anything

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   AcceleratorRegistry,
   AcceleratorUnavailableError,
@@ -23,12 +23,10 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   manualSeed,
-  setDefaultRuntime,
   type Precision,
 } from "../src/index.js";
 import { blobs, Classifier, quiet, reference } from "./helpers.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 describe("Trainer", () => {
   it("fits, validates and tests with logged metrics", async () => {

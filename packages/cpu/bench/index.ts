@@ -13,7 +13,6 @@ import {
   ReLU,
   Runtime,
   Sequential,
-  setDefaultRuntime,
   SGD,
   tensor,
   Tensor,
@@ -40,20 +39,19 @@ const batches = Array.from({ length: 8 }, () => ({
 async function trainerPath(precision: Precision) {
   const backend = new CpuAccelerator({ threads: THREADS, allowSpinning: false }).createBackend();
   const runtime = new Runtime(backend);
-  setDefaultRuntime(runtime);
   manualSeed(0);
   const plugin = precisionPluginFor(precision);
   const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
   const optimizer = new SGD(model.parameters(), { lr: LR });
   let loss = 0;
-  const step = async (i: number) => {
-    setDefaultRuntime(runtime);
-    const b = batches[i % batches.length]!;
-    // Batches enter as host tensors without a copy, as the DataLoader hands them to the Trainer.
-    const x = plugin.convertInput(Tensor.fromHost(b.x, [BATCH, IN], "float32"));
-    const out = plugin.forwardContext(() => crossEntropy(model.forward(x), Tensor.fromHost(b.y, [BATCH], "int32")));
-    loss = (await plugin.optimizerStep(optimizer, out)).loss;
-  };
+  const step = (i: number) =>
+    runtime.run(async () => {
+      const b = batches[i % batches.length]!;
+      // Batches enter as host tensors without a copy, as the DataLoader hands them to the Trainer.
+      const x = plugin.convertInput(Tensor.fromHost(b.x, [BATCH, IN], "float32"));
+      const out = plugin.forwardContext(() => crossEntropy(model.forward(x), Tensor.fromHost(b.y, [BATCH], "int32")));
+      loss = (await plugin.optimizerStep(optimizer, out)).loss;
+    });
   return { step, result: () => ({ loss, paramBytes: model.parameterBytes(), sessions: backend.sessionsCreated }) };
 }
 
@@ -175,17 +173,18 @@ console.log("its ratio to hand-built 32-true is what onnxruntime's bfloat16 Cast
 // Memory per precision: parameters, and optimizer state after one step of SGD with momentum and of Adam.
 console.log(`\n${"memory".padEnd(12)}${"params".padStart(12)}${"SGD+momentum".padStart(14)}${"Adam".padStart(12)}  (bytes)`);
 for (const p of ["32-true", "bf16-mixed", "64-true"] as const) {
-  setDefaultRuntime(new Runtime(new CpuAccelerator({ threads: THREADS }).createBackend()));
-  const plugin = precisionPluginFor(p);
-  const b = batches[0]!;
-  const states = [];
-  let params = 0;
-  for (const make of [(ps: ReturnType<Sequential["parameters"]>) => new SGD(ps, { lr: LR, momentum: 0.9 }), (ps: ReturnType<Sequential["parameters"]>) => new Adam(ps, { lr: 1e-3 })]) {
-    const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
-    const optimizer = make(model.parameters());
-    await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(b.x, [BATCH, IN]))), tensor(b.y, [BATCH], "int32"))));
-    params = model.parameterBytes();
-    states.push(optimizer.stateBytes());
-  }
-  console.log(`${p.padEnd(12)}${String(params).padStart(12)}${String(states[0]).padStart(14)}${String(states[1]).padStart(12)}`);
+  await new Runtime(new CpuAccelerator({ threads: THREADS }).createBackend()).run(async () => {
+    const plugin = precisionPluginFor(p);
+    const b = batches[0]!;
+    const states = [];
+    let params = 0;
+    for (const make of [(ps: ReturnType<Sequential["parameters"]>) => new SGD(ps, { lr: LR, momentum: 0.9 }), (ps: ReturnType<Sequential["parameters"]>) => new Adam(ps, { lr: 1e-3 })]) {
+      const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
+      const optimizer = make(model.parameters());
+      await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(b.x, [BATCH, IN]))), tensor(b.y, [BATCH], "int32"))));
+      params = model.parameterBytes();
+      states.push(optimizer.stateBytes());
+    }
+    console.log(`${p.padEnd(12)}${String(params).padStart(12)}${String(states[0]).padStart(14)}${String(states[1]).padStart(12)}`);
+  });
 }

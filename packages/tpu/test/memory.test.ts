@@ -1,8 +1,6 @@
-import { Adam, crossEntropy, DataLoader, LightningModule, Linear, ReLU, Sequential, setDefaultRuntime, TensorDataset, Trainer, type Batch, type Tensor } from "@nbit/core";
-import { afterEach, describe, expect, it } from "vitest";
+import { Adam, crossEntropy, DataLoader, LightningModule, Linear, ReLU, Sequential, TensorDataset, Trainer, type Batch, type Tensor } from "@nbit/core";
+import { describe, expect, it } from "vitest";
 import { TpuAccelerator } from "../src/index.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 /** 67 parameters: Linear(4, 8) and Linear(8, 3). */
 class Small extends LightningModule {

@@ -3,7 +3,7 @@ import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { FLOAT_FORMATS } from "../numerics/formats.js";
 import { autocastCategory } from "./autocast-policy.js";
-import { autocast, autocastDType, defaultParamDType, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
+import { autocast, autocastDType, currentRuntime, defaultParamDType, isGradEnabled, noGrad } from "./context.js";
 import { LazyNode } from "./node.js";
 import { noteManualCast } from "./cast-watch.js";
 import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
@@ -460,6 +460,7 @@ export async function realize(tensors: readonly Tensor[]): Promise<void> {
   await runtimeFor(nodes).realize(nodes);
 }
 
+/** The runtime a graph runs on: the one its placed tensors live on, else the enclosing scope's. */
 function runtimeFor(nodes: readonly LazyNode[]) {
   const seen = new Set<LazyNode>();
   const stack = [...nodes];
@@ -470,7 +471,7 @@ function runtimeFor(nodes: readonly LazyNode[]) {
     if (n.device) return n.device.runtime;
     stack.push(...n.src);
   }
-  return defaultRuntime();
+  return currentRuntime();
 }
 
 // ---- primitives with gradients ------------------------------------------------------------

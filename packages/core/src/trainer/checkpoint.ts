@@ -205,8 +205,8 @@ interface RestorePlan {
  * restores everything and returns the loop position. On any problem it throws a CheckpointError
  * naming the field or tensor, and nothing has changed.
  */
-export function loadCheckpoint(path: string, targets: CheckpointTargets): LoopPosition {
-  const plan = planRestore(path, targets);
+export function loadCheckpoint(path: string, targets: CheckpointTargets, { weightsOnly = false }: { weightsOnly?: boolean } = {}): LoopPosition {
+  const plan = planRestore(path, targets, weightsOnly);
   plan.apply();
   return plan.loop;
 }
@@ -301,7 +301,8 @@ export function readModuleCheckpoint(path: string): { hparams: Hyperparameters; 
   return { hparams: opened.hparams, weightsFor: (module) => moduleWeights(opened, module, false).weights };
 }
 
-function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
+/** With `weightsOnly` (validate/test from a checkpoint), only the module's weights are restored. */
+function planRestore(path: string, targets: CheckpointTargets, weightsOnly: boolean): RestorePlan {
   const opened = openCheckpoint(path);
   const { tensors, meta, fail, checked } = opened;
 
@@ -326,6 +327,7 @@ function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
   const rng = meta.rng;
   if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff) || rng.every((v) => v === 0))
     fail(`metadata field "rng" must be 4 integers in [0, 2^32) that are not all 0; got ${JSON.stringify(rng)}`);
+  if (weightsOnly) return { apply: () => targets.module.loadStateDict(modelState), loop };
 
   // Optimizer: the saved dict is rebuilt from the metadata and the named tensors, then the
   // optimizer validates it against its own groups, rules, state names and shapes.

@@ -27,6 +27,15 @@ const TRAINER_OPTIONS: Readonly<Record<keyof TrainerOptions, true>> = {
   limitTrainBatches: true,
   limitValBatches: true,
   checkValEveryNEpoch: true,
+  limitTestBatches: true,
+  limitPredictBatches: true,
+  fastDevRun: true,
+  valCheckInterval: true,
+  maxTime: true,
+  minEpochs: true,
+  minSteps: true,
+  numSanityValSteps: true,
+  enableModelSummary: true,
   warn: true,
 };
 
