@@ -1,4 +1,5 @@
 import type { DType } from "../dtype.js";
+import type { StorageMap } from "../engine/memory.js";
 import type { Module } from "../nn/module.js";
 import { checkInteger, InvalidArgumentError, isPlainObject } from "../validation.js";
 import type { Callback } from "./callbacks.js";
@@ -29,8 +30,9 @@ export interface ModelSummaryData {
 /**
  * The layers of `module` down to `maxDepth` levels (1: its direct children, as Lightning's
  * default; -1: every level), with parameter counts, dtypes and bytes, and the module's totals.
+ * Bytes are as held on a backend with `storage` (the Trainer's, at fit start), else where they are.
  */
-export function summarize(module: Module, { maxDepth = 1 }: { maxDepth?: number } = {}): ModelSummaryData {
+export function summarize(module: Module, { maxDepth = 1, storage }: { maxDepth?: number; storage?: StorageMap } = {}): ModelSummaryData {
   checkInteger("summarize maxDepth", maxDepth, -1);
   const layers: LayerSummary[] = [];
   const visit = (m: Module, prefix: string, depth: number) => {
@@ -43,7 +45,7 @@ export function summarize(module: Module, { maxDepth = 1 }: { maxDepth?: number 
         params: params.reduce((n, p) => n + p.size, 0),
         trainableParams: params.reduce((n, p) => n + (p.requiresGrad ? p.size : 0), 0),
         dtypes: [...new Set(params.map((p) => p.dtype))],
-        bytes: child.parameterBytes(),
+        bytes: child.parameterBytes(storage),
       });
       if (maxDepth === -1 || depth < maxDepth) visit(child, `${path}.`, depth + 1);
     }
@@ -52,7 +54,7 @@ export function summarize(module: Module, { maxDepth = 1 }: { maxDepth?: number 
   const params = module.parameters();
   const trainableParams = params.reduce((n, p) => n + (p.requiresGrad ? p.size : 0), 0);
   const totalParams = params.reduce((n, p) => n + p.size, 0);
-  return { layers, trainableParams, nonTrainableParams: totalParams - trainableParams, totalParams, totalBytes: module.parameterBytes() };
+  return { layers, trainableParams, nonTrainableParams: totalParams - trainableParams, totalParams, totalBytes: module.parameterBytes(storage) };
 }
 
 /** Lightning's readable counts: 950, 1.2 K, 3.4 M, 5.0 B. */
@@ -115,7 +117,7 @@ export class ModelSummary implements Callback {
     this.write = write as (text: string) => void;
   }
 
-  onFitStart(_trainer: Trainer, module: LightningModule): void {
-    this.write(formatSummary(summarize(module, { maxDepth: this.maxDepth })));
+  onFitStart(trainer: Trainer, module: LightningModule): void {
+    this.write(formatSummary(summarize(module, { maxDepth: this.maxDepth, storage: trainer.runtime.backend.capabilities.storage })));
   }
 }

@@ -1,4 +1,4 @@
-import { accelerators, resolvePrecision, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
+import { accelerators, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
 import { NbitError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
@@ -7,8 +7,8 @@ import { realize, Tensor } from "../engine/tensor.js";
 import { collectLabelChecks, LabelOutOfRangeError, verifyLabelChecks, type BatchLocation, type DeferredLabelCheck } from "../nn/labels.js";
 import { Optimizer } from "../optim/optimizer.js";
 import { defaultWarn, type PrecisionInput, type Precision, type Warn } from "../precision/parse.js";
-import { precisionPluginForAmpLevel, type AmpLevel } from "../precision/apex.js";
-import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin } from "../precision/plugins.js";
+import type { AmpLevel } from "../precision/apex.js";
+import type { GradientClipAlgorithm, PrecisionPlugin } from "../precision/plugins.js";
 import { describe } from "../validation.js";
 import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback, type CheckpointInfo, type TrainerStage } from "./callbacks.js";
 import { loadCheckpoint, saveCheckpoint, type CheckpointTargets } from "./checkpoint.js";
@@ -23,6 +23,9 @@ import { CSVLogger, type Logger } from "./logger.js";
 import { limitBatches, resolveLoopSettings, type LoopSettings } from "./options.js";
 import { LRScheduler } from "./schedulers.js";
 import { rejectUnknownTrainerOptions } from "./option-keys.js";
+import { selectPrecisionPlugin, type AmpBackend } from "./precision-options.js";
+import { configureModelOnce } from "./configure-model.js";
+import { watchManualCasts } from "../engine/cast-watch.js";
 
 /**
  * Where the accelerator comes from: a name declared by an imported backend package (see
@@ -43,10 +46,14 @@ export interface TrainerSettings {
   readonly devices?: number | "auto";
   /** Canonical precision or a Lightning legacy alias (default "32-true"). */
   readonly precision?: PrecisionInput;
-  /** Use this precision plugin instead of the one the precision names. */
+  /** Use this precision plugin instead of the one the precision names (an explicit `precision` must agree with it). */
   readonly plugin?: PrecisionPlugin;
-  /** Apex-style optimization level ("O0".."O3"), instead of `precision`. */
+  /** Plugins, as Lightning's `plugins=[...]`: at most one precision plugin, as `plugin`. */
+  readonly plugins?: readonly PrecisionPlugin[];
+  /** Apex-style optimization level ("O0".."O3"); with `precision`, only Lightning 1.x's `precision: 16` (or the level's own precision). */
   readonly ampLevel?: AmpLevel;
+  /** Lightning 1.x's amp_backend: "apex" runs `ampLevel` (default "O2"); "native" (default) the autocast plugins. */
+  readonly ampBackend?: AmpBackend;
   /** Stop after this many epochs (-1: no limit; default 1000, or no limit when maxSteps is set), as Lightning. */
   readonly maxEpochs?: number;
   /** Stop after this many optimizer steps (-1: no limit; 0 trains nothing), checked before each step. */
@@ -190,12 +197,9 @@ export class Trainer {
     const devices = options.devices ?? "auto";
     if (devices !== "auto" && devices !== -1 && devices !== 1)
       throw new NbitError("UNSUPPORTED_DEVICES", `devices=${devices}: nbit trains on one device; "${this.accelerator.name}" has ${this.accelerator.deviceCount()}.`);
-    if (options.ampLevel !== undefined && (options.precision !== undefined || options.plugin))
-      throw new NbitError("INVALID_ARGUMENT", "Pass either ampLevel or precision/plugin, not both");
-    const plugin = options.plugin ?? (options.ampLevel !== undefined ? precisionPluginForAmpLevel(options.ampLevel) : undefined);
-    // A given plugin must still run on this accelerator: its precision is checked like a requested one.
-    this.precision = resolvePrecision(this.accelerator, plugin?.precision ?? options.precision ?? "32-true", emit).precision;
-    this.precisionPlugin = plugin ?? precisionPluginFor(this.precision);
+    const selected = selectPrecisionPlugin(options, this.accelerator, emit);
+    this.precision = selected.precision;
+    this.precisionPlugin = selected.plugin;
     this.runtime = new Runtime(this.accelerator.createBackend());
     // Seeded once, here, as seed_everything before building the model: later fit/test calls do not rewind it.
     if (options.seed !== undefined) manualSeed(options.seed);
@@ -238,6 +242,7 @@ export class Trainer {
     module.trainer = this;
     this.module = module;
     const plugin = this.precisionPlugin;
+    configureModelOnce(module, plugin);
     if (plugin.autocastDType === null && module.parameters().some((p) => p.dtype !== plugin.paramDType)) plugin.convertModule(module);
   }
 
@@ -398,7 +403,8 @@ export class Trainer {
       this.currentBatchSize = batch[0]?.shape[0] ?? 1;
       module.logged.clear();
       const location: BatchLocation = { stage: "train", epoch: this.currentEpoch, batchIdx };
-      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(() => module.trainingStep(batch, batchIdx)));
+      const userStep = () => watchManualCasts(this, this.precision, plugin.autocastDType, (m) => this.warn(m), () => module.trainingStep(batch, batchIdx));
+      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(userStep));
       const loss = this.lossOf(module, output);
       const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
       // Lightning divides the loss by the number of accumulated batches.
@@ -610,6 +616,7 @@ export class Trainer {
       plugin: this.precisionPlugin,
       callbacks: this.callbacks,
       generator: defaultGenerator,
+      hparams: module.hparams,
     };
   }
 }
