@@ -9,6 +9,7 @@ import {
   Linear,
   MasterWeightsPrecision,
   MixedPrecision,
+  PrecisionConflictError,
   ReLU,
   ReferenceBackend,
   Runtime,
@@ -67,7 +68,7 @@ describe("Apex optimization levels", () => {
     // @ts-expect-error: "o1" does not compile; plain JavaScript gets the run-time error.
     expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "o1", logger: false })).toThrow('ampLevel "o1" is not supported. Expected one of: "O0", "O1", "O2", "O3".');
     expect(() => new Trainer({ accelerator: accelerator(["32-true", "bf16-mixed"]), ampLevel: "O2", logger: false })).toThrow(UnsupportedPrecisionError);
-    expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "O1", precision: "32-true", logger: false })).toThrow(/either ampLevel or precision/);
+    expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "O1", precision: "32-true", logger: false })).toThrow(PrecisionConflictError);
   });
 
   it("O2 trains float16 weights from float32 master weights", async () => {

@@ -253,7 +253,7 @@ describe("typed errors instead of TypeErrors", () => {
   });
 
   it("a ckptPath that is not a path", async () => {
-    await expect(new Trainer(quiet()).fit(new Classifier(), loader(), undefined, { ckptPath: "" })).rejects.toThrow(/fit ckptPath must be a checkpoint path; got ""/);
+    await expect(new Trainer(quiet()).fit(new Classifier(), loader(), undefined, { ckptPath: "" })).rejects.toThrow(/fit ckptPath must be a checkpoint path, "last" or "best"; got ""/);
   });
 });
 
