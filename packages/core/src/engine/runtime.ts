@@ -286,13 +286,16 @@ interface CapturedGraph {
 const NODE_KIND = new Map<string, number>(["leaf", "const", ...PRIMITIVE_OPS].map((op, i) => [op, i]));
 const DTYPE_ID = new Map<DType, number>(DTYPES.map((d, i) => [d, i]));
 
+let walks = 0;
+
 /** Walks the graph under `roots` once, recording its order, leaves and signature. */
 function captureGraph(roots: readonly LazyNode[]): CapturedGraph {
   const order: LazyNode[] = [];
   const leaves: LazyNode[] = [];
   const signature: number[] = [];
-  // Post-order position of each emitted node; -1 while its inputs are still being walked.
-  const index = new Map<LazyNode, number>();
+  // Each node records the walk that visited it and its post-order position (-1 while its inputs
+  // are walked): no Map on the hot path.
+  const walk = ++walks;
   // Iterative post-order walk (graphs of long training runs are deeper than the call stack); a
   // node is pushed once to expand it and once more, below its inputs, to emit it.
   const stack: LazyNode[] = [];
@@ -304,7 +307,7 @@ function captureGraph(roots: readonly LazyNode[]): CapturedGraph {
   while (stack.length) {
     const node = stack.pop()!;
     if (emit.pop()) {
-      index.set(node, order.length);
+      node.position = order.length;
       order.push(node);
       const shape = node.shape;
       signature.push(NODE_KIND.get(node.op)!, DTYPE_ID.get(node.dtype)!, shape.length);
@@ -314,25 +317,26 @@ function captureGraph(roots: readonly LazyNode[]): CapturedGraph {
       else {
         const src = node.src;
         signature.push(src.length);
-        for (let i = 0; i < src.length; i++) signature.push(index.get(src[i]!)!);
+        for (let i = 0; i < src.length; i++) signature.push(src[i]!.position);
         pushAttrNumbers(node.op as PrimitiveOp, node.attrs, signature);
       }
       continue;
     }
-    if (index.has(node)) continue;
-    index.set(node, -1);
+    if (node.walk === walk) continue;
+    node.walk = walk;
+    node.position = -1;
     stack.push(node);
     emit.push(true);
     if (node.isLeaf) continue;
     const src = node.src;
     for (let i = src.length - 1; i >= 0; i--) {
-      if (index.has(src[i]!)) continue;
+      if (src[i]!.walk === walk) continue;
       stack.push(src[i]!);
       emit.push(false);
     }
   }
   signature.push(-1, roots.length);
-  for (const root of roots) signature.push(index.get(root)!);
+  for (const root of roots) signature.push(root.position);
   return { order, leaves, signature, hash: hashNumbers(signature) };
 }
 
