@@ -79,7 +79,7 @@ function stringifyMeta(meta: CheckpointMeta, path: string): string {
 /** Writes the module's weights and the whole training state as one safetensors file, atomically. */
 export async function saveCheckpoint(path: string, targets: CheckpointTargets, loop: LoopPosition): Promise<void> {
   const tensors: Record<string, StoredTensor> = Object.create(null);
-  for (const [name, p] of targets.module.namedParameters()) tensors[`model.${name}`] = { dtype: p.dtype, shape: [...p.shape], data: await p.toHost() };
+  for (const [name, p] of targets.module.namedStateTensors()) tensors[`model.${name}`] = { dtype: p.dtype, shape: [...p.shape], data: await p.toHost() };
   let optimizer: SavedOptimizer | null = null;
   if (targets.optimizer) {
     const { state, steps, paramGroups, scalars } = await targets.optimizer.stateDict();
@@ -198,9 +198,9 @@ function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
   const precision = targets.plugin.precision;
   if (meta.precision !== precision) fail(`was written with precision ${describe(meta.precision)}, this run uses "${precision}"`);
 
-  // Weights: every parameter, in its own dtype and shape.
+  // Weights: every parameter and buffer, in its own dtype and shape.
   const modelState: Record<string, StoredTensor> = Object.create(null);
-  for (const [name, p] of targets.module.namedParameters()) {
+  for (const [name, p] of targets.module.namedStateTensors()) {
     const key = `model.${name}`;
     const t = Object.hasOwn(tensors, key) ? tensors[key] : undefined;
     const expected = `${p.dtype}[${p.shape.join(", ")}]`;
