@@ -103,7 +103,7 @@ describe("exportOnnx", () => {
   it("an MLP runs in a fresh onnxruntime session with the eval-mode outputs (relative error <= 1e-5 in float32)", async () => {
     const { error } = await exportAndCompare(mlp(), [6, 12], 5, "float32");
     expect(error).toBeLessThanOrEqual(1e-5);
-  });
+  }, 180_000);
 
   it("a CNN with convolutions, pooling and batch norm (running statistics) matches in float32 and float16 weights", async () => {
     const f32 = await exportAndCompare(cnn(), [4, 1, 8, 8], 3, "float32");
@@ -113,7 +113,7 @@ describe("exportOnnx", () => {
     expect(f16.error).toBeLessThanOrEqual(1e-2);
     expect(f16.error).toBeGreaterThan(0);
     console.log(`exportOnnx CNN relative error: float32 ${f32.error.toExponential(2)}, float16 weights ${f16.error.toExponential(2)}`);
-  });
+  }, 300_000);
 
   it("refuses, with an ExportError, a forward whose graph depends on the batch size, and float64 convolutions", async () => {
     class BatchCentered extends Module {
@@ -129,5 +129,5 @@ describe("exportOnnx", () => {
     await exportOnnx(new BatchCentered(), randomInput([3, 4], 1), path, { dynamicBatch: false });
     const conv = new Conv2d(1, 2, 3).to("float64");
     await expect(exportOnnx(conv, randomInput([1, 1, 4, 4], 1).cast("float64"), path)).rejects.toThrow(/conv2d on float64/);
-  });
+  }, 120_000);
 });
