@@ -17,6 +17,7 @@ import pkg from "../package.json" with { type: "json" };
 import { integerIn, positiveNumber } from "./args.js";
 import { checkPlotPath, compareTable, PRECISION_RANK, precisionsToCompare } from "./compare.js";
 import { lossCurvesSvg } from "./plot.js";
+import { DEMOS, summary, type DemoDefaults } from "./demos.js";
 import { trainMnist, type RunOptions, type RunResult } from "./run.js";
 
 export interface CliIO {
@@ -62,10 +63,6 @@ function trainingOptions(flags: TrainingFlags, io: CliIO): Omit<RunOptions, "acc
   };
 }
 
-function summary(r: RunResult): string {
-  return `${r.accelerator} ${r.precision}: test accuracy ${(r.testAccuracy * 100).toFixed(2)}%, test loss ${r.testLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s, parameters ${r.parameterBytes} bytes`;
-}
-
 /** The exit code an action can set (a run that trained but missed its target). */
 interface Outcome {
   code: number;
@@ -83,17 +80,26 @@ function program(io: CliIO, outcome: Outcome): Command {
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .exitOverride();
 
-  addTrainingOptions(nbit.command("demo").description("train the MNIST classifier with the default accelerator and precision, and test it"), 10).action(
-    async (flags: TrainingFlags) => {
-      io.out("nbit demo: a 784-128-10 MLP on the real MNIST digits shipped in the `mnist` package (8,500 train / 1,500 test)");
-      const result = await trainMnist(trainingOptions(flags, io));
-      io.out(summary(result));
-      if (result.testAccuracy < 0.9) {
-        io.err(`Test accuracy ${(result.testAccuracy * 100).toFixed(2)}% is below 90%.`);
-        outcome.code = 1;
-      }
-    },
-  );
+  const demoNames = Object.keys(DEMOS);
+  addTrainingOptions(
+    nbit
+      .command("demo")
+      .description("train a demo model with the default accelerator and precision, and test it")
+      .addOption(new Option("--model <name>", "which demo to train").choices(demoNames).default("mlp")),
+    DEMOS.mlp!.defaults.maxEpochs,
+  ).action(async (flags: TrainingFlags & { model: string }, command: Command) => {
+    const demo = DEMOS[flags.model]!;
+    // Flags the user did not give take the demo's own defaults.
+    const given = (key: keyof DemoDefaults) => command.getOptionValueSource(key) === "cli";
+    const settings = Object.fromEntries((["maxEpochs", "batchSize", "lr"] as const).map((k) => [k, given(k) ? flags[k] : demo.defaults[k]]));
+    io.out(`nbit demo: ${demo.description}`);
+    const result = await demo.run(trainingOptions({ ...flags, ...settings }, io));
+    io.out(result.summary);
+    if (result.failure) {
+      io.err(result.failure);
+      outcome.code = 1;
+    }
+  });
 
   addTrainingOptions(
     nbit

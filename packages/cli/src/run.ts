@@ -1,6 +1,13 @@
-import { Trainer, type Accelerator, type Precision, type PrecisionInput } from "@nbit/core";
+import { Trainer, type Accelerator, type LightningModule, type Precision, type PrecisionInput } from "@nbit/core";
 import { mnistLoaders } from "./mnist.js";
-import { MnistClassifier } from "./models.js";
+import { MnistClassifier, MnistCnn } from "./models.js";
+
+/** The MNIST models a run can train, by name. */
+export const MNIST_MODELS = {
+  mlp: (lr: number): LightningModule => new MnistClassifier(lr),
+  cnn: (lr: number, steps: number | null): LightningModule => new MnistCnn(lr, steps),
+} as const;
+export type MnistModelName = keyof typeof MNIST_MODELS;
 
 export interface RunOptions {
   readonly accelerator?: Accelerator;
@@ -16,6 +23,10 @@ export interface RunOptions {
   readonly logDir?: string;
   readonly checkpoint?: boolean;
   readonly limitTrainBatches?: number;
+  /** Shifted copies of each training digit to add (augmentation; default none). */
+  readonly shiftedCopies?: number;
+  /** Which classifier to train (default: the MLP). */
+  readonly model?: MnistModelName;
   /** Where the Trainer's warnings go (default: process warnings). */
   readonly warn?: (message: string) => void;
 }
@@ -50,8 +61,11 @@ export async function trainMnist(options: RunOptions): Promise<RunResult> {
     ...(options.limitTrainBatches !== undefined ? { limitTrainBatches: options.limitTrainBatches } : {}),
     ...(options.warn ? { warn: options.warn } : {}),
   });
-  const { train, test } = mnistLoaders(options.batchSize, options.seed);
-  const model = trainer.initModule(() => new MnistClassifier(options.lr));
+  const { train, test } = mnistLoaders(options.batchSize, options.seed, options.shiftedCopies ?? 0);
+  const perEpoch = Math.min(train.length, options.limitTrainBatches ?? Infinity);
+  const plannedSteps = options.maxEpochs > 0 ? options.maxEpochs * perEpoch : null;
+  const steps = options.maxSteps !== undefined && options.maxSteps > 0 ? Math.min(options.maxSteps, plannedSteps ?? Infinity) : plannedSteps;
+  const model = trainer.initModule(() => MNIST_MODELS[options.model ?? "mlp"](options.lr, steps));
   const started = performance.now();
   await trainer.fit(model, train);
   const seconds = (performance.now() - started) / 1000;

@@ -23,6 +23,22 @@ describe("nbit cli", () => {
     expect(accuracy).toBeGreaterThan(90);
   }, 120_000);
 
+  it("demo --model cnn trains the CNN and judges it against its 98% target", async () => {
+    const { code, out, err } = await run("demo", "--model", "cnn", "--max-epochs", "1", "--limit-batches", "40", "--no-progress-bar");
+    expect(out).toMatch(/^nbit demo: a CNN \(conv 1->8->16/);
+    const accuracy = Number(/test accuracy ([\d.]+)%/.exec(out)![1]);
+    // 40 batches learn the digits, but not to the full run's 98%.
+    expect(accuracy).toBeGreaterThan(60);
+    expect(code).toBe(accuracy < 98 ? 1 : 0);
+    if (accuracy < 98) expect(err).toMatch(/is below 98%/);
+  }, 300_000);
+
+  it("demo refuses a model it does not have", async () => {
+    const { code, err } = await run("demo", "--model", "resnet");
+    expect(code).toBe(2);
+    expect(err).toMatch(/Allowed choices are mlp, cnn/);
+  });
+
   it("fit writes metrics and checkpoints under --log-dir", async () => {
     const dir = mkdtempSync(join(tmpdir(), "nbit-cli-"));
     const { code, out } = await run("fit", "--accelerator", "tpu", "--precision", "bf16-mixed", "--max-epochs", "1", "--limit-batches", "60", "--log-dir", dir, "--no-progress-bar");

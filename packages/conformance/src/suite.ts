@@ -1,5 +1,9 @@
 import {
+  BatchNorm2d,
   CANONICAL_PRECISIONS,
+  Conv2d,
+  Flatten,
+  MaxPool2d,
   DTYPE_INFO,
   GradScaler,
   Generator,
@@ -464,8 +468,63 @@ export function describeBackendConformance(name: string, createAccelerator: () =
           expect(losses.at(-1)!).toBeLessThan(0.35);
         });
       }
+
+      // The ops a CNN's training step lowers to (forward, backward and the update).
+      const cnnOps: PrimitiveOp[] = ["conv2d", "convTranspose2d", "maxPool2d", "maxPool2dIndices", "indexAdd", "sum", "matmul"];
+      const runs = (op: PrimitiveOp, dtype: DType) => (caps.ops[op] ?? []).includes(dtype) || (isHalfDType(dtype) && (caps.ops[op] ?? []).includes("float32"));
+      for (const precision of CANONICAL_PRECISIONS) {
+        if (!supported(precision)) continue;
+        const title = `a tiny CNN (conv, batch norm, max pooling) trains in ${precision}`;
+        const computeDTypes = dtypesOfPrecision(precision).filter(isFloatDType);
+        const missing = cnnOps.flatMap((op) => computeDTypes.filter((d) => !runs(op, d)).map((d) => `${op} in ${d}`));
+        if (missing.length) {
+          it.skip(`${title}: not tested, ${backend.name} registers no ${missing.join(", ")}`, () => {});
+          continue;
+        }
+        test(title, async () => {
+          manualSeed(3);
+          const plugin = precisionPluginFor(precision);
+          const model = plugin.initContext(
+            () => new Sequential(new Conv2d(1, 4, 3, { padding: 1 }), new BatchNorm2d(4), new ReLU(), new MaxPool2d(2), new Flatten(), new Linear(4 * 4 * 4, 3)),
+          );
+          const optimizer = new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
+          const { x, y } = strokes(48, new Generator(4));
+          const input = plugin.convertInput(tensor(x, [48, 1, 8, 8]));
+          const labels = tensor(y, [48], "int32");
+          const losses: number[] = [];
+          for (let s = 0; s < 30; s++) {
+            const loss = plugin.forwardContext(() => crossEntropy(model.forward(input), labels));
+            const outcome = await plugin.optimizerStep(optimizer, loss, { extra: model.buffers() });
+            expect(outcome.skipped).toBe(false);
+            losses.push(outcome.loss);
+          }
+          expect(losses.every(Number.isFinite)).toBe(true);
+          // Stated margin: after 30 steps the loss is under a quarter of where it started.
+          expect(losses.at(-1)!).toBeLessThan(0.25 * losses[0]!);
+          const bn = model.layers[1] as BatchNorm2d;
+          expect(bn.running_mean!.dtype).toBe("float32");
+          expect(await bn.num_batches_tracked!.item()).toBe(30);
+        });
+      }
     });
   });
+}
+
+/** 8 x 8 images of a horizontal, a vertical or a diagonal stroke at a random place, with noise. */
+function strokes(n: number, g: Generator): { x: Float32Array; y: Int32Array } {
+  const x = new Float32Array(n * 64);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const kind = i % 3;
+    y[i] = kind;
+    const at = 1 + g.int(6);
+    for (let p = 0; p < 64; p++) {
+      const [r, c] = [Math.floor(p / 8), p % 8];
+      const on = kind === 0 ? r === at : kind === 1 ? c === at : r === c;
+      x[i * 64 + p] = (on ? 1 : 0) + g.normal() * 0.3;
+    }
+  }
+  return { x, y };
 }
 
 /** Gaussian blobs: `classes` clusters in `features` dimensions. */

@@ -41,6 +41,8 @@ export {
 export * from "./nn/module.js";
 export * from "./nn/init.js";
 export * from "./nn/layers.js";
+export * from "./nn/conv-layers.js";
+export * from "./nn/batch-norm.js";
 export * from "./nn/functional.js";
 export * from "./complex/index.js";
 export { LabelOutOfRangeError, type BatchLocation } from "./nn/labels.js";

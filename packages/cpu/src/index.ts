@@ -2,7 +2,9 @@ import { registerCpu } from "./accelerator.js";
 
 export { CpuAccelerator, registerCpu } from "./accelerator.js";
 export { CpuBackend, CPU_CAPABILITIES, defaultThreads, programWork, SMALL_PROGRAM_WORK, type CpuBackendOptions } from "./backend.js";
-export { programToOnnx, physicalType, type OnnxLowering, type LoweringContext } from "./lower.js";
+export { programToOnnx, lowerProgram, physicalType, type OnnxLowering, type LoweringContext, type LoweringOptions } from "./lower.js";
+export { encodeModel, OnnxType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValue, type Attribute } from "./onnx-proto.js";
+export { exportOnnx, exportOnnxBytes, ExportError, type ExportOnnxOptions } from "./export.js";
 export { CPU_KERNELS } from "./kernels.js";
 
 registerCpu();

@@ -67,7 +67,7 @@ class Writer {
 }
 
 /** ONNX TensorProto.DataType codes. */
-export const OnnxType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+export const OnnxType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11 } as const;
 /** A TensorProto.DataType code: one of OnnxType, or a narrow float's code from core's FLOAT_FORMATS. */
 export type OnnxTypeCode = number;
 
@@ -94,7 +94,8 @@ export interface OnnxTensor {
 export interface OnnxValue {
   readonly name: string;
   readonly type: OnnxTypeCode;
-  readonly dims: readonly number[];
+  /** Sizes; a string is a symbolic dim (dim_param), such as the batch size of an exported model. */
+  readonly dims: readonly (number | string)[];
 }
 
 export interface OnnxGraph {
@@ -111,12 +112,12 @@ const ATTR_INTS = 7;
 
 function valueInfo(w: Writer, v: OnnxValue): void {
   w.string(1, v.name).message(2, (type) =>
-    type.message(1, (tensor) => tensor.int(1, v.type).message(2, (shape) => v.dims.forEach((d) => shape.message(1, (dim) => dim.int(1, d))))),
+    type.message(1, (tensor) => tensor.int(1, v.type).message(2, (shape) => v.dims.forEach((d) => shape.message(1, (dim) => (typeof d === "string" ? dim.string(2, d) : dim.int(1, d)))))),
   );
 }
 
 /** Serialises a single-graph ModelProto (IR version 8, default-domain opset `opset`). */
-export function encodeModel(graph: OnnxGraph, opset = 18): Uint8Array {
+export function encodeModel(graph: OnnxGraph, opset = 18, graphName = "step"): Uint8Array {
   return new Writer()
     .int(1, 8)
     .string(2, "nbit")
@@ -139,7 +140,7 @@ export function encodeModel(graph: OnnxGraph, opset = 18): Uint8Array {
             });
         }),
       );
-      g.string(2, "step");
+      g.string(2, graphName);
       for (const t of graph.initializers)
         g.message(5, (tensor) => {
           t.dims.forEach((d) => tensor.int(1, d));

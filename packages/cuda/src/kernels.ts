@@ -132,14 +132,18 @@ const avgPool2d: TfjsKernel = (tf, ins, [x]) => {
   return toNCHW(tf, tf.avgPool(toNHWC(tf, padded), mutable(ins.attrs.kernel!), mutable(ins.attrs.stride!), "valid"));
 };
 
-/** index_add as a segment sum of the updates (their axis moved first) added to the base. */
+/**
+ * index_add as a scatter of the updates (their axis moved first) that sums duplicate indices,
+ * added to the base. scatterND is linear in the updates; tfjs's CPU unsortedSegmentSum is
+ * O(segments x updates), which made max-pool gradients take seconds.
+ */
 const indexAdd: TfjsKernel = (tf, ins, [base, index, updates], infos) => {
   const axis = ins.attrs.axis!;
   const shape = infos[0]!.shape;
   const [pre, size, post] = [sizeOf(shape.slice(0, axis)), shape[axis]!, sizeOf(shape.slice(axis + 1))];
   const k = infos[1]!.shape[0]!;
   const moved = tf.transpose(tf.reshape(updates!, [pre, k, post]), [1, 0, 2]);
-  const summed = tf.transpose(tf.unsortedSegmentSum(moved, index! as tfc.Tensor1D, size), [1, 0, 2]);
+  const summed = tf.transpose(tf.scatterND(tf.reshape(index!, [k, 1]), moved, [size, pre, post]), [1, 0, 2]);
   return tf.add(base!, tf.reshape(summed, [...shape]));
 };
 

@@ -14,6 +14,7 @@ export const COMPOSITE_AUTOCAST: Readonly<Record<string, AutocastCategory>> = {
   logSoftmax: "float32",
   mean: "float32",
   layerNorm: "float32",
+  batchNorm: "float32",
   crossEntropy: "float32",
   mseLoss: "float32",
 };

@@ -1,7 +1,7 @@
 import { NbitError, ShapeError } from "../errors.js";
 import { defaultGenerator, type Generator } from "../engine/random.js";
 import { isHalfDType, promoteTypes } from "../dtype.js";
-import { sizeOf } from "../engine/primitives.js";
+import { normalizeAxis, sizeOf } from "../engine/primitives.js";
 import { Tensor, castFor, rawBinary, rawCast, rawMatmul, rawReshape, rawTranspose, tensor } from "../engine/tensor.js";
 import { embedding } from "./functional.js";
 import { constantParameter, normalParameter, uniformParameter, type InitOptions } from "./init.js";
@@ -72,9 +72,20 @@ export class Sigmoid extends Module {
   }
 }
 
+/** torch.nn.Flatten: merges axes startDim..endDim (negative counts from the end) into one. */
 export class Flatten extends Module {
+  constructor(
+    readonly startDim = 1,
+    readonly endDim = -1,
+  ) {
+    super();
+  }
+
   forward(x: Tensor): Tensor {
-    return x.flatten(1);
+    const start = normalizeAxis("Flatten", x.shape, this.startDim);
+    const end = normalizeAxis("Flatten", x.shape, this.endDim);
+    if (start > end) throw new ShapeError("Flatten", [x.shape], `startDim ${this.startDim} comes after endDim ${this.endDim}`);
+    return x.reshape([...x.shape.slice(0, start), sizeOf(x.shape.slice(start, end + 1)), ...x.shape.slice(end + 1)]);
   }
 }
 

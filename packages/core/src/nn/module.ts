@@ -16,6 +16,16 @@ export class Parameter extends Tensor {
   }
 }
 
+/**
+ * A tensor a module keeps but does not train (torch's register_buffer): batch norm's running
+ * statistics. Buffers keep their dtype when the module is cast, and belong to its state dict.
+ */
+export class ModuleBuffer extends Tensor {
+  constructor(value: Tensor) {
+    super(value.node, false);
+  }
+}
+
 /** Base class of layers and models, in the manner of torch.nn.Module. */
 export abstract class Module {
   training = true;
@@ -39,6 +49,21 @@ export abstract class Module {
         for (const part of ["real", "imag"] as const) if (value[part] instanceof Parameter) yield [`${prefix}${key}.${part}`, value[part]];
     }
     for (const [name, child] of this.namedChildren()) yield* child.namedParameters(`${prefix}${name}.`);
+  }
+
+  *namedBuffers(prefix = ""): Generator<[string, ModuleBuffer]> {
+    for (const [key, value] of Object.entries(this)) if (value instanceof ModuleBuffer) yield [prefix + key, value];
+    for (const [name, child] of this.namedChildren()) yield* child.namedBuffers(`${prefix}${name}.`);
+  }
+
+  buffers(): ModuleBuffer[] {
+    return [...this.namedBuffers()].map(([, b]) => b);
+  }
+
+  /** Parameters, then buffers: everything a checkpoint holds for this module. */
+  *namedStateTensors(): Generator<[string, Tensor]> {
+    yield* this.namedParameters();
+    yield* this.namedBuffers();
   }
 
   parameters(): Parameter[] {
@@ -99,17 +124,18 @@ export abstract class Module {
     return this;
   }
 
+  /** Parameters and buffers by name. */
   stateDict(): Record<string, Tensor> {
-    return Object.fromEntries(this.namedParameters());
+    return Object.fromEntries(this.namedStateTensors());
   }
 
   /**
-   * Copies values into parameters by name; names and shapes must match exactly (values are cast to
-   * each parameter's dtype). Every entry is validated before any parameter changes.
+   * Copies values into parameters and buffers by name; names and shapes must match exactly (values
+   * are cast to each tensor's dtype). Every entry is validated before any parameter changes.
    */
   loadStateDict(state: Readonly<Record<string, { data: ArrayLike<number> | Uint16Array; shape: readonly number[]; dtype: DType }>>, strict = true): void {
     if (!isPlainObject(state)) throw new InvalidArgumentError("loadStateDict state", "an object of tensors keyed by parameter name", state);
-    const own = new Map(this.namedParameters());
+    const own = new Map(this.namedStateTensors());
     if (strict) {
       const missing = [...own.keys()].filter((k) => !Object.hasOwn(state, k));
       const unexpected = Object.keys(state).filter((k) => !own.has(k));
@@ -119,7 +145,7 @@ export abstract class Module {
           `State dict does not match the module. Missing: ${missing.join(", ") || "(none)"}. Unexpected: ${unexpected.join(", ") || "(none)"}.`,
         );
     }
-    const updates: [Parameter, HostArray][] = [];
+    const updates: [Tensor, HostArray][] = [];
     for (const [name, entry] of Object.entries(state)) {
       const p = own.get(name);
       if (!p) continue;

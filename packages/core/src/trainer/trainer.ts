@@ -425,7 +425,8 @@ export class Trainer {
       // Lightning divides the loss by the number of accumulated batches.
       const stepLoss = accumulate > 1 ? loss.div(accumulate) : loss;
       const logged = [...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor);
-      const extra = [...logged, ...checks.map((c) => c.validRows)];
+      // Buffers a training forward updated (batch norm's running statistics) are computed with the step.
+      const extra = [...logged, ...checks.map((c) => c.validRows), ...module.buffers()];
       const step = this.globalStep;
       let lossValue: number;
       let skipped = false;
