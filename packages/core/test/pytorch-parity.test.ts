@@ -59,3 +59,27 @@ describe("clipGradients by norm", () => {
     expect(p.grad.dtype).toBe("float32");
   });
 });
+
+describe("type promotion with 0-dim tensors, as torch.result_type", () => {
+  it("gives a dimensioned tensor priority over a 0-dim tensor of the same category", async () => {
+    const x = tensor([1.5, 2.5], [2], "bfloat16");
+    const s = tensor(1.01, [], "float32");
+    expect(x.add(s).dtype).toBe("bfloat16");
+    expect(s.mul(x).dtype).toBe("bfloat16");
+    expect(tensor([1, 2], [2], "float16").sub(tensor(1, [], "float64")).dtype).toBe("float16");
+    expect(tensor([1, 2], [2], "int8").add(tensor(3, [], "int32")).dtype).toBe("int8");
+    // The 0-dim operand is cast to the tensor's dtype first: 1.5 + bf16(1.01) = 2.5078125, exact in bf16.
+    expect(Array.from(await x.add(s).data())).toEqual([2.5, 3.5]);
+  });
+
+  it("lets a 0-dim tensor of a higher category win: a 0-dim float with an integer tensor gives the float", () => {
+    expect(tensor([1, 2], [2], "int32").add(tensor(0.5, [], "float32")).dtype).toBe("float32");
+    expect(tensor([1, 2], [2], "int32").mul(tensor(0.5, [], "float16")).dtype).toBe("float16");
+    expect(tensor([1, 0], [2], "bool").add(tensor(3, [], "int32")).dtype).toBe("int32");
+  });
+
+  it("promotes as before when both or neither operand has dimensions", () => {
+    expect(tensor([1, 2], [2], "bfloat16").add(tensor([1, 2], [2], "float32")).dtype).toBe("float32");
+    expect(tensor(1, [], "bfloat16").add(tensor(1, [], "float16")).dtype).toBe("float32");
+  });
+});

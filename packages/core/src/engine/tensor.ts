@@ -1,4 +1,4 @@
-import { isFloatDType, isHalfDType, itemSize, promoteTypes, type DType, type HostArray } from "../dtype.js";
+import { isFloatDType, isHalfDType, itemSize, promoteTypes, resultType, type DType, type HostArray } from "../dtype.js";
 import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { FLOAT_FORMATS } from "../numerics/formats.js";
@@ -559,7 +559,7 @@ function prepareBinary(op: string, a: TensorOrScalar, b: TensorOrScalar): [Tenso
   if (typeof a === "number" && typeof b === "number") throw new DTypeError(op, "needs at least one tensor");
   const x = typeof a === "number" ? scalarLike(a, b as Tensor) : a;
   const y = typeof b === "number" ? scalarLike(b, x) : b;
-  const dtype = promoteTypes(x.dtype, y.dtype);
+  const dtype = resultType(x, y);
   return [rawCast(x, dtype), rawCast(y, dtype)];
 }
 
