@@ -237,26 +237,32 @@ export class Tensor {
 
   sum(axes?: number | readonly number[], keepDims = false): Tensor {
     const [x] = castFor("sum", [this]);
-    return rawSum(x!, normalizeAxes("sum", x!.shape, axes), keepDims);
+    return inFloat32(x!, (x) => rawSum(x, normalizeAxes("sum", x.shape, axes), keepDims));
   }
   mean(axes?: number | readonly number[], keepDims = false): Tensor {
     const [x] = castFor("mean", [this]);
-    const ax = normalizeAxes("mean", x!.shape, axes);
-    const count = ax.reduce((n, a) => n * x!.shape[a]!, 1);
-    return rawBinary("mul", rawSum(x!, ax, keepDims), scalarLike(1 / count, x!));
+    return inFloat32(x!, (x) => {
+      const ax = normalizeAxes("mean", x.shape, axes);
+      const count = ax.reduce((n, a) => n * x.shape[a]!, 1);
+      return rawBinary("mul", rawSum(x, ax, keepDims), scalarLike(1 / count, x));
+    });
   }
   max(axes?: number | readonly number[], keepDims = false): Tensor {
     return rawMax(this, normalizeAxes("max", this.shape, axes), keepDims);
   }
   softmax(axis = -1): Tensor {
     const [x] = castFor("softmax", [this]);
-    const e = rawUnary("exp", shiftByMax(x!, axis));
-    return rawBinary("div", e, rawSum(e, normalizeAxes("softmax", e.shape, axis), true));
+    return inFloat32(x!, (x) => {
+      const e = rawUnary("exp", shiftByMax(x, axis));
+      return rawBinary("div", e, rawSum(e, normalizeAxes("softmax", e.shape, axis), true));
+    });
   }
   logSoftmax(axis = -1): Tensor {
     const [x] = castFor("logSoftmax", [this]);
-    const s = shiftByMax(x!, axis);
-    return rawBinary("sub", s, rawUnary("log", rawSum(rawUnary("exp", s), normalizeAxes("logSoftmax", s.shape, axis), true)));
+    return inFloat32(x!, (x) => {
+      const s = shiftByMax(x, axis);
+      return rawBinary("sub", s, rawUnary("log", rawSum(rawUnary("exp", s), normalizeAxes("logSoftmax", s.shape, axis), true)));
+    });
   }
 
   // ---- shape ------------------------------------------------------------------------------
@@ -544,6 +550,14 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
 /** A scalar constant in `like`'s dtype (scalars never promote a tensor, as in PyTorch). */
 export const scalarLike = (value: number, like: Tensor): Tensor =>
   new Tensor(new LazyNode("const", [], {}, [], like.dtype, roundScalar(value, like.dtype)));
+
+/**
+ * Runs `fn` on `x` widened to float32 when `x` is 16-bit and rounds its result once into `x`'s
+ * dtype, as PyTorch's reductions and softmax accumulate 16-bit inputs in float32 (its acc_type).
+ */
+export function inFloat32(x: Tensor, fn: (x: Tensor) => Tensor): Tensor {
+  return isHalfDType(x.dtype) ? rawCast(fn(rawCast(x, "float32")), x.dtype) : fn(x);
+}
 
 /** Applies the autocast policy for `op` to its tensor inputs. */
 export function castFor(op: string, inputs: readonly Tensor[]): Tensor[] {
