@@ -125,6 +125,7 @@ export const NAIVE_KERNELS = new KernelRegistry<Kernel>("naive", [
   k("log", F32, unary(Math.log)),
   k("sqrt", F32, unary(Math.sqrt)),
   k("tanh", F32, unary(Math.tanh)),
+  k("relu", NUMERIC, unary((x) => (x > 0 || x !== x ? x : 0))),
   k("add", NUMERIC, binary((x, y) => x + y)),
   k("sub", NUMERIC, binary((x, y) => x - y)),
   k("mul", NUMERIC, binary((x, y) => x * y)),

@@ -242,6 +242,7 @@ export const PRIMITIVE_OPS = [
   "log",
   "sqrt",
   "tanh",
+  "relu",
   "add",
   "sub",
   "mul",
@@ -277,6 +278,11 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
   log: UNARY((g, [x]) => [ap("div", [g, x!])], "float32"),
   sqrt: UNARY((g, _, out) => [ap("div", [ap("mul", [g, scalarLike(0.5, g)]), out])], "float32"),
   tanh: UNARY((g, _, out) => [ap("mul", [g, ap("sub", [scalarLike(1, out), ap("mul", [out, out])])])]),
+  // max(x, 0) with +0 for x = -0 on every backend and NaN kept, as torch.relu; the gradient passes where the output is > 0.
+  relu: {
+    ...UNARY((g, _, out) => [where(ap("less", [scalarLike(0, out), out]), g, 0)], null, true),
+    accepts: "numeric",
+  },
 
   add: BINARY("add", (g) => [g, g]),
   sub: BINARY("sub", (g) => [g, ap("neg", [g])]),

@@ -334,6 +334,17 @@ export function referenceKernels(compute: readonly DType[] = ["float64", "float3
       },
     });
   }
+  // relu takes integers too; -0 and everything not above 0 give +0, NaN stays NaN.
+  const reluLoop = unaryLoop("x > 0 || x !== x ? x : 0");
+  specs.push({
+    op: "relu",
+    dtypes: numeric,
+    kernel: (ins, [x]) => {
+      const out = allocHost(ins.dtype, x!.length);
+      reluLoop(out, x!, x!.length);
+      return out;
+    },
+  });
   for (const [op, expr] of Object.entries(BINARY_EXPR) as [keyof typeof BINARY_EXPR, string][]) {
     const loop = binaryLoop(expr);
     specs.push({

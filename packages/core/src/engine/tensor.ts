@@ -211,10 +211,7 @@ export class Tensor {
     return where(rawBinary("less", this, scalarLike(0, this)), this.neg(), this);
   }
   relu(): Tensor {
-    // One maximum forward; the gradient passes where the output is > 0 (zero at 0, as torch.relu).
-    // Masking on the output leaves the pre-activation with one consumer, so graph engines can fuse it.
-    const zero = scalarLike(0, this);
-    return apply("maximum", [this, zero], {}, (g, y) => [where(rawBinary("less", zero, y.detach()), g, 0), null]);
+    return apply("relu", [this]);
   }
   sigmoid(): Tensor {
     return rawBinary("div", scalarLike(1, this), rawBinary("add", scalarLike(1, this), rawUnary("exp", this.neg())));
