@@ -203,6 +203,8 @@ export class NaiveAccelerator implements Accelerator {
   readonly description = "plain TypeScript loops (the custom-backend example)";
   readonly supportedPrecisions = ["32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"] as const;
   readonly legacyHalfPrecision = "16-mixed" as const;
+  // A CPU backend: PyTorch's CPU autocast lists (a table of its own would do too).
+  readonly autocastPolicy = "cpu" as const;
   readonly precisionHints = { "64-true": "The naive backend computes in float32 only." };
   isAvailable() {
     return { available: true } as const;

@@ -1,10 +1,11 @@
 import type { FloatDType } from "../dtype.js";
 import { NbitError } from "../errors.js";
+import { AUTOCAST_POLICIES, type AutocastPolicy } from "./autocast-policy.js";
 import type { Runtime } from "./runtime.js";
 
 interface EngineState {
   gradEnabled: boolean;
-  autocast: FloatDType | null;
+  autocast: AutocastScope | null;
   paramDType: FloatDType;
   runtime: Runtime | null;
 }
@@ -34,9 +35,18 @@ export const isGradEnabled = (): boolean => state.gradEnabled;
 export const noGrad = <T>(fn: () => T): T => withState("gradEnabled", false, fn);
 export const enableGrad = <T>(fn: () => T): T => withState("gradEnabled", true, fn);
 
+/** An autocast region: the low dtype and the device type's op lists. */
+export interface AutocastScope {
+  readonly dtype: FloatDType;
+  readonly policy: AutocastPolicy;
+}
+
 /** The dtype matmul-type ops run in right now, or null outside autocast. */
-export const autocastDType = (): FloatDType | null => state.autocast;
-export const autocast = <T>(dtype: FloatDType | null, fn: () => T): T => withState("autocast", dtype, fn);
+export const autocastDType = (): FloatDType | null => state.autocast?.dtype ?? null;
+export const autocastScope = (): AutocastScope | null => state.autocast;
+/** Runs `fn` with autocast to `dtype` under `policy`'s lists (null: autocast off). */
+export const autocast = <T>(dtype: FloatDType | null, fn: () => T, policy: AutocastPolicy = AUTOCAST_POLICIES.cuda): T =>
+  withState("autocast", dtype ? { dtype, policy } : null, fn);
 
 /** The dtype new parameters are created in (set by a precision plugin's init context). */
 export const defaultParamDType = (): FloatDType => state.paramDType;

@@ -3,6 +3,7 @@ import { NbitError } from "../errors.js";
 import { castHost } from "../numerics/convert.js";
 import { ROUNDED_FLOAT_DTYPES } from "../numerics/formats.js";
 import type { Accelerator } from "../accelerator.js";
+import type { AutocastDeviceType, AutocastPolicy } from "./autocast-policy.js";
 import { CANONICAL_PRECISIONS, type Precision } from "../precision/parse.js";
 import type { Backend, BackendCapabilities, Instruction, ValueInfo } from "./backend.js";
 import { KernelRegistry, type KernelSpec } from "./kernels.js";
@@ -503,6 +504,8 @@ export interface ReferenceAcceleratorOptions {
   readonly legacyHalfPrecision?: Precision;
   /** A reason makes the accelerator unavailable (for testing "auto" and error messages). */
   readonly unavailableReason?: string;
+  /** Whose autocast lists its mixed precisions use (default "cuda"). */
+  readonly autocastPolicy?: AutocastDeviceType | AutocastPolicy;
   /** The backend it creates (default: a new ReferenceBackend). */
   readonly backend?: () => Backend;
 }
@@ -518,6 +521,7 @@ export function referenceAccelerator(options: ReferenceAcceleratorOptions = {}):
     description: `core's TypeScript reference kernels (${name})`,
     supportedPrecisions: options.supportedPrecisions ?? CANONICAL_PRECISIONS,
     legacyHalfPrecision: options.legacyHalfPrecision ?? "16-mixed",
+    autocastPolicy: options.autocastPolicy ?? "cuda",
     isAvailable: () => (options.unavailableReason ? { available: false, reason: options.unavailableReason } : { available: true }),
     deviceCount: () => (options.unavailableReason ? 0 : 1),
     createBackend: options.backend ?? (() => new ReferenceBackend()),

@@ -3,7 +3,7 @@ import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { FLOAT_FORMATS } from "../numerics/formats.js";
 import { autocastCategory } from "./autocast-policy.js";
-import { autocast, autocastDType, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
+import { autocast, autocastScope, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
 import { LazyNode } from "./node.js";
 import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
 import {
@@ -558,11 +558,11 @@ export function inFloat32(x: Tensor, fn: (x: Tensor) => Tensor): Tensor {
 
 /** Applies the autocast policy for `op` to its tensor inputs. */
 export function castFor(op: string, inputs: readonly Tensor[]): Tensor[] {
-  const target = autocastDType();
-  const category = autocastCategory(op);
-  if (target && category === "lowPrecision")
-    return inputs.map((t) => (isFloatDType(t.dtype) && t.dtype !== "float64" ? rawCast(t, target) : t));
-  if (target && category === "float32") return inputs.map((t) => (isHalfDType(t.dtype) ? rawCast(t, "float32") : t));
+  const scope = autocastScope();
+  if (!scope) return [...inputs];
+  const category = autocastCategory(scope.policy, op);
+  if (category === "lowPrecision") return inputs.map((t) => (isFloatDType(t.dtype) && t.dtype !== "float64" ? rawCast(t, scope.dtype) : t));
+  if (category === "float32") return inputs.map((t) => (isHalfDType(t.dtype) ? rawCast(t, "float32") : t));
   return [...inputs];
 }
 

@@ -100,7 +100,10 @@ export class LayerNorm extends Module {
 /** Normalises over the last axis; under autocast it runs in float32. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   const [input] = castFor("layerNorm", [x]);
-  const out = promoteTypes(promoteTypes(input!.dtype, weight.dtype), bias.dtype);
+  // A 16-bit input with float32 weight and bias keeps its dtype (PyTorch's mixed-dtype layer_norm,
+  // which autocast on the CPU reaches); otherwise the dtypes promote.
+  const mixed = isHalfDType(input!.dtype) && [weight.dtype, bias.dtype].every((d) => d === "float32" || d === input!.dtype);
+  const out = mixed ? input!.dtype : promoteTypes(promoteTypes(input!.dtype, weight.dtype), bias.dtype);
   // 16-bit results are computed in float32 and rounded once, as PyTorch's layer_norm does.
   const wide = (t: Tensor) => (isHalfDType(out) ? t.cast("float32") : t);
   const h = wide(input!);

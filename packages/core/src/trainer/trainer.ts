@@ -1,4 +1,4 @@
-import { accelerators, resolvePrecision, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
+import { accelerators, autocastPolicyOf, resolvePrecision, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
 import { NbitError } from "../errors.js";
 import { setDefaultRuntime, noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
@@ -151,7 +151,7 @@ export class Trainer {
     const plugin = options.plugin ?? (options.ampLevel !== undefined ? precisionPluginForAmpLevel(options.ampLevel) : undefined);
     // A given plugin must still run on this accelerator: its precision is checked like a requested one.
     this.precision = resolvePrecision(this.accelerator, plugin?.precision ?? options.precision ?? "32-true", emit).precision;
-    this.precisionPlugin = plugin ?? precisionPluginFor(this.precision);
+    this.precisionPlugin = plugin ?? precisionPluginFor(this.precision, autocastPolicyOf(this.accelerator));
     this.runtime = new Runtime(this.accelerator.createBackend());
     // Seeded once, here, as seed_everything before building the model: later fit/test calls do not rewind it.
     if (options.seed !== undefined) manualSeed(options.seed);
