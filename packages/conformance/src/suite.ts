@@ -42,6 +42,7 @@ import {
   roundScalar,
   setDefaultRuntime,
   tensor,
+  withRuntime,
   type Accelerator,
   type AutocastPolicy,
   AUTOCAST_POLICIES,
@@ -420,6 +421,21 @@ export function describeBackendConformance(name: string, createAccelerator: () =
       });
     });
 
+    if (supported("bf16-mixed")) describe("cross-backend agreement", () => {
+      const { firstLoss, everyLoss, steps } = AGREEMENT_BOUNDS;
+      test(`a bf16-mixed MLP's ${steps} losses agree with the reference backend's (first within ${firstLoss} relative, every one within ${everyLoss})`, async () => {
+        const mine = await withRuntime(runtime, () => bf16MixedLosses(autocastPolicy, steps));
+        const theirs = await withRuntime(reference, () => bf16MixedLosses(autocastPolicy, steps));
+        const rel = mine.map((l, i) => Math.abs(l - theirs[i]!) / Math.abs(theirs[i]!));
+        expect(mine.every(Number.isFinite), `losses ${mine.join(", ")}`).toBe(true);
+        expect(rel[0]!, `first loss ${mine[0]} vs ${theirs[0]}`).toBeLessThanOrEqual(firstLoss);
+        const worst = rel.indexOf(Math.max(...rel));
+        expect(rel[worst]!, `step ${worst}: loss ${mine[worst]} vs ${theirs[worst]}`).toBeLessThanOrEqual(everyLoss);
+        // The run must learn, or agreement would say little.
+        expect(theirs.at(-1)!).toBeLessThan(0.8 * theirs[0]!);
+      });
+    });
+
     describe("training", () => {
       const steps = options.trainSteps ?? 60;
       for (const precision of CANONICAL_PRECISIONS) {
@@ -469,14 +485,37 @@ function expectedAutocastDTypes(policy: AutocastPolicy, low: FloatDType): Record
   return expected;
 }
 
+/**
+ * Cross-backend agreement of a bf16-mixed MLP (16-64-64-4, ReLU, cross-entropy, SGD with momentum
+ * 0.9, lr 0.05) on 256 samples of overlapping blobs: the loss of each of `steps` steps. Every op rounds the same
+ * way on every backend; only the summation order of matmuls and reductions differs, so the losses
+ * drift apart slowly, not at once.
+ */
+export async function bf16MixedLosses(autocastPolicy: AutocastPolicy, steps: number): Promise<number[]> {
+  manualSeed(3);
+  const plugin = precisionPluginFor("bf16-mixed", autocastPolicy);
+  const model = plugin.initContext(() => new Sequential(new Linear(16, 64), new ReLU(), new Linear(64, 64), new ReLU(), new Linear(64, 4)));
+  const optimizer = new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
+  // Overlapping clusters, so the loss stays well above 0 and relative differences mean something.
+  const { x, y } = blobs(256, 16, 4, new Generator(5), 0.3, 1);
+  const input = tensor(x, [256, 16]);
+  const labels = tensor(y, [256], "int32");
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(input), labels)))).loss);
+  return losses;
+}
+
+/** Bounds of the kit's agreement test, relative to the reference backend's losses. */
+export const AGREEMENT_BOUNDS = { firstLoss: 1e-5, everyLoss: 2e-2, steps: 50 } as const;
+
 /** Gaussian blobs: `classes` clusters in `features` dimensions. */
-function blobs(n: number, features: number, classes: number, g: Generator): { x: Float32Array; y: Int32Array } {
-  const centers = Array.from({ length: classes }, () => Array.from({ length: features }, () => g.normal() * 2));
+function blobs(n: number, features: number, classes: number, g: Generator, spread = 2, noise = 0.7): { x: Float32Array; y: Int32Array } {
+  const centers = Array.from({ length: classes }, () => Array.from({ length: features }, () => g.normal() * spread));
   const x = new Float32Array(n * features);
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     y[i] = i % classes;
-    for (let f = 0; f < features; f++) x[i * features + f] = centers[y[i]!]![f]! + g.normal() * 0.7;
+    for (let f = 0; f < features; f++) x[i * features + f] = centers[y[i]!]![f]! + g.normal() * noise;
   }
   return { x, y };
 }
