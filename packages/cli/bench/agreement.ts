@@ -46,18 +46,18 @@ async function mlpLosses(backend: Backend, policy: AutocastPolicy, steps = 50): 
   return withRuntime(new Runtime(backend), async () => {
     manualSeed(3);
     const plugin = precisionPluginFor("bf16-mixed", policy);
-    const model = plugin.initContext(() => new Sequential(new Linear(16, 64), new ReLU(), new Linear(64, 64), new ReLU(), new Linear(64, 4)));
+    const model = plugin.initContext(() => new Sequential(new Linear(16, 32), new ReLU(), new Linear(32, 32), new ReLU(), new Linear(32, 4)));
     const optimizer = new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
     const g = new Generator(5);
     const centers = Array.from({ length: 4 }, () => Array.from({ length: 16 }, () => g.normal() * 0.3));
-    const x = new Float32Array(256 * 16);
-    const y = new Int32Array(256);
-    for (let i = 0; i < 256; i++) {
+    const x = new Float32Array(128 * 16);
+    const y = new Int32Array(128);
+    for (let i = 0; i < 128; i++) {
       y[i] = i % 4;
       for (let f = 0; f < 16; f++) x[i * 16 + f] = centers[y[i]!]![f]! + g.normal();
     }
-    const input = tensor(x, [256, 16]);
-    const labels = tensor(y, [256], "int32");
+    const input = tensor(x, [128, 16]);
+    const labels = tensor(y, [128], "int32");
     const losses: number[] = [];
     for (let s = 0; s < steps; s++) losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(input), labels)))).loss);
     return losses;
