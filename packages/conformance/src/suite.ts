@@ -95,7 +95,7 @@ export function describeBackendConformance(name: string, createAccelerator: () =
     const autocastPolicy = autocastPolicyOf(accelerator);
 
     const skip = (title: string) => (options.exclude ?? []).some((f) => (typeof f === "string" ? title.includes(f) : f.test(title)));
-    const test = (title: string, fn: () => Promise<void> | void) => {
+    const test = (title: string, fn: () => Promise<void> | void, testTimeout = timeout) => {
       const run = async () => {
         setDefaultRuntime(runtime);
         try {
@@ -105,7 +105,7 @@ export function describeBackendConformance(name: string, createAccelerator: () =
         }
       };
       if (skip(title)) it.skip(title, run);
-      else it(title, run, timeout);
+      else it(title, run, testTimeout);
     };
     const values = async (t: Tensor) => Float64Array.from(await t.data());
 
@@ -433,7 +433,8 @@ export function describeBackendConformance(name: string, createAccelerator: () =
         expect(rel[worst]!, `step ${worst}: loss ${mine[worst]} vs ${theirs[worst]}`).toBeLessThanOrEqual(everyLoss);
         // The run must learn, or agreement would say little.
         expect(theirs.at(-1)!).toBeLessThan(0.8 * theirs[0]!);
-      });
+        // Two training runs of 50 steps each: three times a test's time.
+      }, 3 * timeout);
     });
 
     describe("training", () => {
