@@ -41,6 +41,8 @@ export async function trainMnist(options: RunOptions): Promise<RunResult> {
     maxEpochs: options.maxEpochs,
     ...(options.maxSteps !== undefined ? { maxSteps: options.maxSteps } : {}),
     enableProgressBar: options.progressBar,
+    // The layer table goes with the interactive display; piped output stays one line per run.
+    enableModelSummary: options.progressBar,
     enableCheckpointing: options.checkpoint ?? false,
     logger: options.logDir !== undefined,
     ...(options.logDir !== undefined ? { defaultRootDir: options.logDir } : {}),

@@ -40,7 +40,6 @@ import {
   realize,
   resolvePrecision,
   roundScalar,
-  setDefaultRuntime,
   tensor,
   withRuntime,
   type Accelerator,
@@ -96,14 +95,7 @@ export function describeBackendConformance(name: string, createAccelerator: () =
 
     const skip = (title: string) => (options.exclude ?? []).some((f) => (typeof f === "string" ? title.includes(f) : f.test(title)));
     const test = (title: string, fn: () => Promise<void> | void, testTimeout = timeout) => {
-      const run = async () => {
-        setDefaultRuntime(runtime);
-        try {
-          await fn();
-        } finally {
-          setDefaultRuntime(null);
-        }
-      };
+      const run = () => runtime.run(async () => fn());
       if (skip(title)) it.skip(title, run);
       else it(title, run, testTimeout);
     };

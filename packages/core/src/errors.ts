@@ -119,3 +119,18 @@ export class DTypeError extends NbitError {
     super("DTYPE_MISMATCH", `${op}: ${detail}`);
   }
 }
+
+/** One operation used tensors that live on two different runtimes (two Trainers, or two backends). */
+export class RuntimeMismatchError extends NbitError {
+  constructor(
+    readonly expectedBackend: string,
+    readonly receivedBackend: string,
+    readonly shape: readonly number[],
+  ) {
+    super(
+      "RUNTIME_MISMATCH",
+      `An operation running on backend "${expectedBackend}" received a tensor of shape [${shape.join(", ")}] that lives on another runtime (backend "${receivedBackend}"). ` +
+        "Tensors belong to the runtime (Trainer) that placed them; download the tensor (toHost) and build a new one to move it.",
+    );
+  }
+}

@@ -14,7 +14,10 @@ export * from "./engine/kernels.js";
 export { LazyNode } from "./engine/node.js";
 export { Runtime, type RuntimeStats } from "./engine/runtime.js";
 export * from "./engine/context.js";
+// The public autocast also warns about a nested autocast inside a watched training step (it shadows context.js's).
+export { autocast } from "./engine/cast-watch.js";
 export * from "./engine/random.js";
+export { heldBytes, type StorageMap } from "./engine/memory.js";
 export * from "./engine/autocast-policy.js";
 export {
   Tensor,
@@ -48,6 +51,7 @@ export * from "./optim/grad-scaler.js";
 export * from "./optim/adam8bit.js";
 export * from "./engine/reference-kernels.js";
 export * from "./trainer/trainer.js";
+export { AMP_BACKENDS, PrecisionConflictError, selectPrecisionPlugin, type AmpBackend, type PrecisionOptions } from "./trainer/precision-options.js";
 export * from "./trainer/lightning-module.js";
 export * from "./trainer/data.js";
 export * from "./trainer/callbacks.js";
@@ -55,3 +59,10 @@ export * from "./trainer/schedulers.js";
 export * from "./trainer/logger.js";
 export * from "./trainer/safetensors.js";
 export { CHECKPOINT_FORMAT, type LoopPosition } from "./trainer/checkpoint.js";
+export { checkHyperparameters, type Hyperparameters, type HyperparameterValue } from "./trainer/hparams.js";
+export type { LoadFromCheckpointOptions } from "./trainer/load-from-checkpoint.js";
+export * from "./trainer/checkpoint-path.js";
+export { LightningDataModule, MissingDataloaderError } from "./trainer/datamodule.js";
+export { parseDuration, type Duration } from "./trainer/loop-limits.js";
+export { formatSummary, ModelSummary, summarize, type LayerSummary, type ModelSummaryData, type ModelSummaryOptions } from "./trainer/model-summary.js";
+export * from "./trainer/timer.js";

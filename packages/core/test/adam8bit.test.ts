@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import {
   Adam,
   Adam8bit,
@@ -16,12 +16,15 @@ import {
   ReferenceBackend,
   Runtime,
   Sequential,
-  setDefaultRuntime,
   tensor,
 } from "../src/index.js";
+import { itOn } from "./scoped.js";
 
-beforeEach(() => setDefaultRuntime(new Runtime(new ReferenceBackend())));
-afterEach(() => setDefaultRuntime(null));
+let runtime: Runtime;
+beforeEach(() => {
+  runtime = new Runtime(new ReferenceBackend());
+});
+const it = itOn(() => runtime);
 
 describe("dynamic quantization maps", () => {
   it("have 256 sorted entries with 0 and 1, signed ones symmetric", () => {

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   CANONICAL_PRECISIONS,
   DataLoader,
@@ -9,6 +9,7 @@ import {
   Linear,
   MasterWeightsPrecision,
   MixedPrecision,
+  PrecisionConflictError,
   ReLU,
   ReferenceBackend,
   Runtime,
@@ -22,14 +23,12 @@ import {
   precisionPluginForAmpLevel,
   referenceAccelerator,
   roundToFloat16,
-  setDefaultRuntime,
   tensor,
   type Batch,
   type Precision,
   type Tensor,
 } from "../src/index.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 const accelerator = (supportedPrecisions: readonly Precision[] = CANONICAL_PRECISIONS) => referenceAccelerator({ name: "ref", supportedPrecisions });
 
@@ -69,7 +68,7 @@ describe("Apex optimization levels", () => {
     // @ts-expect-error: "o1" does not compile; plain JavaScript gets the run-time error.
     expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "o1", logger: false })).toThrow('ampLevel "o1" is not supported. Expected one of: "O0", "O1", "O2", "O3".');
     expect(() => new Trainer({ accelerator: accelerator(["32-true", "bf16-mixed"]), ampLevel: "O2", logger: false })).toThrow(UnsupportedPrecisionError);
-    expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "O1", precision: "32-true", logger: false })).toThrow(/either ampLevel or precision/);
+    expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "O1", precision: "32-true", logger: false })).toThrow(PrecisionConflictError);
   });
 
   it("O2 trains float16 weights from float32 master weights", async () => {
@@ -88,16 +87,16 @@ describe("Apex optimization levels", () => {
     expect(trainer.losses.at(-1)!).toBeLessThan(trainer.losses[0]! * 0.6);
   });
 
-  it("O2 skips steps with overflowing float16 gradients and backs the scale off", async () => {
-    setDefaultRuntime(new Runtime(new ReferenceBackend()));
-    const plugin = new MasterWeightsPrecision();
-    const model = plugin.convertModule(new Sequential(new Linear(4, 2)));
-    const optimizer = new SGD(model.parameters(), { lr: 0.1 });
-    const before = Array.from(await model.parameters()[0]!.data());
-    const x = tensor([1000, 2000, 3000, 4000], [1, 4], "float16");
-    const outcome = await plugin.optimizerStep(optimizer, model.forward(x).sum().cast("float32"));
-    expect(outcome.skipped).toBe(true);
-    expect(plugin.scaler.scale).toBe(32768);
-    expect(Array.from(await model.parameters()[0]!.data())).toEqual(before);
-  });
+  it("O2 skips steps with overflowing float16 gradients and backs the scale off", () =>
+    new Runtime(new ReferenceBackend()).run(async () => {
+      const plugin = new MasterWeightsPrecision();
+      const model = plugin.convertModule(new Sequential(new Linear(4, 2)));
+      const optimizer = new SGD(model.parameters(), { lr: 0.1 });
+      const before = Array.from(await model.parameters()[0]!.data());
+      const x = tensor([1000, 2000, 3000, 4000], [1, 4], "float16");
+      const outcome = await plugin.optimizerStep(optimizer, model.forward(x).sum().cast("float32"));
+      expect(outcome.skipped).toBe(true);
+      expect(plugin.scaler.scale).toBe(32768);
+      expect(Array.from(await model.parameters()[0]!.data())).toEqual(before);
+    }));
 });

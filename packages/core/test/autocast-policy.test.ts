@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import {
   AUTOCAST_POLICIES,
   autocast,
@@ -14,14 +14,17 @@ import {
   referenceAccelerator,
   resolveAutocastPolicy,
   Runtime,
-  setDefaultRuntime,
   tensor,
   Trainer,
   type Tensor,
 } from "../src/index.js";
+import { itOn } from "./scoped.js";
 
-beforeEach(() => setDefaultRuntime(new Runtime(new ReferenceBackend())));
-afterEach(() => setDefaultRuntime(null));
+let runtime: Runtime;
+beforeEach(() => {
+  runtime = new Runtime(new ReferenceBackend());
+});
+const it = itOn(() => runtime);
 
 const x = () => tensor([0.5, -1, 2, 0.25, 1.5, -0.75], [2, 3]);
 const w = () => tensor([0.1, 0.2, 0.3, -0.4, 0.5, -0.6], [2, 3]);

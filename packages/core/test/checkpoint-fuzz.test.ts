@@ -10,7 +10,6 @@ import {
   EarlyStopping,
   ModelCheckpoint,
   NbitError,
-  setDefaultRuntime,
   Trainer,
   type Callback,
 } from "../src/index.js";
@@ -157,7 +156,6 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  setDefaultRuntime(null);
   rmSync(dir, { recursive: true, force: true });
   console.info(`checkpoint fuzz (seed ${SEED}): ${JSON.stringify(outcomes)}`);
 });
@@ -261,7 +259,9 @@ describe("checkpoint fuzz", () => {
   it("crafted metadata, re-signed so the schema must reject it, or not re-signed", async () => {
     const meta = JSON.parse(decodeSafetensors(base).metadata.nbit!) as Json;
     await runs("crafted metadata (re-signed)", treeEdit, (e) => withMeta(base, () => JSON.stringify(edit(meta, e))), 900);
-    await runs("crafted metadata (unsigned)", treeEdit, (e) => withMeta(base, () => JSON.stringify(edit(meta, e)), false), 100);
+    // An edit that leaves the text as it was (a value set to itself) is no change at all.
+    const changes = treeEdit.filter((e) => JSON.stringify(edit(meta, e)) !== JSON.stringify(meta));
+    await runs("crafted metadata (unsigned)", changes, (e) => withMeta(base, () => JSON.stringify(edit(meta, e)), false), 100);
     expect(outcomes["crafted metadata (unsigned)"]!.accepted).toBe(0);
   });
 

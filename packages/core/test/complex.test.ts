@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import {
   Adam,
   ComplexDTypeError,
@@ -25,7 +25,6 @@ import {
   decodeSafetensors,
   precisionPluginFor,
   referenceAccelerator,
-  setDefaultRuntime,
   tensor,
   viewAsComplex,
   viewAsReal,
@@ -33,9 +32,13 @@ import {
   type Batch,
   type Tensor,
 } from "../src/index.js";
+import { itOn } from "./scoped.js";
 
-beforeEach(() => setDefaultRuntime(new Runtime(new ReferenceBackend())));
-afterEach(() => setDefaultRuntime(null));
+let runtime: Runtime;
+beforeEach(() => {
+  runtime = new Runtime(new ReferenceBackend());
+});
+const it = itOn(() => runtime);
 
 type C = [number, number];
 const values = async (z: ComplexTensor): Promise<C[]> => {
@@ -289,7 +292,7 @@ describe("complex parameters", () => {
 });
 
 describe("a complex model trained in 64-true on the reference backend", () => {
-  it("learns g (loss down 100-fold, g within 0.05), and its checkpoint stores the parts as model.g.real / model.g.imag (F64) and restores them", async () => {
+  it("learns g (loss down 100-fold, g within 0.05), and its checkpoint stores the parts as g.real / g.imag (F64) and restores them", async () => {
     const dir = mkdtempSync(join(tmpdir(), "nbit-complex-"));
     const options = { accelerator: referenceAccelerator(), precision: "64-true" as const, logger: false as const, enableProgressBar: false, enableCheckpointing: false, seed: 5 };
     const trainer = new Trainer({ ...options, maxEpochs: 30 });
@@ -303,8 +306,8 @@ describe("a complex model trained in 64-true on the reference backend", () => {
     const path = join(dir, "complex.safetensors");
     await trainer.saveCheckpoint(path);
     const { tensors } = decodeSafetensors(readFileSync(path));
-    expect([tensors["model.g.real"]!.dtype, tensors["model.g.imag"]!.dtype]).toEqual(["float64", "float64"]);
-    expect(Array.from(tensors["model.g.imag"]!.data as Float64Array)).toEqual(learned.map((z) => z[1]));
+    expect([tensors["g.real"]!.dtype, tensors["g.imag"]!.dtype]).toEqual(["float64", "float64"]);
+    expect(Array.from(tensors["g.imag"]!.data as Float64Array)).toEqual(learned.map((z) => z[1]));
     const resumedTrainer = new Trainer({ ...options, maxEpochs: 30 });
     const resumed = resumedTrainer.initModule(() => new ComplexGain());
     await resumedTrainer.fit(resumed, new DataLoader(gainData(32), { batchSize: 8 }), undefined, { ckptPath: path });

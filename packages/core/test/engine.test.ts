@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import {
   Adam,
   AdamW,
@@ -18,12 +18,12 @@ import {
   precisionPluginFor,
   KernelRegistry,
   referenceKernels,
-  setDefaultRuntime,
   tensor,
   type Backend,
   type Program,
   type TypedBuffer,
 } from "../src/index.js";
+import { itOn } from "./scoped.js";
 
 /** Reference kernels behind a graph interface, counting what core hands over. */
 class CountingGraphBackend extends ReferenceBackend {
@@ -46,11 +46,12 @@ class CountingGraphBackend extends ReferenceBackend {
 }
 
 let backend: CountingGraphBackend;
+let runtime: Runtime;
 beforeEach(() => {
   backend = new CountingGraphBackend();
-  setDefaultRuntime(new Runtime(backend));
+  runtime = new Runtime(backend);
 });
-afterEach(() => setDefaultRuntime(null));
+const it = itOn(() => runtime);
 
 function mlp() {
   manualSeed(3);
@@ -118,11 +119,12 @@ describe("lowering", () => {
       name: "partial",
       capabilities: new KernelRegistry("partial", referenceKernels(["float32"], ["float32", "int32", "bool"])).capabilities("eager", { float32: "native", int32: "native", bool: "native" }),
     });
-    setDefaultRuntime(new Runtime(partial));
-    await expect(tensor([1], [1], "float64").exp().data()).rejects.toThrow(UnsupportedOpError);
-    await expect(tensor([1], [1], "float32").cast("float16").data()).rejects.toThrow(
-      'Backend "partial" cannot run op "cast" in float16. It runs "cast" in: "float32", "int32", "bool".',
-    );
+    await new Runtime(partial).run(async () => {
+      await expect(tensor([1], [1], "float64").exp().data()).rejects.toThrow(UnsupportedOpError);
+      await expect(tensor([1], [1], "float32").cast("float16").data()).rejects.toThrow(
+        'Backend "partial" cannot run op "cast" in float16. It runs "cast" in: "float32", "int32", "bool".',
+      );
+    });
   });
 
   it("names the op and shapes on a shape mismatch", () => {

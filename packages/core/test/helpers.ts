@@ -72,6 +72,7 @@ export const quiet = (extra: TrainerOptions = {}): TrainerOptions => ({
   accelerator: reference(),
   enableProgressBar: false,
   enableCheckpointing: false,
+  enableModelSummary: false,
   logger: false,
   warn: () => {},
   ...extra,

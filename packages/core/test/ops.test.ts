@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   apply,
   attrKey,
@@ -14,7 +14,6 @@ import {
   ROUNDED_FLOAT_DTYPES,
   roundToFormat,
   Runtime,
-  setDefaultRuntime,
   tensor,
   UnsupportedOpError,
   type Backend,
@@ -22,7 +21,6 @@ import {
   type Program,
 } from "../src/index.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 /** The reference kernels without some ops, counting what reaches the engine. */
 function backendWithout(ops: readonly string[], execution: "eager" | "graph") {
@@ -84,12 +82,11 @@ describe("declared kernels", () => {
   for (const execution of ["eager", "graph"] as const)
     it(`rejects a program that needs a kernel the backend lacks when it is lowered (${execution})`, async () => {
       const { backend, calls } = backendWithout(["conv2d"], execution);
-      setDefaultRuntime(new Runtime(backend));
       const g = new Generator(1);
       const x = tensor(Float32Array.from({ length: 75 }, () => g.normal()), [1, 3, 5, 5]);
       const w = tensor(Float32Array.from({ length: 54 }, () => g.normal()), [2, 3, 3, 3]);
       const y = conv2d(x, w).relu().sum();
-      const failure = await y.data().catch((e: unknown) => e);
+      const failure = await new Runtime(backend).run(() => y.data()).catch((e: unknown) => e);
       expect(failure).toBeInstanceOf(UnsupportedOpError);
       expect(failure).toMatchObject({ backend: "no-conv", op: "conv2d", dtype: "float32" });
       // Nothing of the program reached the engine.

@@ -1,8 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Generator, GradScaler, Parameter, ReferenceBackend, Runtime, clipGradients, layerNorm, ones, roundScalar, setDefaultRuntime, tensor, type HalfDType } from "../src/index.js";
+import { beforeEach, describe, expect } from "vitest";
+import { Generator, GradScaler, Parameter, ReferenceBackend, Runtime, clipGradients, layerNorm, ones, roundScalar, tensor, type HalfDType } from "../src/index.js";
+import { itOn } from "./scoped.js";
 
-beforeEach(() => setDefaultRuntime(new Runtime(new ReferenceBackend())));
-afterEach(() => setDefaultRuntime(null));
+let runtime: Runtime;
+beforeEach(() => {
+  runtime = new Runtime(new ReferenceBackend());
+});
+const it = itOn(() => runtime);
 
 describe("GradScaler keeps its scale as PyTorch does", () => {
   it("rounds the scale to float32 on every update (_amp_update_scale_)", () => {

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   AcceleratorRegistry,
   AcceleratorUnavailableError,
@@ -23,12 +23,10 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   manualSeed,
-  setDefaultRuntime,
   type Precision,
 } from "../src/index.js";
 import { blobs, Classifier, quiet, reference } from "./helpers.js";
 
-afterEach(() => setDefaultRuntime(null));
 
 describe("Trainer", () => {
   it("fits, validates and tests with logged metrics", async () => {
@@ -164,8 +162,8 @@ describe("checkpoints", () => {
       expect(Array.from(b)).toEqual(Array.from(a));
       if (precision === "bf16-true") {
         const { tensors } = decodeSafetensors(readFileSync(path));
-        expect(tensors["model.net.layers.0.weight"]!.dtype).toBe("bfloat16");
-        expect(tensors["model.net.layers.0.weight"]!.data.byteLength).toBe(16 * 4 * 2);
+        expect(tensors["net.0.weight"]!.dtype).toBe("bfloat16");
+        expect(tensors["net.0.weight"]!.data.byteLength).toBe(16 * 4 * 2);
       }
     });
 
@@ -189,7 +187,7 @@ describe("checkpoints", () => {
     }
     const trainer = new Trainer(quiet({ maxEpochs: 1 }));
     await expect(trainer.fit(new Wider(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: path })).rejects.toThrow(
-      /tensor "model.net.layers.0.weight" expected float32\[17, 4\], found float32\[16, 4\]/,
+      /tensor "net.0.weight" expected float32\[17, 4\], found float32\[16, 4\]/,
     );
     const truncated = join(dir, "t.safetensors");
     writeFileSync(truncated, bytes.subarray(0, bytes.length - 40));

@@ -1,6 +1,6 @@
 // 8-bit Adam on the standard MLP (256-512-512-10, batch 128, synthetic data, 32-true, CPU):
 // loss after 300 steps and optimizer-state bytes against 32-bit Adam.
-import { Adam, Adam8bit, crossEntropy, Generator, Linear, manualSeed, precisionPluginFor, ReLU, Runtime, Sequential, setDefaultRuntime, tensor } from "@nbit/core";
+import { Adam, Adam8bit, crossEntropy, Generator, Linear, manualSeed, precisionPluginFor, ReLU, Runtime, Sequential, tensor } from "@nbit/core";
 import { CpuAccelerator } from "../src/index.js";
 
 const [IN, H, OUT, BATCH, STEPS, LR] = [256, 512, 10, 128, 300, 1e-3];
@@ -23,22 +23,23 @@ const batches = Array.from({ length: STEPS }, () => {
   return { x, y };
 });
 
-async function run(make: (params: ReturnType<Sequential["parameters"]>) => Adam | Adam8bit) {
-  setDefaultRuntime(new Runtime(new CpuAccelerator({ threads: 2 }).createBackend()));
-  manualSeed(0);
-  const model = new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT));
-  const optimizer = make(model.parameters());
-  const plugin = precisionPluginFor("32-true");
-  const losses: number[] = [];
-  const t0 = performance.now();
-  for (let i = 0; i < STEPS; i++) {
-    const b = batches[i % batches.length]!;
-    const loss = crossEntropy(model.forward(tensor(b.x, [BATCH, IN])), tensor(b.y, [BATCH], "int32"));
-    losses.push((await plugin.optimizerStep(optimizer, loss)).loss);
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const last = losses.slice(-20).reduce((a, b) => a + b, 0) / 20;
-  return { last, stateBytes: optimizer.stateBytes(), stepsPerSecond: STEPS / seconds };
+function run(make: (params: ReturnType<Sequential["parameters"]>) => Adam | Adam8bit) {
+  return new Runtime(new CpuAccelerator({ threads: 2 }).createBackend()).run(async () => {
+    manualSeed(0);
+    const model = new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT));
+    const optimizer = make(model.parameters());
+    const plugin = precisionPluginFor("32-true");
+    const losses: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < STEPS; i++) {
+      const b = batches[i % batches.length]!;
+      const loss = crossEntropy(model.forward(tensor(b.x, [BATCH, IN])), tensor(b.y, [BATCH], "int32"));
+      losses.push((await plugin.optimizerStep(optimizer, loss)).loss);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const last = losses.slice(-20).reduce((a, b) => a + b, 0) / 20;
+    return { last, stateBytes: optimizer.stateBytes(), stepsPerSecond: STEPS / seconds };
+  });
 }
 
 const adam = await run((p) => new Adam(p, { lr: LR }));

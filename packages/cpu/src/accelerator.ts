@@ -1,6 +1,5 @@
 import { accelerators, type Accelerator, type AcceleratorRegistry, type Availability } from "@nbit/core";
 import { createRequire } from "node:module";
-import { availableParallelism } from "node:os";
 import type * as ort from "onnxruntime-node";
 import { CpuBackend, type CpuBackendOptions } from "./backend.js";
 
@@ -44,15 +43,10 @@ export class CpuAccelerator implements Accelerator {
     return 1;
   }
 
-  /** Threads onnxruntime uses per step. */
-  get threads(): number {
-    return this.options.threads ?? availableParallelism();
-  }
-
   createBackend(): CpuBackend {
     const l = this.load();
     if (!("ort" in l)) throw new Error(l.error);
-    return new CpuBackend(l.ort, { ...this.options, threads: this.threads });
+    return new CpuBackend(l.ort, this.options);
   }
 }
 

@@ -11,6 +11,7 @@ import {
   type Program,
   type Shape,
 } from "@nbit/core";
+import { availableParallelism } from "node:os";
 import type * as ort from "onnxruntime-node";
 import { CPU_KERNELS } from "./kernels.js";
 import { programToOnnx } from "./lower.js";
@@ -42,13 +43,58 @@ export const CPU_CAPABILITIES: BackendCapabilities = CPU_KERNELS.capabilities("g
 });
 
 export interface CpuBackendOptions {
-  /** Intra-op threads per session (default: every core). */
+  /**
+   * Intra-op threads per session. Default: chosen per program by its work per run (see
+   * `defaultThreads`): 1 thread below `SMALL_PROGRAM_WORK`, otherwise every core.
+   */
   readonly threads?: number;
   /**
-   * Let idle intra-op threads spin for a while after a run (onnxruntime's default). Turn it off
-   * when several sessions take turns, or their spinning threads slow each other down.
+   * Let idle intra-op threads spin for a while after a run (onnxruntime's own default). Off by
+   * default: between nbit's runs the JS side works, and threads spinning meanwhile take the cores
+   * from it and from every other session in the process.
    */
   readonly allowSpinning?: boolean;
+  /**
+   * Lower core's decomposed linear layers and log-softmax to onnxruntime's Gemm and LogSoftmax
+   * (default true). Off, every primitive becomes its own ONNX node.
+   */
+  readonly fuse?: boolean;
+}
+
+/**
+ * Below this much work per run (float32-equivalent floating-point operations, see programWork),
+ * one intra-op thread is faster than several: handing work to a second thread costs more than it saves (measured with
+ * bench/threads.ts; the figures are in the README).
+ */
+export const SMALL_PROGRAM_WORK = 300e6;
+
+/**
+ * The work of one run of `program` in float32-equivalent floating-point operations: matrix
+ * products and convolutions at 2 per multiply-add, other ops at 1 per element, and float64 ops
+ * twice (onnxruntime's float64 kernels run at about half the float32 rate).
+ */
+export function programWork(program: Program): number {
+  const infos = [...program.inputs, ...program.instructions];
+  let work = 0;
+  for (const ins of program.instructions) {
+    const size = ins.shape.reduce((a, b) => a * b, 1);
+    let flops = size;
+    if (ins.op === "matmul") flops = 2 * size * infos[ins.inputs[0]!]!.shape.at(-1)!;
+    else if (ins.op === "conv2d") {
+      const w = infos[ins.inputs[1]!]!.shape;
+      flops = 2 * size * w[1]! * w[2]! * w[3]!;
+    } else if (ins.op === "convTranspose2d") {
+      const [x, w] = [infos[ins.inputs[0]!]!.shape, infos[ins.inputs[1]!]!.shape];
+      flops = 2 * x.reduce((a, b) => a * b, 1) * w[1]! * w[2]! * w[3]!;
+    }
+    work += ins.dtype === "float64" ? 2 * flops : flops;
+  }
+  return work;
+}
+
+/** The intra-op thread count for a program of `work` (see programWork) per run when none is configured. */
+export function defaultThreads(work: number, cores = availableParallelism()): number {
+  return work < SMALL_PROGRAM_WORK ? 1 : Math.max(1, cores);
 }
 
 /** Runs each captured program (a whole training step) as one onnxruntime session. */
@@ -73,18 +119,25 @@ export class CpuBackend implements Backend {
     return data.slice();
   }
 
-  async compile(program: Program): Promise<CompiledProgram> {
-    const model = programToOnnx(program, CPU_KERNELS);
-    const session = await this.ort.InferenceSession.create(model, {
+  /** The onnxruntime session options a program is compiled with. */
+  sessionOptions(program: Program): ort.InferenceSession.SessionOptions {
+    const spinning = this.options.allowSpinning ? "1" : "0";
+    return {
       executionProviders: ["cpu"],
       graphOptimizationLevel: "all",
       executionMode: "sequential",
+      intraOpNumThreads: this.options.threads ?? defaultThreads(programWork(program)),
       interOpNumThreads: 1,
       logSeverityLevel: 3,
-      ...(this.options.allowSpinning === false ? { extra: { session: { intra_op: { allow_spinning: "0" } } } } : {}),
+      extra: { session: { intra_op: { allow_spinning: spinning }, inter_op: { allow_spinning: spinning } } },
       ...(process.env.NBIT_DUMP ? { optimizedModelFilePath: process.env.NBIT_DUMP } : {}),
-      ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
-    });
+      ...(process.env.NBIT_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.NBIT_PROFILE } : {}),
+    };
+  }
+
+  async compile(program: Program): Promise<CompiledProgram> {
+    const model = programToOnnx(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
+    const session = await this.ort.InferenceSession.create(model, this.sessionOptions(program));
     this.sessionsCreated++;
     const inputNames = program.inputs.map((_, i) => `v${i}`);
     const outputNames = program.outputs.map((_, k) => `out${k}`);

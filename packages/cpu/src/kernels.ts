@@ -88,9 +88,14 @@ const maxPool: OnnxLowering = (ctx, ins, [x], out) => {
 const indexAdd: OnnxLowering = (ctx, ins, [base, index, updates], out) => {
   const axis = ins.attrs.axis!;
   const shape = ctx.info(ins.inputs[2]!).shape;
-  const [column, expanded] = [ctx.temp(), ctx.temp()];
-  ctx.node("Reshape", [index!, ctx.int64s(shape.map((d, i) => (i === axis ? d : 1)))], [column]);
-  ctx.node("Expand", [column, ctx.int64s(shape)], [expanded]);
+  // 1-D updates (the cross-entropy gradient's scatter) take the index as it is.
+  let expanded = index!;
+  if (shape.length > 1) {
+    const column = ctx.temp();
+    expanded = ctx.temp();
+    ctx.node("Reshape", [index!, ctx.int64s(shape.map((d, i) => (i === axis ? d : 1)))], [column]);
+    ctx.node("Expand", [column, ctx.int64s(shape)], [expanded]);
+  }
   ctx.node("ScatterElements", [base!, expanded, updates!], [out], [
     { name: "axis", int: axis },
     { name: "reduction", string: "add" },

@@ -1,4 +1,5 @@
 import { OPS, type DType, type Instruction, type KernelRegistry, type Program, type ValueInfo } from "@nbit/core";
+import { findFusions, type Fusion } from "./fuse.js";
 import { encodeModel, OnnxType, type Attribute, type OnnxNode, type OnnxTensor, type OnnxTypeCode } from "./onnx-proto.js";
 
 /** The ONNX type a value travels in: narrow floats live as float32 holding exactly-rounded values. */
@@ -55,9 +56,10 @@ export type OnnxLowering = (ctx: LoweringContext, ins: Instruction, args: readon
 
 /**
  * Translates a core program into one ONNX graph, each instruction by the lowering kernel the
- * backend registered for its op and operand dtype (core already refused ops it lacks).
+ * backend registered for its op and operand dtype (core already refused ops it lacks). With
+ * `fuse` (the default), patterns onnxruntime has one op for are lowered to it (see fuse.ts).
  */
-export function programToOnnx(program: Program, kernels: KernelRegistry<OnnxLowering>): Uint8Array {
+export function programToOnnx(program: Program, kernels: KernelRegistry<OnnxLowering>, { fuse = true }: { fuse?: boolean } = {}): Uint8Array {
   const nodes: OnnxNode[] = [];
   const initializers: OnnxTensor[] = [];
   const infos: readonly ValueInfo[] = [...program.inputs, ...program.instructions];
@@ -84,8 +86,21 @@ export function programToOnnx(program: Program, kernels: KernelRegistry<OnnxLowe
     producer: (v) => (v >= base ? program.instructions[v - base] : undefined),
   };
 
+  // Fused patterns replace their root instruction; whatever only they read is then dead.
+  const uses = new Array<number>(infos.length).fill(0);
+  for (const ins of program.instructions) for (const v of ins.inputs) uses[v]!++;
+  for (const v of program.outputs) uses[v]!++;
+  const fusions = fuse ? findFusions(program, uses) : new Map<number, Fusion>();
+  const live = new Array<boolean>(infos.length).fill(false);
+  for (const v of program.outputs) live[v] = true;
+  for (let i = program.instructions.length - 1; i >= 0; i--)
+    if (live[base + i]) for (const v of fusions.get(base + i)?.inputs ?? program.instructions[i]!.inputs) live[v] = true;
+
   program.instructions.forEach((ins, i) => {
+    if (!live[base + i]) return;
     const out = name(base + i);
+    const fusion = fusions.get(base + i);
+    if (fusion) return fusion.lower(ctx, fusion.inputs.map(name), out);
     if (ins.op === "const") {
       initializers.push({ name: out, type: physicalType(ins.dtype), dims: ins.shape, raw: scalarRaw(ins.value!, physicalType(ins.dtype)) });
       return;

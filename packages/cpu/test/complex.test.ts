@@ -10,7 +10,6 @@ import {
   complexNormalParameter,
   complexTensor,
   referenceAccelerator,
-  setDefaultRuntime,
   viewAsComplex,
   viewAsReal,
   withRuntime,
@@ -18,10 +17,8 @@ import {
   type Batch,
   type Tensor,
 } from "@nbit/core";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CpuAccelerator } from "../src/index.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 class ComplexMap extends LightningModule {
   readonly w = complexNormalParameter([2, 3], 1);

@@ -18,23 +18,19 @@ import {
   ReLU,
   Runtime,
   Sequential,
-  setDefaultRuntime,
   SGD,
   tensor,
   type Program,
 } from "@nbit/core";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CPU_KERNELS, CpuAccelerator, programToOnnx } from "../src/index.js";
-
-afterEach(() => setDefaultRuntime(null));
 
 function setup() {
   const backend = new CpuAccelerator({ threads: 2 }).createBackend();
   const programs: Program[] = [];
   const compile = backend.compile.bind(backend);
   backend.compile = (p) => (programs.push(p), compile(p));
-  setDefaultRuntime(new Runtime(backend));
-  return { backend, programs };
+  return { backend, programs, runtime: new Runtime(backend) };
 }
 
 describe("cpu backend", () => {
@@ -45,32 +41,36 @@ describe("cpu backend", () => {
     expect(acc.legacyHalfPrecision).toBe("bf16-mixed");
   });
 
-  it("rounds to bfloat16 with a Cast pair that survives onnxruntime's optimizer", async () => {
-    const { programs } = setup();
-    const x = tensor([1 + 2 ** -9, 1 + 2 ** -7 + 2 ** -8, 3.4e38, -(2 ** -130) * 1.5], [4]);
-    const back = await x.cast("bfloat16").cast("float32").data();
-    // Round to nearest even: 1+2^-9 -> 1; the tie 1+2^-7+2^-8 -> 1+2^-6; overflow -> Infinity.
-    expect(Array.from(back)).toEqual([1, 1 + 2 ** -6, Infinity, -(2 ** -130) * 1.5]);
-    const text = new TextDecoder("latin1").decode(programToOnnx(programs.at(-1)!, CPU_KERNELS));
-    expect(text).toContain("Cast");
+  it("rounds to bfloat16 with a Cast pair that survives onnxruntime's optimizer", () => {
+    const { programs, runtime } = setup();
+    return runtime.run(async () => {
+      const x = tensor([1 + 2 ** -9, 1 + 2 ** -7 + 2 ** -8, 3.4e38, -(2 ** -130) * 1.5], [4]);
+      const back = await x.cast("bfloat16").cast("float32").data();
+      // Round to nearest even: 1+2^-9 -> 1; the tie 1+2^-7+2^-8 -> 1+2^-6; overflow -> Infinity.
+      expect(Array.from(back)).toEqual([1, 1 + 2 ** -6, Infinity, -(2 ** -130) * 1.5]);
+      const text = new TextDecoder("latin1").decode(programToOnnx(programs.at(-1)!, CPU_KERNELS));
+      expect(text).toContain("Cast");
+    });
   });
 
-  it("runs each training step as one session run, reusing compiled sessions", async () => {
-    const { backend, programs } = setup();
-    manualSeed(0);
-    const plugin = precisionPluginFor("bf16-mixed");
-    const model = new Sequential(new Linear(16, 32), new ReLU(), new Linear(32, 4));
-    const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
-    const x = tensor(Array.from({ length: 8 * 16 }, (_, i) => Math.cos(i)), [8, 16]);
-    const y = tensor([0, 1, 2, 3, 0, 1, 2, 3], [8], "int32");
-    const losses: number[] = [];
-    for (let i = 0; i < 12; i++) losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), y)))).loss);
-    expect(programs.length).toBeLessThanOrEqual(3); // first step, the step after it, then one steady program
-    expect(backend.sessionsCreated).toBe(programs.length);
-    expect(losses.at(-1)!).toBeLessThan(losses[0]! * 0.5);
-    const steady = programs.at(-1)!;
-    const ops = steady.instructions.map((i) => `${i.op}:${i.attrs.to ?? ""}`);
-    expect(ops).toContain("cast:bfloat16");
+  it("runs each training step as one session run, reusing compiled sessions", () => {
+    const { backend, programs, runtime } = setup();
+    return runtime.run(async () => {
+      manualSeed(0);
+      const plugin = precisionPluginFor("bf16-mixed");
+      const model = new Sequential(new Linear(16, 32), new ReLU(), new Linear(32, 4));
+      const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+      const x = tensor(Array.from({ length: 8 * 16 }, (_, i) => Math.cos(i)), [8, 16]);
+      const y = tensor([0, 1, 2, 3, 0, 1, 2, 3], [8], "int32");
+      const losses: number[] = [];
+      for (let i = 0; i < 12; i++) losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), y)))).loss);
+      expect(programs.length).toBeLessThanOrEqual(3); // first step, the step after it, then one steady program
+      expect(backend.sessionsCreated).toBe(programs.length);
+      expect(losses.at(-1)!).toBeLessThan(losses[0]! * 0.5);
+      const steady = programs.at(-1)!;
+      const ops = steady.instructions.map((i) => `${i.op}:${i.attrs.to ?? ""}`);
+      expect(ops).toContain("cast:bfloat16");
+    });
   });
 
   it("refuses 16-mixed with advice, and maps legacy 16 to bf16-mixed", async () => {

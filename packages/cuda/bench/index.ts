@@ -1,7 +1,7 @@
 // CUDA backend benchmark: the standard MLP (256-512-512-10, ReLU, cross-entropy, SGD lr 0.05,
 // batch 128, synthetic data), steps/s per precision on whichever tfjs engine loads. Without
 // @tensorflow/tfjs-node-gpu and a GPU this measures tfjs's JavaScript CPU kernels, and says so.
-import { crossEntropy, Generator, Linear, manualSeed, precisionPluginFor, ReLU, Runtime, Sequential, setDefaultRuntime, SGD, tensor } from "@nbit/core";
+import { crossEntropy, Generator, Linear, manualSeed, precisionPluginFor, ReLU, Runtime, Sequential, SGD, tensor } from "@nbit/core";
 import { CudaAccelerator } from "../src/index.js";
 
 const [IN, H, OUT, BATCH] = [256, 512, 10, 128];
@@ -17,15 +17,16 @@ const y = new Int32Array(BATCH).map(() => g.int(OUT));
 console.log(`${"precision".padEnd(12)}${"steps/s".padStart(9)}${"param bytes".padStart(14)}  backend`);
 for (const precision of accelerator.supportedPrecisions) {
   const backend = accelerator.createBackend();
-  setDefaultRuntime(new Runtime(backend));
-  manualSeed(0);
-  const plugin = precisionPluginFor(precision);
-  const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
-  const optimizer = new SGD(model.parameters(), { lr: 0.05 });
-  const step = () => plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(x, [BATCH, IN]))), tensor(y, [BATCH], "int32"))));
-  for (let i = 0; i < 2; i++) await step();
-  const t0 = performance.now();
-  for (let i = 0; i < STEPS; i++) await step();
-  const rate = STEPS / ((performance.now() - t0) / 1000);
-  console.log(`${precision.padEnd(12)}${rate.toFixed(2).padStart(9)}${String(model.parameterBytes()).padStart(14)}  ${backend.name} / tfjs ${backend.tf.getBackend()}`);
+  await new Runtime(backend).run(async () => {
+    manualSeed(0);
+    const plugin = precisionPluginFor(precision);
+    const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
+    const optimizer = new SGD(model.parameters(), { lr: 0.05 });
+    const step = () => plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(x, [BATCH, IN]))), tensor(y, [BATCH], "int32"))));
+    for (let i = 0; i < 2; i++) await step();
+    const t0 = performance.now();
+    for (let i = 0; i < STEPS; i++) await step();
+    const rate = STEPS / ((performance.now() - t0) / 1000);
+    console.log(`${precision.padEnd(12)}${rate.toFixed(2).padStart(9)}${String(model.parameterBytes()).padStart(14)}  ${backend.name} / tfjs ${backend.tf.getBackend()}`);
+  });
 }

@@ -10,20 +10,18 @@ import {
   resolvePrecision,
   Runtime,
   Sequential,
-  setDefaultRuntime,
   SGD,
   tensor,
   Trainer,
 } from "@nbit/core";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { CudaAccelerator, registerCuda, roundToHalf } from "../src/index.js";
 
 beforeAll(async () => {
   await tf.setBackend("cpu");
 });
-afterEach(() => setDefaultRuntime(null));
 
 describe("the cuda accelerator, where a GPU is and where none is", () => {
   // The same test is right in both places: with tfjs-node-gpu and a CUDA GPU, "gpu" and "auto"
@@ -103,26 +101,28 @@ describe("16-bit rounding with tfjs ops", () => {
 });
 
 describe("training on tfjs", () => {
-  it("frees every intermediate tensor: tfjs memory stays flat across steps", async () => {
+  it("frees every intermediate tensor: tfjs memory stays flat across steps", () => {
     const backend = new CudaAccelerator("tfjs-cpu").createBackend();
-    setDefaultRuntime(new Runtime(backend));
-    const plugin = precisionPluginFor("16-mixed");
-    const model = new Sequential(new Linear(8, 16), new ReLU(), new Linear(16, 3));
-    const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
-    const x = tensor(Array.from({ length: 32 * 8 }, (_, i) => Math.sin(i)), [32, 8]);
-    const y = tensor(Array.from({ length: 32 }, (_, i) => i % 3), [32], "int32");
-    const counts: number[] = [];
-    for (let step = 0; step < 30; step++) {
-      await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), y)));
-      const gc = (globalThis as { gc?: () => void }).gc;
-      if (gc) {
-        gc();
-        await new Promise((r) => setTimeout(r, 0));
+    const runtime = new Runtime(backend);
+    return runtime.run(async () => {
+      const plugin = precisionPluginFor("16-mixed");
+      const model = new Sequential(new Linear(8, 16), new ReLU(), new Linear(16, 3));
+      const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+      const x = tensor(Array.from({ length: 32 * 8 }, (_, i) => Math.sin(i)), [32, 8]);
+      const y = tensor(Array.from({ length: 32 }, (_, i) => i % 3), [32], "int32");
+      const counts: number[] = [];
+      for (let step = 0; step < 30; step++) {
+        await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), y)));
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (gc) {
+          gc();
+          await new Promise((r) => setTimeout(r, 0));
+        }
+        counts.push(tf.memory().numTensors);
       }
-      counts.push(tf.memory().numTensors);
-    }
-    // Live tensors: parameters, momentum buffers, inputs, and what the last step still references.
-    expect(counts.at(-1)!).toBeLessThanOrEqual(counts[9]! + 5);
+      // Live tensors: parameters, momentum buffers, inputs, and what the last step still references.
+      expect(counts.at(-1)!).toBeLessThanOrEqual(counts[9]! + 5);
+    });
   });
 });
 

@@ -2,7 +2,7 @@ import { promoteTypes } from "../dtype.js";
 import { DTypeError, ShapeError } from "../errors.js";
 import { autocast, noGrad } from "../engine/context.js";
 import { broadcastShapes, sameShape, type Shape } from "../engine/primitives.js";
-import { customGradient, full, realize, Tensor, tensor, where } from "../engine/tensor.js";
+import { customGradient, full, rawCast, realize, Tensor, tensor, where } from "../engine/tensor.js";
 import { COMPLEX_PART_DTYPE, complexDTypeOf, resolveComplexDType, type ComplexDType } from "./dtype.js";
 
 /** What complex ops take on their other side: complex, real (imaginary part zero) or a real number. */
@@ -65,7 +65,7 @@ export class ComplexTensor {
 
   cast(dtype: ComplexDType): ComplexTensor {
     const part = COMPLEX_PART_DTYPE[resolveComplexDType(dtype)];
-    return new ComplexTensor(this.real.cast(part), this.imag.cast(part));
+    return new ComplexTensor(rawCast(this.real, part), rawCast(this.imag, part));
   }
 
   // ---- arithmetic --------------------------------------------------------------------------
@@ -209,7 +209,7 @@ function fromParts(re: Tensor, im: Tensor): ComplexTensor {
   const dtype = promoteTypes(re.dtype, im.dtype);
   const shape = broadcastShapes("complex", re.shape, im.shape);
   const fit = (t: Tensor) => {
-    const c = t.cast(dtype);
+    const c = rawCast(t, dtype);
     return sameShape(c.shape, shape) ? c : c.expand(shape);
   };
   return new ComplexTensor(fit(re), fit(im));

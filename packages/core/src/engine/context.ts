@@ -1,39 +1,31 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { FloatDType } from "../dtype.js";
 import { NbitError } from "../errors.js";
 import { AUTOCAST_POLICIES, type AutocastPolicy } from "./autocast-policy.js";
 import type { Runtime } from "./runtime.js";
 
-interface EngineState {
-  gradEnabled: boolean;
-  autocast: AutocastScope | null;
-  paramDType: FloatDType;
-  runtime: Runtime | null;
+interface EngineScope {
+  readonly gradEnabled: boolean;
+  readonly autocast: AutocastScope | null;
+  readonly paramDType: FloatDType;
+  readonly runtime: Runtime | null;
 }
 
-const state: EngineState = { gradEnabled: true, autocast: null, paramDType: "float32", runtime: null };
+const ROOT: EngineScope = { gradEnabled: true, autocast: null, paramDType: "float32", runtime: null };
 
-function withState<K extends keyof EngineState, T>(key: K, value: EngineState[K], fn: () => T): T {
-  const previous = state[key];
-  state[key] = value;
-  try {
-    const result = fn();
-    if (result instanceof Promise) {
-      // Async callbacks keep the setting until they settle; keep such scopes unnested.
-      return result.finally(() => {
-        state[key] = previous;
-      }) as T;
-    }
-    state[key] = previous;
-    return result;
-  } catch (e) {
-    state[key] = previous;
-    throw e;
-  }
+// Each async call chain sees its own settings, so concurrent Trainers (and their awaits) never see each other's.
+const scopes = new AsyncLocalStorage<EngineScope>();
+const current = (): EngineScope => scopes.getStore() ?? ROOT;
+
+function withSetting<K extends keyof EngineScope, T>(key: K, value: EngineScope[K], fn: () => T): T {
+  const scope = current();
+  if (scope[key] === value) return fn();
+  return scopes.run({ ...scope, [key]: value }, fn);
 }
 
-export const isGradEnabled = (): boolean => state.gradEnabled;
-export const noGrad = <T>(fn: () => T): T => withState("gradEnabled", false, fn);
-export const enableGrad = <T>(fn: () => T): T => withState("gradEnabled", true, fn);
+export const isGradEnabled = (): boolean => current().gradEnabled;
+export const noGrad = <T>(fn: () => T): T => withSetting("gradEnabled", false, fn);
+export const enableGrad = <T>(fn: () => T): T => withSetting("gradEnabled", true, fn);
 
 /** An autocast region: the low dtype and the device type's op lists. */
 export interface AutocastScope {
@@ -42,27 +34,31 @@ export interface AutocastScope {
 }
 
 /** The dtype matmul-type ops run in right now, or null outside autocast. */
-export const autocastDType = (): FloatDType | null => state.autocast?.dtype ?? null;
-export const autocastScope = (): AutocastScope | null => state.autocast;
+export const autocastDType = (): FloatDType | null => current().autocast?.dtype ?? null;
+export const autocastScope = (): AutocastScope | null => current().autocast;
 /** Runs `fn` with autocast to `dtype` under `policy`'s lists (null: autocast off). */
 export const autocast = <T>(dtype: FloatDType | null, fn: () => T, policy: AutocastPolicy = AUTOCAST_POLICIES.cuda): T =>
-  withState("autocast", dtype ? { dtype, policy } : null, fn);
+  withSetting("autocast", dtype ? { dtype, policy } : null, fn);
 
 /** The dtype new parameters are created in (set by a precision plugin's init context). */
-export const defaultParamDType = (): FloatDType => state.paramDType;
-export const withParamDType = <T>(dtype: FloatDType, fn: () => T): T => withState("paramDType", dtype, fn);
+export const defaultParamDType = (): FloatDType => current().paramDType;
+export const withParamDType = <T>(dtype: FloatDType, fn: () => T): T => withSetting("paramDType", dtype, fn);
 
-/** Sets the runtime used to realize tensors whose data has not been placed on any runtime yet. */
-export function setDefaultRuntime(runtime: Runtime | null): void {
-  state.runtime = runtime;
-}
-export const withRuntime = <T>(runtime: Runtime, fn: () => T): T => withState("runtime", runtime, fn);
-export function defaultRuntime(): Runtime {
-  if (!state.runtime)
+/**
+ * Runs `fn` (and everything it awaits) with `runtime` realizing tensors whose data is not yet
+ * placed on any runtime. There is no process-wide default: each Trainer runs in its own scope.
+ */
+export const withRuntime = <T>(runtime: Runtime, fn: () => T): T => withSetting("runtime", runtime, fn);
+
+/** The runtime of the enclosing `withRuntime` scope; throws outside one. */
+export function currentRuntime(): Runtime {
+  const { runtime } = current();
+  if (!runtime)
     throw new NbitError(
       "NO_RUNTIME",
-      "No backend is selected: create a Trainer, or call setDefaultRuntime(new Runtime(backend)) before reading tensor data.",
+      "No backend is selected: train with a Trainer (or trainer.run(fn)), or run the code inside withRuntime(runtime, fn) / runtime.run(fn).",
     );
-  return state.runtime;
+  return runtime;
 }
-export const peekDefaultRuntime = (): Runtime | null => state.runtime;
+/** The runtime of the enclosing `withRuntime` scope, or null outside one. */
+export const peekRuntime = (): Runtime | null => current().runtime;

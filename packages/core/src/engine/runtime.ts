@@ -1,6 +1,7 @@
 import { isHalfDType, type DType, type HostArray } from "../dtype.js";
-import { NbitError, UnsupportedOpError } from "../errors.js";
+import { NbitError, RuntimeMismatchError, UnsupportedOpError } from "../errors.js";
 import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
+import { withRuntime } from "./context.js";
 import { LazyNode } from "./node.js";
 import { attrKey, OPS, type PrimitiveOp } from "./ops.js";
 
@@ -37,7 +38,7 @@ export class Runtime {
     if (pending.length === 0) return;
     const builder = new ProgramBuilder(this);
     const program = builder.build(pending);
-    const buffers = await this.run(program, builder.inputBuffers);
+    const buffers = await this.execute(program, builder.inputBuffers);
     pending.forEach((n, i) => {
       n.realizeAs(this, buffers[i]!);
       this.finalizer?.register(n, buffers[i]!);
@@ -53,11 +54,8 @@ export class Runtime {
 
   upload(node: LazyNode): BackendBuffer {
     if (node.device?.runtime === this) return node.device.buffer;
-    if (!node.host)
-      throw new NbitError(
-        "CROSS_RUNTIME",
-        `A tensor of shape [${node.shape.join(", ")}] lives on backend "${node.device?.runtime.backend.name}" and cannot be used on "${this.backend.name}"; download it first.`,
-      );
+    if (node.device) throw new RuntimeMismatchError(this.backend.name, node.device.runtime.backend.name, node.shape);
+    if (!node.host) throw new NbitError("INTERNAL", `A leaf of shape [${node.shape.join(", ")}] holds no data`);
     this.checkStorage("upload", node.dtype);
     const buffer = this.backend.upload(node.host, node.dtype, node.shape);
     node.device = { runtime: this, buffer };
@@ -72,7 +70,12 @@ export class Runtime {
     }
   }
 
-  private async run(program: Program, inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]> {
+  /** Runs `fn` (and everything it awaits) in this runtime's scope: unplaced tensors are realized here. */
+  run<T>(fn: () => T): T {
+    return withRuntime(this, fn);
+  }
+
+  private async execute(program: Program, inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]> {
     this.stats.programsRun++;
     if (this.backend.capabilities.execution === "graph") {
       let exe = this.compiled.get(program.key);

@@ -3,8 +3,9 @@ import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { FLOAT_FORMATS } from "../numerics/formats.js";
 import { autocastCategory } from "./autocast-policy.js";
-import { autocast, autocastScope, defaultRuntime, isGradEnabled, noGrad } from "./context.js";
+import { autocast, autocastScope, currentRuntime, defaultParamDType, isGradEnabled, noGrad } from "./context.js";
 import { LazyNode } from "./node.js";
+import { noteManualCast } from "./cast-watch.js";
 import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
 import {
   checkExpand,
@@ -226,8 +227,31 @@ export class Tensor {
   clamp(min: number, max: number): Tensor {
     return this.maximum(min).minimum(max);
   }
+  /** This tensor in `dtype`. Inside a training step under a mixed precision, a float-to-float cast warns once (let autocast cast). */
   cast(dtype: DType): Tensor {
+    noteManualCast(`Tensor.cast(${JSON.stringify(dtype)})`, this.dtype, dtype);
     return rawCast(this, dtype);
+  }
+  /** torch's `.to(dtype)`: as `cast`. */
+  to(dtype: DType): Tensor {
+    noteManualCast(`Tensor.to(${JSON.stringify(dtype)})`, this.dtype, dtype);
+    return rawCast(this, dtype);
+  }
+  float(): Tensor {
+    noteManualCast("Tensor.float()", this.dtype, "float32");
+    return rawCast(this, "float32");
+  }
+  double(): Tensor {
+    noteManualCast("Tensor.double()", this.dtype, "float64");
+    return rawCast(this, "float64");
+  }
+  half(): Tensor {
+    noteManualCast("Tensor.half()", this.dtype, "float16");
+    return rawCast(this, "float16");
+  }
+  bfloat16(): Tensor {
+    noteManualCast("Tensor.bfloat16()", this.dtype, "bfloat16");
+    return rawCast(this, "bfloat16");
   }
 
   // ---- reductions -------------------------------------------------------------------------
@@ -328,7 +352,7 @@ export class Tensor {
 
   /** torch.index_add (out of place): adds the slices of `source` into this tensor at `index` along `axis`. */
   indexAdd(axis: number, index: Tensor, source: Tensor): Tensor {
-    return apply("indexAdd", [this, index, source.cast(this.dtype)], { axis: normalizeAxis("indexAdd", this.shape, axis) });
+    return apply("indexAdd", [this, index, rawCast(source, this.dtype)], { axis: normalizeAxis("indexAdd", this.shape, axis) });
   }
 
   /** this[start:end:step] along `axis`, with Python's rules for negative and out-of-range bounds. */
@@ -366,7 +390,12 @@ export class Tensor {
 
 // ---- factories ----------------------------------------------------------------------------
 
-export function tensor(values: ArrayLike<number> | number, shape?: readonly number[], dtype: DType = "float32"): Tensor {
+/**
+ * A tensor of `values`. Without a dtype it takes the default dtype: float32, or inside a precision's
+ * init context (Trainer.initModule, configureModel) that precision's parameter dtype, as
+ * torch.set_default_dtype does for Lightning's init_module.
+ */
+export function tensor(values: ArrayLike<number> | number, shape?: readonly number[], dtype: DType = defaultParamDType()): Tensor {
   const flat = typeof values === "number" ? [values] : values;
   return Tensor.fromHost(numbersToHost(flat, dtype), shape ?? (typeof values === "number" ? [] : [flat.length]), dtype);
 }
@@ -374,12 +403,13 @@ export function tensor(values: ArrayLike<number> | number, shape?: readonly numb
 /** A scalar that enters a program as an input, so changing it (a learning rate) reuses the compiled program. */
 export const scalarInput = (value: number, dtype: DType = "float32"): Tensor => tensor([value], [], dtype);
 
-export function full(shape: readonly number[], value: number, dtype: DType = "float32"): Tensor {
+/** A constant tensor; the dtype defaults as in `tensor()`. */
+export function full(shape: readonly number[], value: number, dtype: DType = defaultParamDType()): Tensor {
   const c = new Tensor(new LazyNode("const", [], {}, [], dtype, roundScalar(value, dtype)));
   return shape.length ? rawExpand(c, shape) : c;
 }
-export const zeros = (shape: readonly number[], dtype: DType = "float32"): Tensor => full(shape, 0, dtype);
-export const ones = (shape: readonly number[], dtype: DType = "float32"): Tensor => full(shape, 1, dtype);
+export const zeros = (shape: readonly number[], dtype: DType = defaultParamDType()): Tensor => full(shape, 0, dtype);
+export const ones = (shape: readonly number[], dtype: DType = defaultParamDType()): Tensor => full(shape, 1, dtype);
 export const zerosLike = (t: Tensor): Tensor => zeros(t.shape, t.dtype);
 
 export function arange(n: number, dtype: DType = "int32"): Tensor {
@@ -433,6 +463,7 @@ export async function realize(tensors: readonly Tensor[]): Promise<void> {
   await runtimeFor(nodes).realize(nodes);
 }
 
+/** The runtime a graph runs on: the one its placed tensors live on, else the enclosing scope's. */
 function runtimeFor(nodes: readonly LazyNode[]) {
   const seen = new Set<LazyNode>();
   const stack = [...nodes];
@@ -443,7 +474,7 @@ function runtimeFor(nodes: readonly LazyNode[]) {
     if (n.device) return n.device.runtime;
     stack.push(...n.src);
   }
-  return defaultRuntime();
+  return currentRuntime();
 }
 
 // ---- primitives with gradients ------------------------------------------------------------

@@ -41,7 +41,7 @@ export function crossEntropy(logits: Tensor, target: Tensor, reduction: Reductio
   }
   if (target.shape[0] !== n || target.shape[1] !== c)
     throw new ShapeError("crossEntropy", [logits.shape, target.shape], "probability targets must match the logits' shape");
-  const weights = target.cast(x!.dtype).detach();
+  const weights = rawCast(target, x!.dtype).detach();
   const perSample = noGrad(() => weights.mul(logProbs).sum(1).neg());
   const loss = noGrad(() => reduce(perSample, reduction));
   return customGradient(loss, [x!], (g) => [logProbs.exp().mul(weights.sum(1, true)).sub(weights).mul(rowGradient(g, n, reduction))]);
@@ -78,7 +78,7 @@ export async function accuracy(logits: Tensor, labels: Tensor): Promise<number> 
 
 /** Fraction of rows whose largest logit is the labelled class, as a lazy float32 scalar (ties count as correct). */
 export function accuracyOf(logits: Tensor, labels: Tensor): Tensor {
-  const x = logits.cast("float32");
+  const x = rawCast(logits, "float32");
   const picked = x.gather(1, labels.reshape([labels.size, 1])).reshape([labels.size]);
   const wrong = rawCast(picked.less(x.max(1)), "float32");
   return wrong.neg().add(1).mean();

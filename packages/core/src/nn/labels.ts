@@ -1,6 +1,6 @@
 import { NbitError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
-import type { Tensor } from "../engine/tensor.js";
+import { rawCast, type Tensor } from "../engine/tensor.js";
 
 /** Where a batch sits in a run, for errors about its data. */
 export interface BatchLocation {
@@ -66,7 +66,7 @@ export function checkClassIndices(op: string, target: Tensor, classes: number, o
     for (let i = 0; i < host.length; i++) if (host[i]! < 0 || host[i]! >= classes) throw new LabelOutOfRangeError(op, classes, host[i]!, i, null);
     return true;
   }
-  if (collecting) collecting.push({ validRows: noGrad(() => oneHotRows().cast("float32").sum()), rows: target.size, classes, op });
+  if (collecting) collecting.push({ validRows: noGrad(() => rawCast(oneHotRows(), "float32").sum()), rows: target.size, classes, op });
   return false;
 }
 

@@ -161,4 +161,9 @@ export class Sequential extends Module {
   forward(x: Tensor): Tensor {
     return this.layers.reduce((h, layer) => layer.forward(h), x);
   }
+
+  /** Children are named by position ("0", "1", ...), as torch.nn.Sequential names them: `net.0.weight`. */
+  override *namedChildren(): globalThis.Generator<[string, Module]> {
+    for (const [i, layer] of this.layers.entries()) yield [String(i), layer];
+  }
 }

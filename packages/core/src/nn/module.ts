@@ -5,6 +5,7 @@ import { InvalidArgumentError, isPlainObject } from "../validation.js";
 import { Tensor } from "../engine/tensor.js";
 import { sameShape } from "../engine/primitives.js";
 import { LazyNode } from "../engine/node.js";
+import { heldBytes, type StorageMap } from "../engine/memory.js";
 import { ComplexTensor } from "../complex/tensor.js";
 import { complexDTypeOf } from "../complex/dtype.js";
 
@@ -58,9 +59,31 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Bytes held by all parameters, in their dtypes. */
-  parameterBytes(): number {
-    return this.parameters().reduce((n, p) => n + p.nbytes, 0);
+  /**
+   * The dtype of the module's floating parameters (the first one's, as `next(model.parameters()).dtype`
+   * in PyTorch); "float32", the default dtype, for a module without floating parameters.
+   */
+  get dtype(): FloatDType {
+    for (const p of this.parameters()) if (isFloatDType(p.dtype)) return p.dtype;
+    return "float32";
+  }
+
+  /**
+   * Where the parameters live: the name of the backend holding the first parameter once it has
+   * been placed on one, "host" before that (parameters are created in host memory).
+   */
+  get device(): string {
+    for (const p of this.parameters()) if (p.node.device) return p.node.device.runtime.backend.name;
+    return "host";
+  }
+
+  /**
+   * Bytes the parameters actually take where they are held: on a backend, per its declared storage
+   * (16-bit floats held as float32 take 4 bytes each on cpu and cuda); before placement, in host
+   * memory, their dtypes' sizes. Pass a backend's `capabilities.storage` to ask what they take there.
+   */
+  parameterBytes(storage?: StorageMap): number {
+    return this.parameters().reduce((n, p) => n + heldBytes(p, storage ?? p.node.device?.runtime.backend.capabilities.storage), 0);
   }
 
   parameterCount(): number {

@@ -54,7 +54,7 @@ export class GradScaler {
     noGrad(() => {
       // PyTorch computes the inverse in double and rounds it to float32.
       const inv = scalarInput(Math.fround(1 / Math.fround(this.scale)), "float32");
-      let probe: Tensor = full([], 0);
+      let probe: Tensor = full([], 0, "float32");
       for (const p of optimizer.params) {
         if (!p.grad) continue;
         const g = p.grad.mul(inv.cast(p.grad.dtype === "float64" ? "float64" : p.grad.dtype));

@@ -2,6 +2,7 @@ import { allocHost, DTYPES, isFloatDType, isHalfDType, type DType, type FloatDTy
 import { NbitError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { LazyNode } from "../engine/node.js";
+import { heldBytes, type StorageMap } from "../engine/memory.js";
 import { full, scalarInput, Tensor, where } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
 import { checkInteger, checkNumber, describe, InvalidArgumentError, isPlainObject } from "../validation.js";
@@ -152,9 +153,9 @@ export abstract class Optimizer<H extends { lr: number }> {
     return [...this.params, ...[...this.state.values()].flatMap((s) => Object.values(s))];
   }
 
-  /** Bytes of optimizer state, in the states' dtypes. */
-  stateBytes(): number {
-    return [...this.state.values()].reduce((n, s) => n + Object.values(s).reduce((m, t) => m + t.nbytes, 0), 0);
+  /** Bytes the optimizer state actually takes where it is held (see Module.parameterBytes), or on a backend with `storage`. */
+  stateBytes(storage?: StorageMap): number {
+    return [...this.state.values()].reduce((n, s) => n + Object.values(s).reduce((m, t) => m + heldBytes(t, storage ?? t.node.device?.runtime.backend.capabilities.storage), 0), 0);
   }
 
   async stateDict(): Promise<OptimizerStateDict> {

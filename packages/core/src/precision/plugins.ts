@@ -18,6 +18,14 @@ export interface OptimizerStepOutcome {
   readonly skipped: boolean;
 }
 
+/** Callbacks an optimizer step runs at Lightning's points (the Trainer's callback hooks). */
+export interface OptimizerStepHooks {
+  readonly beforeBackward?: (loss: Tensor) => void | Promise<void>;
+  readonly afterBackward?: () => void | Promise<void>;
+  /** Runs with the gradients unscaled, before clipping and the update. */
+  readonly beforeOptimizerStep?: () => void | Promise<void>;
+}
+
 export interface PrecisionPluginState {
   readonly precision: Precision;
   readonly scaler?: GradScalerState;
@@ -97,10 +105,18 @@ export abstract class PrecisionPlugin {
   async optimizerStep(
     optimizer: AnyOptimizer,
     loss: Tensor,
-    options: { clipValue?: number; clipAlgorithm?: GradientClipAlgorithm; extra?: readonly Tensor[] } = {},
+    options: { clipValue?: number; clipAlgorithm?: GradientClipAlgorithm; extra?: readonly Tensor[]; hooks?: OptimizerStepHooks } = {},
   ): Promise<OptimizerStepOutcome> {
     const lossValue = loss.detach();
+    const hooks = options.hooks ?? {};
+    await hooks.beforeBackward?.(loss);
     this.backward(loss);
+    await hooks.afterBackward?.();
+    if (hooks.beforeOptimizerStep) {
+      // Unscaling is idempotent within a step: clipping and the finiteness check reuse it.
+      this.unscaleGradients(optimizer);
+      await hooks.beforeOptimizerStep();
+    }
     if (options.clipValue !== undefined) this.clipGradients(optimizer, options.clipValue, options.clipAlgorithm);
     const applied = this.gradientsFinite(optimizer);
     const onHost = optimizer.updatesOnHost;

@@ -2,6 +2,8 @@ import { lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { NbitError } from "../errors.js";
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, InvalidArgumentError, isPlainObject } from "../validation.js";
+import type { Tensor } from "../engine/tensor.js";
+import type { Optimizer } from "../optim/optimizer.js";
 import type { Batch, LightningModule } from "./lightning-module.js";
 import type { Trainer } from "./trainer.js";
 
@@ -15,17 +17,44 @@ export interface BatchOutcome {
 
 type Hook = (trainer: Trainer, module: LightningModule) => void | Promise<void>;
 
+/** What a Trainer call is doing, as Lightning's `stage` argument of setup and teardown. */
+export type TrainerStage = "fit" | "validate" | "test" | "predict";
+
+/** The checkpoint a save or load hook is about. */
+export interface CheckpointInfo {
+  readonly path: string;
+  readonly epoch: number;
+  readonly globalStep: number;
+}
+
 /** Hooks into the Trainer's loops, as Lightning's Callback. All hooks are optional and may be async. */
 export interface Callback {
   /** Key of this callback's state in checkpoints (defaults to its class name). */
   readonly stateKey?: string;
+  /** Called at the start of fit/validate/test/predict, after the datamodule's setup (as Lightning). */
+  setup?(trainer: Trainer, module: LightningModule, stage: TrainerStage): void | Promise<void>;
+  /** Called at the end of fit/validate/test/predict (not after an exception: onException runs then). */
+  teardown?(trainer: Trainer, module: LightningModule, stage: TrainerStage): void | Promise<void>;
   onFitStart?: Hook;
   onFitEnd?: Hook;
   onTrainEpochStart?: Hook;
   /** Runs after the epoch's validation, so monitored validation metrics are available. */
   onTrainEpochEnd?: Hook;
+  onTrainBatchStart?(trainer: Trainer, module: LightningModule, batch: Batch, batchIdx: number): void | Promise<void>;
+  /** Before the backward pass, with the loss it differentiates (divided by accumulateGradBatches). */
+  onBeforeBackward?(trainer: Trainer, module: LightningModule, loss: Tensor): void | Promise<void>;
+  /** After the backward pass; gradients are lazy tensors (reading one runs the step so far). */
+  onAfterBackward?: Hook;
+  /** Before clipping and the optimizer update, with gradients unscaled (as Lightning). */
+  onBeforeOptimizerStep?(trainer: Trainer, module: LightningModule, optimizer: Optimizer<{ lr: number }>): void | Promise<void>;
   onTrainBatchEnd?(trainer: Trainer, module: LightningModule, outcome: BatchOutcome, batch: Batch, batchIdx: number): void | Promise<void>;
   onValidationEpochEnd?: Hook;
+  /** Before a checkpoint file is written. */
+  onSaveCheckpoint?(trainer: Trainer, module: LightningModule, checkpoint: CheckpointInfo): void | Promise<void>;
+  /** After a checkpoint was restored (nbit restores a checkpoint whole or not at all). */
+  onLoadCheckpoint?(trainer: Trainer, module: LightningModule, checkpoint: CheckpointInfo): void | Promise<void>;
+  /** A Trainer call failed with `error`; it is rethrown after this hook. */
+  onException?(trainer: Trainer, module: LightningModule, error: unknown): void | Promise<void>;
   /** JSON-serialisable state saved in checkpoints (finite numbers only; no "__proto__"/"constructor" keys). */
   stateDict?(): unknown;
   /**
@@ -143,6 +172,7 @@ export class ModelCheckpoint implements Callback {
   }
 
   async onTrainEpochEnd(trainer: Trainer): Promise<void> {
+    if (trainer.fastDevRun > 0) return;
     const every = this.options.everyNEpochs ?? 1;
     if (every === 0 || (trainer.currentEpoch + 1) % every !== 0) return;
     const { monitor, mode = "min", saveTopK = 1 } = this.options;
@@ -271,6 +301,7 @@ export class EarlyStopping implements Callback {
   }
 
   onTrainEpochEnd(trainer: Trainer): void {
+    if (trainer.fastDevRun > 0) return;
     const { monitor, mode = "min", patience = 3, minDelta = 0 } = this.options;
     const value = monitored(trainer, monitor, "EarlyStopping");
     if (this.best === null || better(mode, value, this.best, minDelta)) {

@@ -2,10 +2,12 @@ import { createHash } from "node:crypto";
 import { NbitError } from "../errors.js";
 import type { Generator } from "../engine/random.js";
 import type { Module } from "../nn/module.js";
+import { Sequential } from "../nn/layers.js";
 import { checkGradScalerState } from "../optim/grad-scaler-checks.js";
 import type { Optimizer, OptimizerStateDict, SerializedTensor } from "../optim/optimizer.js";
 import type { PrecisionPlugin, PrecisionPluginState } from "../precision/plugins.js";
 import { checkInteger, describe, FORBIDDEN_KEYS, InvalidArgumentError, isPlainObject } from "../validation.js";
+import { checkHyperparameters, type Hyperparameters } from "./hparams.js";
 import type { Callback } from "./callbacks.js";
 import { CheckpointError, encodeSafetensors, readSafetensors, writeFileAtomic, type StoredTensor } from "./safetensors.js";
 import type { LRScheduler } from "./schedulers.js";
@@ -14,12 +16,58 @@ import type { LRScheduler } from "./schedulers.js";
  * Checkpoint files, after Lightning's checkpoint connector: what a training run saves, the
  * schema and checksums a file must pass, and a restore that applies all of it or none of it.
  *
- * A checkpoint is a standard safetensors file. Weights are `model.<name>` in their own dtypes,
- * optimizer state `optimizer.<param index>.<name>`. `__metadata__` (string values only, as the
- * format requires) holds `nbit`, the JSON of everything else, and a SHA-256 per tensor and for
- * `nbit` (`sha256:<tensor name>`, `sha256:nbit`), so any changed byte is caught and named.
+ * A checkpoint is a standard safetensors file. Weights are named as PyTorch's state_dict names
+ * them (`module.stateDict()`: `net.0.weight`), in their own dtypes; optimizer state as Lightning's
+ * `optimizer_states.0.state.<param index>.<name>`, with PyTorch's names (`exp_avg`, `momentum_buffer`).
+ * `__metadata__` (string values only, as the format requires) holds `nbit`, the JSON of everything
+ * else (hyperparameters included), and a SHA-256 per tensor and for `nbit` (`sha256:<tensor name>`,
+ * `sha256:nbit`), so any changed byte is caught and named.
+ *
+ * Format 3 (this one) replaced format 2's `model.<name>` / `optimizer.<index>.<name>` names (with a
+ * Sequential's children under `layers.<i>`) and added `hparams`. Format-2 files are still read, by
+ * their old names; format 1 is refused with a CheckpointError that says so.
  */
-export const CHECKPOINT_FORMAT = 2;
+export const CHECKPOINT_FORMAT = 3;
+/** The previous format, still read. */
+const FORMAT_2 = 2;
+
+/** Tensor names per format: the module's weights and the optimizer's state tensors. */
+interface Naming {
+  /** Prefix of every optimizer state tensor. */
+  readonly optimizerRoot: string;
+  readonly optimizerKey: (index: string, name: string) => string;
+  /** Names of the module's state dict entries in the file. */
+  readonly weightKeys: (module: Module) => Map<string, string>;
+}
+
+const NAMING: Record<number, Naming> = {
+  [CHECKPOINT_FORMAT]: {
+    optimizerRoot: "optimizer_states.",
+    // nbit's camelCase state names in PyTorch's snake_case: expAvg -> exp_avg.
+    optimizerKey: (index, name) => `optimizer_states.0.state.${index}.${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`,
+    weightKeys: (module) => new Map(Object.keys(module.stateDict()).map((n) => [n, n])),
+  },
+  [FORMAT_2]: {
+    optimizerRoot: "optimizer.",
+    optimizerKey: (index, name) => `optimizer.${index}.${name}`,
+    weightKeys: (module) => {
+      // Format 2 named a Sequential's children "layers.<i>" and prefixed every weight with "model.".
+      const prefixes = new Map<string, string>();
+      const walk = (m: Module, now: string, then: string) => {
+        prefixes.set(now, then);
+        for (const [name, child] of m.namedChildren()) walk(child, `${now}${name}.`, `${then}${m instanceof Sequential ? `layers.${name}` : name}.`);
+      };
+      walk(module, "", "");
+      return new Map(
+        Object.keys(module.stateDict()).map((n) => {
+          const prefix = [...prefixes.keys()].filter((p) => n.startsWith(p)).reduce((a, b) => (b.length > a.length ? b : a), "");
+          return [n, `model.${prefixes.get(prefix)}${n.slice(prefix.length)}`];
+        }),
+      );
+    },
+  },
+};
+const NEW = NAMING[CHECKPOINT_FORMAT]!;
 
 /** What a checkpoint saves and restores besides the loop position. */
 export interface CheckpointTargets {
@@ -29,6 +77,8 @@ export interface CheckpointTargets {
   readonly plugin: PrecisionPlugin;
   readonly callbacks: readonly Callback[];
   readonly generator: Generator;
+  /** The module's saved hyperparameters (LightningModule.hparams). */
+  readonly hparams?: Hyperparameters;
 }
 
 /** Where a resumed fit continues: the next batch to train and the step counters. */
@@ -57,6 +107,7 @@ interface CheckpointMeta {
   readonly plugin: PrecisionPluginState;
   readonly callbacks: Record<string, unknown>;
   readonly rng: number[];
+  readonly hparams: Hyperparameters;
 }
 
 const META_KEY = "nbit";
@@ -79,14 +130,18 @@ function stringifyMeta(meta: CheckpointMeta, path: string): string {
 /** Writes the module's weights and the whole training state as one safetensors file, atomically. */
 export async function saveCheckpoint(path: string, targets: CheckpointTargets, loop: LoopPosition): Promise<void> {
   const tensors: Record<string, StoredTensor> = Object.create(null);
-  for (const [name, p] of targets.module.namedParameters()) tensors[`model.${name}`] = { dtype: p.dtype, shape: [...p.shape], data: await p.toHost() };
+  for (const [name, t] of Object.entries(targets.module.stateDict())) {
+    if (name.startsWith(NEW.optimizerRoot) || name === "__metadata__")
+      throw new CheckpointError(path, `cannot be saved: the module's tensor ${JSON.stringify(name)} uses a name the checkpoint reserves; rename that attribute`);
+    tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await t.toHost() };
+  }
   let optimizer: SavedOptimizer | null = null;
   if (targets.optimizer) {
     const { state, steps, paramGroups, scalars } = await targets.optimizer.stateDict();
     const stateNames: Record<string, string[]> = {};
     for (const [i, entries] of Object.entries(state)) {
       stateNames[i] = Object.keys(entries);
-      for (const [k, t] of Object.entries(entries)) tensors[`optimizer.${i}.${k}`] = t;
+      for (const [k, t] of Object.entries(entries)) tensors[NEW.optimizerKey(i, k)] = t;
     }
     optimizer = { paramGroups, steps, scalars: scalars ?? {}, stateNames };
   }
@@ -106,6 +161,7 @@ export async function saveCheckpoint(path: string, targets: CheckpointTargets, l
     plugin: targets.plugin.stateDict(),
     callbacks,
     rng: targets.generator.getState(),
+    hparams: checkHyperparameters(targets.hparams ?? {}),
   };
   const json = stringifyMeta(meta, path);
   const metadata: Record<string, string> = { [META_KEY]: json, [`${CHECKSUM}${META_KEY}`]: sha256(new TextEncoder().encode(json)) };
@@ -149,13 +205,23 @@ interface RestorePlan {
  * restores everything and returns the loop position. On any problem it throws a CheckpointError
  * naming the field or tensor, and nothing has changed.
  */
-export function loadCheckpoint(path: string, targets: CheckpointTargets): LoopPosition {
-  const plan = planRestore(path, targets);
+export function loadCheckpoint(path: string, targets: CheckpointTargets, { weightsOnly = false }: { weightsOnly?: boolean } = {}): LoopPosition {
+  const plan = planRestore(path, targets, weightsOnly);
   plan.apply();
   return plan.loop;
 }
 
-function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
+/** A checkpoint whose structure, format, checksums, top-level schema and hyperparameters passed. */
+interface OpenedCheckpoint {
+  readonly tensors: Record<string, StoredTensor>;
+  readonly meta: Record<string, unknown>;
+  readonly hparams: Hyperparameters;
+  readonly naming: Naming;
+  readonly fail: (detail: string, cause?: unknown) => never;
+  readonly checked: <T>(fn: () => T, who?: string) => T;
+}
+
+function openCheckpoint(path: string): OpenedCheckpoint {
   const fail = (detail: string, cause?: unknown): never => {
     throw new CheckpointError(path, detail, cause === undefined ? undefined : { cause });
   };
@@ -174,7 +240,14 @@ function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
   const text = metadata[META_KEY]!;
   const raw = parseMetaJson(text, fail);
   if (!isPlainObject(raw)) return fail(`metadata is ${describe(raw)}, not an object`);
-  if (raw.format !== CHECKPOINT_FORMAT) fail(`format ${describe(raw.format)} is not supported (expected ${CHECKPOINT_FORMAT})`);
+  if (raw.format !== CHECKPOINT_FORMAT && raw.format !== FORMAT_2) {
+    const older = Number.isInteger(raw.format) && (raw.format as number) >= 1 && (raw.format as number) < FORMAT_2;
+    fail(
+      `format ${describe(raw.format)} is not supported (expected ${CHECKPOINT_FORMAT}, or ${FORMAT_2}, which is still read)` +
+        (older ? ": it was written by an older nbit whose layout this version no longer reads; resume it with the nbit version that wrote it" : ""),
+    );
+  }
+  const format = raw.format as number;
 
   // Checksums first: a corrupt file is reported as corrupt, naming what changed.
   for (const key of Object.keys(metadata)) {
@@ -191,27 +264,54 @@ function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
   verify(META_KEY, "the nbit metadata", new TextEncoder().encode(text));
   for (const name of Object.keys(tensors)) verify(name, `tensor "${name}"`, bytesOf(tensors[name]!.data));
 
-  const meta = checked(() => record("", raw, ["format", "precision", "loop", "optimizer", "scheduler", "plugin", "callbacks", "rng"]));
+  const fields = ["format", "precision", "loop", "optimizer", "scheduler", "plugin", "callbacks", "rng"];
+  const meta = checked(() => record("", raw, format === FORMAT_2 ? fields : [...fields, "hparams"]));
+  const hparams = format === FORMAT_2 ? checkHyperparameters({}) : checked(() => checkHyperparameters(meta.hparams, 'metadata field "hparams"'));
+  return { tensors, meta, hparams, naming: NAMING[format]!, fail, checked };
+}
+
+/** The module's weights in the file, checked against `module.stateDict()` by name and shape (and dtype when `sameDType`). */
+function moduleWeights(opened: OpenedCheckpoint, module: Module, sameDType: boolean): { weights: Record<string, StoredTensor>; used: Set<string> } {
+  const { tensors, fail, naming } = opened;
+  const weights: Record<string, StoredTensor> = Object.create(null);
   const used = new Set<string>();
+  const keys = naming.weightKeys(module);
+  for (const [name, p] of Object.entries(module.stateDict())) {
+    const key = keys.get(name)!;
+    const t = Object.hasOwn(tensors, key) ? tensors[key] : undefined;
+    const expected = `${p.dtype}[${p.shape.join(", ")}]`;
+    if (!t) return fail(`tensor "${key}" is missing; expected ${expected}`);
+    const found = `${t.dtype}[${t.shape.join(", ")}]`;
+    if (sameDType ? found !== expected : t.shape.join(",") !== p.shape.join(",")) fail(`tensor "${key}" expected ${expected}, found ${found}`);
+    weights[name] = t;
+    used.add(key);
+  }
+  const unexpected = Object.keys(tensors).filter((k) => !k.startsWith(naming.optimizerRoot) && !used.has(k));
+  if (unexpected.length) fail(`has tensors this module does not: ${unexpected.join(", ")}`);
+  return { weights, used };
+}
+
+/**
+ * Verifies the checkpoint at `path` whole, then returns its hyperparameters and, for `module`,
+ * its weights (checked by name and shape; loadStateDict casts them to the module's dtypes).
+ * Optimizer and loop state are left unread, as Lightning's load_from_checkpoint does.
+ */
+export function readModuleCheckpoint(path: string): { hparams: Hyperparameters; weightsFor: (module: Module) => Record<string, StoredTensor> } {
+  const opened = openCheckpoint(path);
+  return { hparams: opened.hparams, weightsFor: (module) => moduleWeights(opened, module, false).weights };
+}
+
+/** With `weightsOnly` (validate/test from a checkpoint), only the module's weights are restored. */
+function planRestore(path: string, targets: CheckpointTargets, weightsOnly: boolean): RestorePlan {
+  const opened = openCheckpoint(path);
+  const { tensors, meta, fail, checked } = opened;
 
   // Precision first: a checkpoint of another precision is a mismatch, not a corrupt file.
   const precision = targets.plugin.precision;
   if (meta.precision !== precision) fail(`was written with precision ${describe(meta.precision)}, this run uses "${precision}"`);
 
-  // Weights: every parameter, in its own dtype and shape.
-  const modelState: Record<string, StoredTensor> = Object.create(null);
-  for (const [name, p] of targets.module.namedParameters()) {
-    const key = `model.${name}`;
-    const t = Object.hasOwn(tensors, key) ? tensors[key] : undefined;
-    const expected = `${p.dtype}[${p.shape.join(", ")}]`;
-    if (!t) return fail(`tensor "${key}" is missing; expected ${expected}`);
-    const found = `${t.dtype}[${t.shape.join(", ")}]`;
-    if (found !== expected) fail(`tensor "${key}" expected ${expected}, found ${found}`);
-    modelState[name] = t;
-    used.add(key);
-  }
-  const unexpected = Object.keys(tensors).filter((k) => k.startsWith("model.") && !used.has(k));
-  if (unexpected.length) fail(`has tensors this module does not: ${unexpected.join(", ")}`);
+  // Weights: every entry of the module's state dict, in its own dtype and shape.
+  const { weights: modelState, used } = moduleWeights(opened, targets.module, true);
 
   const loop = checked((): LoopPosition => {
     const l = record("loop", meta.loop, ["epoch", "batch", "globalStep", "skippedSteps"]);
@@ -227,6 +327,7 @@ function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
   const rng = meta.rng;
   if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff) || rng.every((v) => v === 0))
     fail(`metadata field "rng" must be 4 integers in [0, 2^32) that are not all 0; got ${JSON.stringify(rng)}`);
+  if (weightsOnly) return { apply: () => targets.module.loadStateDict(modelState), loop };
 
   // Optimizer: the saved dict is rebuilt from the metadata and the named tensors, then the
   // optimizer validates it against its own groups, rules, state names and shapes.
@@ -244,7 +345,7 @@ function planRestore(path: string, targets: CheckpointTargets): RestorePlan {
           throw new InvalidArgumentError(`metadata field "optimizer.stateNames.${index}"`, "a list of names", names);
         const entries: Record<string, SerializedTensor> = Object.create(null);
         for (const n of names as string[]) {
-          const key = `optimizer.${index}.${n}`;
+          const key = opened.naming.optimizerKey(index, n);
           if (!Object.hasOwn(tensors, key)) fail(`tensor "${key}" is missing`);
           if (used.has(key)) fail(`tensor "${key}" is named twice in the optimizer state`);
           used.add(key);

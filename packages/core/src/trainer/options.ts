@@ -1,7 +1,10 @@
 import type { GradientClipAlgorithm } from "../precision/plugins.js";
 import { PrecisionPlugin } from "../precision/plugins.js";
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, InvalidArgumentError, isPlainObject } from "../validation.js";
+import { checkBatchLimit, checkFastDevRun, checkValCheckInterval, parseDuration } from "./loop-limits.js";
 import type { TrainerOptions } from "./trainer.js";
+
+export { limitBatches } from "./loop-limits.js";
 
 /** The Trainer's loop settings, validated, with Lightning's defaults filled in. */
 export interface LoopSettings {
@@ -17,27 +20,23 @@ export interface LoopSettings {
   readonly checkValEveryNEpoch: number;
   readonly limitTrainBatches: number | undefined;
   readonly limitValBatches: number | undefined;
+  readonly limitTestBatches: number | undefined;
+  readonly limitPredictBatches: number | undefined;
+  /** Batches per loop under fastDevRun; 0 when it is off. */
+  readonly fastDevRun: number;
+  /** An integer (every n training batches) or a fraction of the epoch; undefined: at the epoch's end. */
+  readonly valCheckInterval: number | undefined;
+  /** null when there is no time limit. */
+  readonly maxTimeMs: number | null;
+  readonly minEpochs: number;
+  readonly minSteps: number;
+  /** Infinity for -1 (all validation batches). */
+  readonly numSanityValSteps: number;
 }
 
 const optional = <T>(value: T | undefined, check: (v: T) => unknown): void => {
   if (value !== undefined) check(value);
 };
-
-/** A batch limit: an integer count (0 runs none) or, as Lightning, a fraction in (0, 1) of the batches. */
-function checkBatchLimit(name: string, value: unknown): void {
-  const fraction = typeof value === "number" && value > 0 && value < 1;
-  if (!fraction) checkInteger(name, value, 0);
-}
-
-/** The number of batches a limit allows out of `available`. */
-export function limitBatches(name: string, limit: number | undefined, available: number): number {
-  if (limit === undefined) return available;
-  if (Number.isInteger(limit)) return Math.min(limit, available);
-  const count = Math.floor(limit * available);
-  if (count < 1 && available > 0)
-    throw new InvalidArgumentError(name, `at least ${1 / available} (${limit} of ${available} batches is less than one batch)`, limit);
-  return count;
-}
 
 /**
  * Checks every TrainerOptions field against what it may hold (each error names the option, what
@@ -73,13 +72,24 @@ export function resolveLoopSettings(options: TrainerOptions): LoopSettings {
   optional(o.checkValEveryNEpoch, (v) => checkInteger("Trainer checkValEveryNEpoch", v, 1));
   optional(o.limitTrainBatches, (v) => checkBatchLimit("Trainer limitTrainBatches", v));
   optional(o.limitValBatches, (v) => checkBatchLimit("Trainer limitValBatches", v));
+  optional(o.limitTestBatches, (v) => checkBatchLimit("Trainer limitTestBatches", v));
+  optional(o.limitPredictBatches, (v) => checkBatchLimit("Trainer limitPredictBatches", v));
+  const fastDevRun = o.fastDevRun === undefined ? 0 : checkFastDevRun(o.fastDevRun);
+  optional(o.valCheckInterval, checkValCheckInterval);
+  const maxTimeMs = o.maxTime === undefined ? null : parseDuration("Trainer maxTime", o.maxTime);
+  optional(o.minEpochs, (v) => checkInteger("Trainer minEpochs", v, 0));
+  optional(o.minSteps, (v) => checkInteger("Trainer minSteps", v, 0));
+  optional(o.numSanityValSteps, (v) => checkInteger("Trainer numSanityValSteps", v, -1));
+  optional(o.enableModelSummary, (v) => checkBoolean("Trainer enableModelSummary", v));
   if (o.registry !== undefined && !(typeof o.registry === "object" && o.registry !== null && typeof (o.registry as { resolve?: unknown }).resolve === "function"))
     throw new InvalidArgumentError("Trainer registry", "an AcceleratorRegistry", o.registry);
   if (o.warn !== undefined && typeof o.warn !== "function") throw new InvalidArgumentError("Trainer warn", "a function", o.warn);
 
   const maxSteps = options.maxSteps ?? -1;
-  const maxEpochs = options.maxEpochs ?? (maxSteps === -1 ? 1000 : -1);
-  return {
+  // As Lightning: with a step or time limit and no epoch limit, epochs are unlimited.
+  const maxEpochs = options.maxEpochs ?? (maxSteps === -1 && maxTimeMs === null ? 1000 : -1);
+  const numSanityValSteps = options.numSanityValSteps ?? 2;
+  const loop: LoopSettings = {
     maxEpochs: maxEpochs === -1 ? Infinity : maxEpochs,
     maxSteps,
     accumulateGradBatches: options.accumulateGradBatches ?? 1,
@@ -89,5 +99,27 @@ export function resolveLoopSettings(options: TrainerOptions): LoopSettings {
     checkValEveryNEpoch: options.checkValEveryNEpoch ?? 1,
     limitTrainBatches: options.limitTrainBatches,
     limitValBatches: options.limitValBatches,
+    limitTestBatches: options.limitTestBatches,
+    limitPredictBatches: options.limitPredictBatches,
+    fastDevRun,
+    valCheckInterval: options.valCheckInterval,
+    maxTimeMs,
+    minEpochs: options.minEpochs ?? 0,
+    minSteps: options.minSteps ?? 0,
+    numSanityValSteps: numSanityValSteps === -1 ? Infinity : numSanityValSteps,
+  };
+  if (fastDevRun === 0) return loop;
+  // As Lightning's fast_dev_run: n batches of each loop, one epoch, no sanity check, validation at its end.
+  return {
+    ...loop,
+    maxEpochs: 1,
+    maxSteps: fastDevRun,
+    limitTrainBatches: fastDevRun,
+    limitValBatches: fastDevRun,
+    limitTestBatches: fastDevRun,
+    limitPredictBatches: fastDevRun,
+    valCheckInterval: undefined,
+    checkValEveryNEpoch: 1,
+    numSanityValSteps: 0,
   };
 }

@@ -1,23 +1,31 @@
-import { accelerators, autocastPolicyOf, resolvePrecision, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
+import { accelerators, type Accelerator, type AcceleratorName, type AcceleratorRegistry } from "../accelerator.js";
 import { NbitError } from "../errors.js";
-import { setDefaultRuntime, noGrad } from "../engine/context.js";
+import { noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
 import { Runtime } from "../engine/runtime.js";
 import { realize, Tensor } from "../engine/tensor.js";
 import { collectLabelChecks, LabelOutOfRangeError, verifyLabelChecks, type BatchLocation, type DeferredLabelCheck } from "../nn/labels.js";
 import { Optimizer } from "../optim/optimizer.js";
 import { defaultWarn, type PrecisionInput, type Precision, type Warn } from "../precision/parse.js";
-import { precisionPluginForAmpLevel, type AmpLevel } from "../precision/apex.js";
-import { precisionPluginFor, type GradientClipAlgorithm, type PrecisionPlugin } from "../precision/plugins.js";
-import { describe, InvalidArgumentError } from "../validation.js";
-import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback } from "./callbacks.js";
+import type { AmpLevel } from "../precision/apex.js";
+import type { GradientClipAlgorithm, PrecisionPlugin } from "../precision/plugins.js";
+import { describe } from "../validation.js";
+import { ModelCheckpoint, ProgressBar, type BatchOutcome, type Callback, type CheckpointInfo, type TrainerStage } from "./callbacks.js";
 import { loadCheckpoint, saveCheckpoint, type CheckpointTargets } from "./checkpoint.js";
+import { resolveCheckpointPath, type CheckpointPath } from "./checkpoint-path.js";
 import type { DataLoader } from "./data.js";
+import { dataloaderOf, dataSource, type LightningDataModule } from "./datamodule.js";
+import { valCheckBatch, type Duration } from "./loop-limits.js";
+import { ModelSummary } from "./model-summary.js";
+import { Timer } from "./timer.js";
 import type { LightningModule, LoggedValue } from "./lightning-module.js";
 import { CSVLogger, type Logger } from "./logger.js";
 import { limitBatches, resolveLoopSettings, type LoopSettings } from "./options.js";
 import { LRScheduler } from "./schedulers.js";
 import { rejectUnknownTrainerOptions } from "./option-keys.js";
+import { selectPrecisionPlugin, type AmpBackend } from "./precision-options.js";
+import { configureModelOnce } from "./configure-model.js";
+import { watchManualCasts } from "../engine/cast-watch.js";
 
 /**
  * Where the accelerator comes from: a name declared by an imported backend package (see
@@ -38,10 +46,14 @@ export interface TrainerSettings {
   readonly devices?: number | "auto";
   /** Canonical precision or a Lightning legacy alias (default "32-true"). */
   readonly precision?: PrecisionInput;
-  /** Use this precision plugin instead of the one the precision names. */
+  /** Use this precision plugin instead of the one the precision names (an explicit `precision` must agree with it). */
   readonly plugin?: PrecisionPlugin;
-  /** Apex-style optimization level ("O0".."O3"), instead of `precision`. */
+  /** Plugins, as Lightning's `plugins=[...]`: at most one precision plugin, as `plugin`. */
+  readonly plugins?: readonly PrecisionPlugin[];
+  /** Apex-style optimization level ("O0".."O3"); with `precision`, only Lightning 1.x's `precision: 16` (or the level's own precision). */
   readonly ampLevel?: AmpLevel;
+  /** Lightning 1.x's amp_backend: "apex" runs `ampLevel` (default "O2"); "native" (default) the autocast plugins. */
+  readonly ampBackend?: AmpBackend;
   /** Stop after this many epochs (-1: no limit; default 1000, or no limit when maxSteps is set), as Lightning. */
   readonly maxEpochs?: number;
   /** Stop after this many optimizer steps (-1: no limit; 0 trains nothing), checked before each step. */
@@ -69,7 +81,40 @@ export interface TrainerSettings {
   readonly limitValBatches?: number;
   /** Validate every n epochs (a positive integer; default 1). */
   readonly checkValEveryNEpoch?: number;
+  /** Test on this many batches (an integer; 0 tests none) or this fraction in (0, 1) of them. */
+  readonly limitTestBatches?: number;
+  /** Predict on this many batches (an integer; 0 predicts none) or this fraction in (0, 1) of them. */
+  readonly limitPredictBatches?: number;
+  /** Runs n batches (true: 1) of each loop, one epoch, without sanity check, logger or checkpoints, as Lightning. */
+  readonly fastDevRun?: boolean | number;
+  /** Validate every n training batches (an integer) or this fraction in (0, 1) of an epoch (default: at its end). */
+  readonly valCheckInterval?: number;
+  /** Stop training after this long (ms, "DD:HH:MM:SS" or { days, hours, minutes, seconds }), checked after each batch by a Timer callback. */
+  readonly maxTime?: Duration;
+  /** Train at least this many epochs: EarlyStopping and other stop requests wait for it (default 0). */
+  readonly minEpochs?: number;
+  /** Train at least this many optimizer steps before a stop request is honoured (default 0). */
+  readonly minSteps?: number;
+  /** Validation batches run before training to catch bugs early (default 2; -1: all; 0: none). */
+  readonly numSanityValSteps?: number;
+  /** Print a summary of the module's layers, parameter counts, dtypes and bytes at fit start (default true). */
+  readonly enableModelSummary?: boolean;
   readonly warn?: Warn;
+}
+
+/** Options of fit(); validate() and test() take the same. */
+export interface FitOptions {
+  /** Resume from this checkpoint: a path, or "last" / "best" of the ModelCheckpoint callbacks. */
+  readonly ckptPath?: CheckpointPath;
+  /** Where the loaders come from, instead of passing them. */
+  readonly datamodule?: LightningDataModule;
+}
+
+/** Options of validate() and test(): ckptPath loads only the module's weights. */
+export type EvaluateOptions = FitOptions;
+
+export interface PredictOptions {
+  readonly datamodule?: LightningDataModule;
 }
 
 export class NonFiniteLossError extends NbitError {
@@ -110,6 +155,12 @@ export class Trainer {
   readonly maxEpochs: number;
   readonly maxSteps: number;
   readonly warnings: string[] = [];
+  /** Batches per loop under fastDevRun (0: off); loggers and checkpointing are off while it is on. */
+  readonly fastDevRun: number;
+  /** True while the sanity check's validation batches run before training. */
+  sanityChecking = false;
+  /** The datamodule of the running (or last) call. */
+  datamodule: LightningDataModule | null = null;
 
   stage: "train" | "validate" | "test" | "predict" | null = null;
   currentEpoch = 0;
@@ -146,20 +197,23 @@ export class Trainer {
     const devices = options.devices ?? "auto";
     if (devices !== "auto" && devices !== -1 && devices !== 1)
       throw new NbitError("UNSUPPORTED_DEVICES", `devices=${devices}: nbit trains on one device; "${this.accelerator.name}" has ${this.accelerator.deviceCount()}.`);
-    if (options.ampLevel !== undefined && (options.precision !== undefined || options.plugin))
-      throw new NbitError("INVALID_ARGUMENT", "Pass either ampLevel or precision/plugin, not both");
-    const plugin = options.plugin ?? (options.ampLevel !== undefined ? precisionPluginForAmpLevel(options.ampLevel) : undefined);
-    // A given plugin must still run on this accelerator: its precision is checked like a requested one.
-    this.precision = resolvePrecision(this.accelerator, plugin?.precision ?? options.precision ?? "32-true", emit).precision;
-    this.precisionPlugin = plugin ?? precisionPluginFor(this.precision, autocastPolicyOf(this.accelerator));
+    const selected = selectPrecisionPlugin(options, this.accelerator, emit);
+    this.precision = selected.precision;
+    this.precisionPlugin = selected.plugin;
     this.runtime = new Runtime(this.accelerator.createBackend());
     // Seeded once, here, as seed_everything before building the model: later fit/test calls do not rewind it.
     if (options.seed !== undefined) manualSeed(options.seed);
     this.maxEpochs = this.loop.maxEpochs;
     this.maxSteps = this.loop.maxSteps;
-    const logger = options.logger ?? true;
+    this.fastDevRun = this.loop.fastDevRun;
+    const logger = this.fastDevRun > 0 ? false : (options.logger ?? true);
     this.logger = logger === true ? new CSVLogger(options.defaultRootDir ?? "nbit_logs") : logger === false ? null : logger;
     this.callbacks = [...(options.callbacks ?? [])];
+    if ((options.enableModelSummary ?? true) && !this.callbacks.some((c) => c instanceof ModelSummary)) this.callbacks.push(new ModelSummary());
+    if (this.loop.maxTimeMs !== null) {
+      if (this.callbacks.some((c) => c instanceof Timer)) this.warn("maxTime is ignored: the callbacks already hold a Timer, which sets the time limit.");
+      else this.callbacks.push(new Timer({ duration: this.loop.maxTimeMs }));
+    }
     if ((options.enableProgressBar ?? true) && !this.callbacks.some((c) => c instanceof ProgressBar)) this.callbacks.push(new ProgressBar());
     if ((options.enableCheckpointing ?? true) && !this.callbacks.some((c) => c instanceof ModelCheckpoint)) this.callbacks.push(new ModelCheckpoint());
   }
@@ -179,11 +233,16 @@ export class Trainer {
     this.logger?.logMetrics({ ...metrics, epoch: this.currentEpoch }, this.globalStep);
   }
 
+  /** Runs `fn` (and everything it awaits) on this Trainer's runtime; fit, validate, test and predict run this way. */
+  run<T>(fn: () => T): T {
+    return this.runtime.run(fn);
+  }
+
   private prepare(module: LightningModule): void {
-    setDefaultRuntime(this.runtime);
     module.trainer = this;
     this.module = module;
     const plugin = this.precisionPlugin;
+    configureModelOnce(module, plugin);
     if (plugin.autocastDType === null && module.parameters().some((p) => p.dtype !== plugin.paramDType)) plugin.convertModule(module);
   }
 
@@ -210,8 +269,68 @@ export class Trainer {
     this.scheduler = scheduler;
   }
 
-  private async hook(name: keyof Callback, module: LightningModule): Promise<void> {
-    for (const c of this.callbacks) await (c[name] as ((t: Trainer, m: LightningModule) => unknown) | undefined)?.call(c, this, module);
+  private async hook(name: keyof Callback, module: LightningModule, ...args: unknown[]): Promise<void> {
+    for (const c of this.callbacks) await (c[name] as ((t: Trainer, m: LightningModule, ...a: unknown[]) => unknown) | undefined)?.call(c, this, module, ...args);
+  }
+
+  /**
+   * Runs one Trainer call in Lightning's order: datamodule prepareData and setup, the callbacks'
+   * setup, the call, then the datamodule's and callbacks' teardown. On an error, the callbacks'
+   * onException runs and the error is rethrown (teardown is skipped, as in Lightning).
+   */
+  private runStage<T>(stage: TrainerStage, module: LightningModule, datamodule: LightningDataModule | null, body: () => Promise<T>): Promise<T> {
+    return this.run(() => this.runStageInScope(stage, module, datamodule, body));
+  }
+
+  private async runStageInScope<T>(stage: TrainerStage, module: LightningModule, datamodule: LightningDataModule | null, body: () => Promise<T>): Promise<T> {
+    this.prepare(module);
+    this.datamodule = datamodule;
+    if (datamodule) datamodule.trainer = this;
+    try {
+      await datamodule?.prepareData?.();
+      await datamodule?.setup?.(stage);
+      await this.hook("setup", module, stage);
+      const result = await body();
+      await datamodule?.teardown?.(stage);
+      await this.hook("teardown", module, stage);
+      return result;
+    } catch (e) {
+      await this.hook("onException", module, e);
+      throw e;
+    } finally {
+      this.stage = null;
+      this.logger?.flush?.();
+    }
+  }
+
+  private async restoreFrom(path: string, module: LightningModule, weightsOnly: boolean): Promise<void> {
+    const loop = loadCheckpoint(path, this.checkpointTargets(module), { weightsOnly });
+    if (!weightsOnly) {
+      this.position = { epoch: loop.epoch, batch: loop.batch };
+      this.globalStep = loop.globalStep;
+      this.skippedSteps = loop.skippedSteps;
+    }
+    const info: CheckpointInfo = { path, epoch: loop.epoch, globalStep: loop.globalStep };
+    await this.hook("onLoadCheckpoint", module, info);
+  }
+
+  /** As Lightning's fit loop: a stop request waits until minEpochs epochs and minSteps steps have run. */
+  private get canStopEarly(): boolean {
+    return this.currentEpoch >= this.loop.minEpochs && this.globalStep >= this.loop.minSteps;
+  }
+
+  /** Runs up to numSanityValSteps validation batches before training; their metrics are discarded. */
+  private async sanityCheck(module: LightningModule, val: DataLoader): Promise<void> {
+    const steps = Math.min(this.loop.numSanityValSteps, limitBatches("Trainer limitValBatches", this.loop.limitValBatches, val.length));
+    if (steps === 0) return;
+    const metrics = { ...this.callbackMetrics };
+    this.sanityChecking = true;
+    try {
+      await this.evaluationLoop(module, val, "validate", steps);
+    } finally {
+      this.sanityChecking = false;
+      this.callbackMetrics = metrics;
+    }
   }
 
   /** True once maxSteps optimizer steps have run (checked before a step, so maxSteps 0 trains nothing). */
@@ -219,32 +338,37 @@ export class Trainer {
     return this.maxSteps >= 0 && this.globalStep >= this.maxSteps;
   }
 
-  async fit(module: LightningModule, train: DataLoader, val?: DataLoader, { ckptPath }: { ckptPath?: string } = {}): Promise<void> {
-    if (ckptPath !== undefined && (typeof ckptPath !== "string" || ckptPath === ""))
-      throw new InvalidArgumentError("fit ckptPath", "a checkpoint path", ckptPath);
-    this.prepare(module);
-    this.configureOptimizers(module);
-    this.losses.length = 0;
-    this.shouldStop = false;
-    if (ckptPath !== undefined) {
-      const loop = loadCheckpoint(ckptPath, this.checkpointTargets(module));
-      this.position = { epoch: loop.epoch, batch: loop.batch };
-      this.globalStep = loop.globalStep;
-      this.skippedSteps = loop.skippedSteps;
-    }
-    this.numTrainingBatches = limitBatches("Trainer limitTrainBatches", this.loop.limitTrainBatches, train.length);
-    if (this.numTrainingBatches === 0) {
-      this.warn("No training batches: the train loader is empty or limitTrainBatches is 0, so fit() trains nothing.");
-      return;
-    }
-    const accumulate = this.loop.accumulateGradBatches;
-    await this.hook("onFitStart", module);
-    try {
-      for (this.currentEpoch = this.position.epoch; this.currentEpoch < this.maxEpochs && !this.shouldStop && !this.stepLimitReached; this.currentEpoch++) {
+  /**
+   * Trains `module` on `train` (or the datamodule's loaders), validating on `val` every
+   * valCheckInterval; `ckptPath` resumes from a checkpoint (a path, "last" or "best").
+   */
+  async fit(module: LightningModule, train?: DataLoader | LightningDataModule, val?: DataLoader, options: FitOptions = {}): Promise<void> {
+    const source = dataSource("fit", train, options, ["ckptPath", "datamodule"]);
+    const ckptPath = resolveCheckpointPath("fit", options.ckptPath, this, this.callbacks);
+    if (source.datamodule && val !== undefined) throw new NbitError("INVALID_ARGUMENT", "fit() was given both a validation DataLoader and a datamodule: pass one of them.");
+    await this.runStage("fit", module, source.datamodule, async () => {
+      this.configureOptimizers(module);
+      this.losses.length = 0;
+      this.shouldStop = false;
+      if (ckptPath !== undefined) await this.restoreFrom(ckptPath, module, false);
+      const dm = source.datamodule;
+      const trainLoader = dm ? dataloaderOf(dm, "trainDataloader", "fit", true)! : source.loader!;
+      const valLoader = dm ? dataloaderOf(dm, "valDataloader", "fit", false) : (val ?? null);
+      this.numTrainingBatches = limitBatches("Trainer limitTrainBatches", this.loop.limitTrainBatches, trainLoader.length);
+      if (this.numTrainingBatches === 0) {
+        this.warn("No training batches: the train loader is empty or limitTrainBatches is 0, so fit() trains nothing.");
+        return;
+      }
+      const validating =
+        valLoader !== null && module.validationStep !== undefined && limitBatches("Trainer limitValBatches", this.loop.limitValBatches, valLoader.length) > 0;
+      const validation = validating ? { loader: valLoader, every: valCheckBatch(this.loop.valCheckInterval, this.numTrainingBatches) } : null;
+      const accumulate = this.loop.accumulateGradBatches;
+      await this.hook("onFitStart", module);
+      if (validation) await this.sanityCheck(module, validation.loader);
+      for (this.currentEpoch = this.position.epoch; this.currentEpoch < this.maxEpochs && !this.stepLimitReached && !(this.shouldStop && this.canStopEarly); this.currentEpoch++) {
         const skip = this.currentEpoch === this.position.epoch ? this.position.batch : 0;
-        await this.trainEpoch(module, train, skip, accumulate);
+        await this.trainEpoch(module, trainLoader, skip, accumulate, validation);
         this.position = { epoch: this.currentEpoch + 1, batch: 0 };
-        if (val && module.validationStep && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0) await this.evaluationLoop(module, val, "validate");
         if (this.scheduler?.interval === "epoch") this.scheduler.scheduler.step();
         this.logger?.flush?.();
         await this.hook("onTrainEpochEnd", module);
@@ -252,13 +376,16 @@ export class Trainer {
       if (this.skippedSteps > 0)
         this.warn(`The gradient scaler skipped ${this.skippedSteps} optimizer step(s) with Inf/NaN gradients; the learning-rate scheduler was not advanced for them.`);
       await this.hook("onFitEnd", module);
-    } finally {
-      this.stage = null;
-      this.logger?.flush?.();
-    }
+    });
   }
 
-  private async trainEpoch(module: LightningModule, train: DataLoader, skip: number, accumulate: number): Promise<void> {
+  private async trainEpoch(
+    module: LightningModule,
+    train: DataLoader,
+    skip: number,
+    accumulate: number,
+    validation: { loader: DataLoader; every: number } | null,
+  ): Promise<void> {
     module.train();
     train.setEpoch(this.currentEpoch);
     await this.hook("onTrainEpochStart", module);
@@ -269,13 +396,15 @@ export class Trainer {
     for (const rawBatch of train) {
       batchIdx++;
       if (batchIdx < skip) continue;
-      if (batchIdx >= this.numTrainingBatches || this.stepLimitReached || this.shouldStop) break;
+      if (batchIdx >= this.numTrainingBatches || this.stepLimitReached || (this.shouldStop && this.canStopEarly)) break;
+      for (const c of this.callbacks) await c.onTrainBatchStart?.(this, module, rawBatch, batchIdx);
       this.stage = "train";
       const batch = rawBatch.map((t) => plugin.convertInput(t));
       this.currentBatchSize = batch[0]?.shape[0] ?? 1;
       module.logged.clear();
       const location: BatchLocation = { stage: "train", epoch: this.currentEpoch, batchIdx };
-      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(() => module.trainingStep(batch, batchIdx)));
+      const userStep = () => watchManualCasts(this, this.precision, plugin.autocastDType, (m) => this.warn(m), () => module.trainingStep(batch, batchIdx));
+      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(userStep));
       const loss = this.lossOf(module, output);
       const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
       // Lightning divides the loss by the number of accumulated batches.
@@ -285,11 +414,14 @@ export class Trainer {
       const step = this.globalStep;
       let lossValue: number;
       let skipped = false;
+      const beforeBackward = (l: Tensor) => this.hook("onBeforeBackward", module, l);
+      const afterBackward = () => this.hook("onAfterBackward", module);
       if (boundary) {
         const clipValue = this.loop.gradientClipVal;
         const outcome = await plugin.optimizerStep(optimizer, stepLoss, {
           ...(clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm } : {}),
           extra,
+          hooks: { beforeBackward, afterBackward, beforeOptimizerStep: () => this.hook("onBeforeOptimizerStep", module, optimizer) },
         });
         lossValue = outcome.loss * accumulate;
         skipped = outcome.skipped;
@@ -298,7 +430,9 @@ export class Trainer {
         else if (this.scheduler?.interval === "step") this.scheduler.scheduler.step();
       } else {
         const detached = loss.detach();
+        await beforeBackward(stepLoss);
         plugin.backward(stepLoss);
+        await afterBackward();
         await realize([detached, ...optimizer.params.flatMap((p) => (p.grad ? [p.grad] : [])), ...extra]);
         lossValue = await detached.item();
       }
@@ -312,6 +446,9 @@ export class Trainer {
       this.position = { epoch: this.currentEpoch, batch: batchIdx + 1 };
       const outcome: BatchOutcome = { loss: lossValue, skipped, optimizerStep: boundary };
       for (const c of this.callbacks) await c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
+      // As Lightning: validate every `every` batches, and when a stop request can end training.
+      const validateNow = (batchIdx + 1) % (validation?.every ?? 1) === 0 || (this.shouldStop && this.canStopEarly);
+      if (validation && validateNow && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0) await this.evaluationLoop(module, validation.loader, "validate");
     }
     const epochMetrics: Record<string, number> = {};
     for (const [k, { sum, count }] of epochSums) epochMetrics[k] = sum / count;
@@ -370,7 +507,8 @@ export class Trainer {
     }
   }
 
-  private async evaluationLoop(module: LightningModule, loader: DataLoader, stage: "validate" | "test"): Promise<Record<string, number>> {
+  /** Runs a validation or test epoch; `sanitySteps` makes it the sanity check (no logging, no hooks). */
+  private async evaluationLoop(module: LightningModule, loader: DataLoader, stage: "validate" | "test", sanitySteps?: number): Promise<Record<string, number>> {
     const step = stage === "validate" ? module.validationStep : module.testStep;
     if (!step) throw new NbitError("MISSING_STEP", `${module.constructor.name} does not define ${stage === "validate" ? "validationStep" : "testStep"}()`);
     const wasTraining = module.training;
@@ -378,7 +516,11 @@ export class Trainer {
     const previousStage = this.stage;
     this.stage = stage;
     const sums = new Map<string, { sum: number; count: number }>();
-    const limit = stage === "validate" ? limitBatches("Trainer limitValBatches", this.loop.limitValBatches, loader.length) : Infinity;
+    const limit =
+      sanitySteps ??
+      (stage === "validate"
+        ? limitBatches("Trainer limitValBatches", this.loop.limitValBatches, loader.length)
+        : limitBatches("Trainer limitTestBatches", this.loop.limitTestBatches, loader.length));
     let batchIdx = 0;
     for (const rawBatch of loader) {
       if (batchIdx >= limit) break;
@@ -394,51 +536,57 @@ export class Trainer {
     }
     const metrics: Record<string, number> = {};
     for (const [k, { sum, count }] of sums) metrics[k] = sum / count;
-    if (Object.keys(metrics).length) this.logMetrics(metrics);
+    if (sanitySteps === undefined && Object.keys(metrics).length) this.logMetrics(metrics);
     this.stage = previousStage;
     if (wasTraining) module.train();
-    if (stage === "validate") await this.hook("onValidationEpochEnd", module);
+    if (stage === "validate" && sanitySteps === undefined) await this.hook("onValidationEpochEnd", module);
     return metrics;
   }
 
-  /** Runs validationStep over `loader`; returns the epoch means of what it logged. */
-  validate(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
-    return this.evaluate(module, loader, "validate");
+  /** Runs validationStep over `loader` (or the datamodule's); returns the epoch means of what it logged. `ckptPath` loads weights first. */
+  validate(module: LightningModule, loader?: DataLoader | LightningDataModule, options: EvaluateOptions = {}): Promise<Record<string, number>> {
+    return this.evaluate(module, loader, "validate", options);
   }
 
-  /** Runs testStep over `loader`; returns the epoch means of what it logged. */
-  test(module: LightningModule, loader: DataLoader): Promise<Record<string, number>> {
-    return this.evaluate(module, loader, "test");
+  /** Runs testStep over `loader` (or the datamodule's); returns the epoch means of what it logged. `ckptPath` loads weights first. */
+  test(module: LightningModule, loader?: DataLoader | LightningDataModule, options: EvaluateOptions = {}): Promise<Record<string, number>> {
+    return this.evaluate(module, loader, "test", options);
   }
 
-  private async evaluate(module: LightningModule, loader: DataLoader, stage: "validate" | "test"): Promise<Record<string, number>> {
-    this.prepare(module);
-    try {
-      return await this.evaluationLoop(module, loader, stage);
-    } finally {
-      this.logger?.flush?.();
-    }
+  private async evaluate(module: LightningModule, loader: DataLoader | LightningDataModule | undefined, stage: "validate" | "test", options: EvaluateOptions) {
+    const source = dataSource(stage, loader, options, ["ckptPath", "datamodule"]);
+    const ckptPath = resolveCheckpointPath(stage, options.ckptPath, this, this.callbacks);
+    return this.runStage(stage, module, source.datamodule, async () => {
+      if (ckptPath !== undefined) await this.restoreFrom(ckptPath, module, true);
+      const dm = source.datamodule;
+      const data = dm ? dataloaderOf(dm, stage === "validate" ? "valDataloader" : "testDataloader", stage, true)! : source.loader!;
+      return this.evaluationLoop(module, data, stage);
+    });
   }
 
-  /** Runs predictStep (or forward on the first batch tensor) over every batch; outputs in float32. */
-  async predict(module: LightningModule, loader: DataLoader): Promise<Tensor[]> {
-    this.prepare(module);
-    module.eval();
-    this.stage = "predict";
-    const outputs: Tensor[] = [];
-    let batchIdx = 0;
-    for (const rawBatch of loader) {
-      const batch = rawBatch.map((t) => this.precisionPlugin.convertInput(t));
-      const out = noGrad(() =>
-        this.precisionPlugin.forwardContext(() => (module.predictStep ? module.predictStep(batch, batchIdx) : module.forward(batch[0]!))),
-      );
-      const converted = this.precisionPlugin.convertOutput(out);
-      await realize([converted]);
-      outputs.push(converted);
-      batchIdx++;
-    }
-    this.stage = null;
-    return outputs;
+  /** Runs predictStep (or forward on the first batch tensor) over the batches; outputs in float32. */
+  async predict(module: LightningModule, loader?: DataLoader | LightningDataModule, options: PredictOptions = {}): Promise<Tensor[]> {
+    const source = dataSource("predict", loader, options, ["datamodule"]);
+    return this.runStage("predict", module, source.datamodule, async () => {
+      const data = source.datamodule ? dataloaderOf(source.datamodule, "predictDataloader", "predict", true)! : source.loader!;
+      module.eval();
+      this.stage = "predict";
+      const limit = limitBatches("Trainer limitPredictBatches", this.loop.limitPredictBatches, data.length);
+      const outputs: Tensor[] = [];
+      let batchIdx = 0;
+      for (const rawBatch of data) {
+        if (batchIdx >= limit) break;
+        const batch = rawBatch.map((t) => this.precisionPlugin.convertInput(t));
+        const out = noGrad(() =>
+          this.precisionPlugin.forwardContext(() => (module.predictStep ? module.predictStep(batch, batchIdx) : module.forward(batch[0]!))),
+        );
+        const converted = this.precisionPlugin.convertOutput(out);
+        await realize([converted]);
+        outputs.push(converted);
+        batchIdx++;
+      }
+      return outputs;
+    });
   }
 
   // ---- checkpoints ------------------------------------------------------------------------
@@ -449,7 +597,9 @@ export class Trainer {
    */
   async saveCheckpoint(path: string): Promise<void> {
     const { epoch, batch } = this.position;
-    await saveCheckpoint(path, this.checkpointTargets(this.moduleOf()), { epoch, batch, globalStep: this.globalStep, skippedSteps: this.skippedSteps });
+    const module = this.moduleOf();
+    await this.hook("onSaveCheckpoint", module, { path, epoch, globalStep: this.globalStep } satisfies CheckpointInfo);
+    await this.run(() => saveCheckpoint(path, this.checkpointTargets(module), { epoch, batch, globalStep: this.globalStep, skippedSteps: this.skippedSteps }));
   }
 
   private module: LightningModule | null = null;
@@ -466,6 +616,7 @@ export class Trainer {
       plugin: this.precisionPlugin,
       callbacks: this.callbacks,
       generator: defaultGenerator,
+      hparams: module.hparams,
     };
   }
 }

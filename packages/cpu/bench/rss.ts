@@ -1,0 +1,53 @@
+// Resident memory over 5,000 training steps with StepLR on an epoch interval: the learning rate
+// changes every epoch (50 steps), the case where a baked-in learning rate compiled new programs
+// each epoch. Prints RSS every 500 steps, the onnxruntime sessions created, and the spread of RSS
+// after the first 500 steps (target: flat within 10%).
+import { DataLoader, Generator, LightningModule, StepLR, SGD, TensorDataset, Trainer, crossEntropy, manualSeed, type Batch, type Tensor } from "@nbit/core";
+import { CpuAccelerator } from "../src/index.js";
+import { env, mlp, SMALL } from "./common.js";
+
+const STEPS = env("BENCH_STEPS", 5000);
+const STEPS_PER_EPOCH = 50;
+const precision = (process.argv[3] ?? "32-true") as "32-true";
+
+class Net extends LightningModule {
+  readonly net = mlp(SMALL.dims);
+  forward(x: Tensor) {
+    return this.net.forward(x);
+  }
+  trainingStep([x, y]: Batch) {
+    return crossEntropy(this.forward(x!), y!);
+  }
+  configureOptimizers() {
+    const optimizer = new SGD(this.parameters(), { lr: 0.05 });
+    return { optimizer, lrScheduler: { scheduler: new StepLR(optimizer, 1, 0.99), interval: "epoch" as const } };
+  }
+}
+const g = new Generator(0);
+const [inputs, classes, batch] = [SMALL.dims[0]!, SMALL.dims.at(-1)!, SMALL.batch];
+const samples = STEPS_PER_EPOCH * batch;
+const data = new TensorDataset(
+  { data: Array.from({ length: samples * inputs }, () => g.normal()), sampleShape: [inputs] },
+  { data: Array.from({ length: samples }, () => g.int(classes)), sampleShape: [], dtype: "int32" },
+);
+const mb = () => process.memoryUsage().rss / 2 ** 20;
+const samplesAt: { step: number; rss: number }[] = [];
+const t0 = performance.now();
+const probe = {
+  onTrainBatchEnd(trainer: Trainer) {
+    if (trainer.globalStep % 500 === 0) samplesAt.push({ step: trainer.globalStep, rss: mb() });
+  },
+};
+const accelerator = new CpuAccelerator();
+const createBackend = accelerator.createBackend.bind(accelerator);
+let backend: ReturnType<typeof createBackend> | undefined;
+accelerator.createBackend = () => (backend = createBackend());
+manualSeed(0);
+const trainer = new Trainer({ accelerator, precision, maxSteps: STEPS, maxEpochs: -1, logger: false, enableProgressBar: false, enableModelSummary: false, enableCheckpointing: false, callbacks: [probe] });
+console.log(`MLP ${SMALL.name}, ${precision}, SGD with StepLR(step 1 epoch, gamma 0.99) on an epoch interval, ${STEPS_PER_EPOCH} steps per epoch, ${STEPS} steps`);
+console.log(`RSS before fit: ${mb().toFixed(0)} MiB`);
+await trainer.fit(trainer.initModule(() => new Net()), new DataLoader(data, { batchSize: batch, shuffle: true, seed: 1 }));
+for (const s of samplesAt) console.log(`  step ${String(s.step).padStart(5)}: RSS ${s.rss.toFixed(0)} MiB`);
+const after = samplesAt.filter((s) => s.step >= 500).map((s) => s.rss);
+console.log(`onnxruntime sessions created: ${backend?.sessionsCreated}; ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+console.log(`RSS from step 500 to ${STEPS}: ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} MiB, growth ${((after.at(-1)! / after[0]! - 1) * 100).toFixed(1)}% (target: within 10%)`);

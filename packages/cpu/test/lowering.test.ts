@@ -1,0 +1,155 @@
+import { availableParallelism } from "node:os";
+import {
+  crossEntropy,
+  Generator,
+  Linear,
+  manualSeed,
+  mseLoss,
+  precisionPluginFor,
+  ReferenceBackend,
+  ReLU,
+  Runtime,
+  Sequential,
+  SGD,
+  Tensor,
+  withRuntime,
+  type Backend,
+  type Precision,
+  type Program,
+} from "@nbit/core";
+import { describe, expect, it } from "vitest";
+import { CPU_KERNELS, CpuAccelerator, defaultThreads, programWork, programToOnnx, SMALL_PROGRAM_WORK, type CpuBackendOptions } from "../src/index.js";
+
+/** Trains a 3-layer MLP with SGD on `backend`; returns each step's loss, the final parameters and the programs compiled. */
+async function train(backend: Backend, precision: Precision, { steps = 5, loss = "crossEntropy" }: { steps?: number; loss?: "crossEntropy" | "mse" } = {}) {
+  const programs: Program[] = [];
+  if (backend.compile) {
+    const compile = backend.compile.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+  }
+  return withRuntime(new Runtime(backend), async () => {
+    manualSeed(0);
+    const plugin = precisionPluginFor(precision);
+    const model = plugin.initContext(() => new Sequential(new Linear(12, 24), new ReLU(), new Linear(24, 16), new ReLU(), new Linear(16, 5)));
+    const optimizer = new SGD(model.parameters(), { lr: 0.1 });
+    const g = new Generator(4);
+    const losses: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const x = plugin.convertInput(Tensor.fromHost(new Float32Array(8 * 12).map(() => g.normal()), [8, 12], "float32"));
+      const y = new Int32Array(8).map(() => g.int(5));
+      const out = plugin.forwardContext(() => {
+        const logits = model.forward(x);
+        return loss === "mse" ? mseLoss(logits, Tensor.fromHost(Float32Array.from(y), [8, 1], "float32").expand([8, 5]).cast(logits.dtype)) : crossEntropy(logits, Tensor.fromHost(y, [8], "int32"));
+      });
+      losses.push((await plugin.optimizerStep(optimizer, out)).loss);
+    }
+    const params = await Promise.all(model.parameters().map((p) => p.data()));
+    return { losses, params: params.map((p) => Array.from(p as Float64Array)), programs };
+  });
+}
+
+const cpu = (options: CpuBackendOptions = {}) => new CpuAccelerator({ threads: 2, ...options }).createBackend();
+const onnxText = (p: Program, fuse = true) => new TextDecoder("latin1").decode(programToOnnx(p, CPU_KERNELS, { fuse }));
+const maxRelative = (a: readonly number[][], b: readonly number[][]) =>
+  Math.max(...a.flatMap((p, k) => p.map((v, i) => Math.abs(v - b[k]![i]!) / Math.max(Math.abs(b[k]![i]!), 1e-300))));
+
+describe("cpu session options", () => {
+  const matmulProgram = (n: number, dtype: "float32" | "float64" = "float32"): Program => ({
+    inputs: [
+      { dtype, shape: [n, n] },
+      { dtype, shape: [n, n] },
+    ],
+    instructions: [{ op: "matmul", dtype, shape: [n, n], inputs: [0, 1], attrs: {} }],
+    outputs: [2],
+    key: `matmul${n}`,
+  });
+
+  it("counts a matrix product as 2·M·N·K operations, twice in float64", () => {
+    expect(programWork(matmulProgram(64))).toBe(2 * 64 ** 3);
+    expect(programWork(matmulProgram(64, "float64"))).toBe(4 * 64 ** 3);
+  });
+
+  it("turns thread spinning off unless asked, and picks threads by the work per run", () => {
+    const [small, large] = [matmulProgram(64), matmulProgram(1024)];
+    expect(programWork(small)).toBeLessThan(SMALL_PROGRAM_WORK);
+    expect(programWork(large)).toBeGreaterThan(SMALL_PROGRAM_WORK);
+    const auto = new CpuAccelerator().createBackend();
+    expect(auto.sessionOptions(small).extra).toEqual({ session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } });
+    expect(auto.sessionOptions(small).intraOpNumThreads).toBe(1);
+    expect(auto.sessionOptions(large).intraOpNumThreads).toBe(availableParallelism());
+    expect(defaultThreads(programWork(large), 8)).toBe(8);
+    const spinning = new CpuAccelerator({ allowSpinning: true, threads: 3 }).createBackend();
+    expect(spinning.sessionOptions(small).extra).toEqual({ session: { intra_op: { allow_spinning: "1" }, inter_op: { allow_spinning: "1" } } });
+    expect(spinning.sessionOptions(small).intraOpNumThreads).toBe(3);
+  });
+});
+
+describe("cpu fused lowering", () => {
+  it("lowers linear layers to Gemm without transposed copies, and log-softmax to LogSoftmax", async () => {
+    for (const precision of ["32-true", "64-true"] as const) {
+      const { programs } = await train(cpu(), precision, { steps: 2 });
+      const step = programs.at(-1)!;
+      expect(step.instructions.filter((i) => i.op === "transpose").length).toBeGreaterThan(0);
+      const fused = onnxText(step);
+      expect(fused).toContain("Gemm");
+      expect(fused).toContain("LogSoftmax");
+      expect(fused).not.toContain("Transpose");
+      const literal = onnxText(step, false);
+      expect(literal).toContain("Transpose");
+      expect(literal).not.toContain("Gemm");
+      expect(literal).not.toContain("LogSoftmax");
+    }
+  });
+
+  it("gives bitwise the same float32 training as the literal lowering where only Gemm fuses", async () => {
+    const fused = await train(cpu(), "32-true", { loss: "mse" });
+    const literal = await train(cpu({ fuse: false }), "32-true", { loss: "mse" });
+    expect(onnxText(fused.programs.at(-1)!)).toContain("Gemm");
+    expect(fused.losses).toEqual(literal.losses);
+    expect(fused.params).toEqual(literal.params);
+  });
+
+  it("keeps cross-entropy training within float32 rounding of the literal lowering", async () => {
+    const fused = await train(cpu(), "32-true");
+    const literal = await train(cpu({ fuse: false }), "32-true");
+    fused.losses.forEach((l, i) => expect(Math.abs(l - literal.losses[i]!) / literal.losses[i]!).toBeLessThan(1e-6));
+    expect(maxRelative(fused.params, literal.params)).toBeLessThan(1e-4);
+  });
+
+  it("trains 64-true within 1e-12 of the float64 reference backend over 100 SGD steps", async () => {
+    const reference = await train(new ReferenceBackend(), "64-true", { steps: 100 });
+    const fused = await train(cpu(), "64-true", { steps: 100 });
+    fused.losses.forEach((l, i) => expect(Math.abs(l - reference.losses[i]!) / reference.losses[i]!, `step ${i}`).toBeLessThan(1e-12));
+    const scale = Math.max(...reference.params.flat().map(Math.abs));
+    expect(Math.max(...fused.params.flatMap((p, k) => p.map((v, i) => Math.abs(v - reference.params[k]![i]!))))).toBeLessThan(1e-12 * scale);
+  });
+
+  it("scatters a 1-D index_add with repeated indices without reshaping its index", async () => {
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const values = await withRuntime(new Runtime(backend), () =>
+      Tensor.fromHost(Float32Array.of(1, 2, 3, 4), [4], "float32")
+        .indexAdd(0, Tensor.fromHost(Int32Array.of(2, 0, 2, 3, 2), [5], "int32"), Tensor.fromHost(Float32Array.of(10, 20, 30, 40, 50), [5], "float32"))
+        .data(),
+    );
+    expect(Array.from(values)).toEqual([21, 2, 93, 44]);
+    const onnx = onnxText(programs.at(-1)!);
+    expect(onnx).toContain("ScatterElements");
+    expect(onnx).not.toContain("Reshape");
+  });
+
+  it("lowers log-softmax over a middle axis of a rank-3 tensor to LogSoftmax with the reference's values", async () => {
+    const data = Float64Array.from({ length: 2 * 3 * 4 }, (_, i) => Math.sin(i) * 5);
+    const logSoftmax = (backend: Backend) => withRuntime(new Runtime(backend), () => Tensor.fromHost(data, [2, 3, 4], "float64").logSoftmax(1).data());
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const [got, expected] = [await logSoftmax(backend), await logSoftmax(new ReferenceBackend())];
+    expect(onnxText(programs.at(-1)!)).toContain("LogSoftmax");
+    got.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-14));
+  });
+});
+
