@@ -12,7 +12,7 @@ export * from "./engine/primitives.js";
 export * from "./engine/ops.js";
 export * from "./engine/kernels.js";
 export { LazyNode } from "./engine/node.js";
-export { Runtime, type RuntimeStats } from "./engine/runtime.js";
+export { DEFAULT_PROGRAM_CACHE_SIZE, Runtime, type ProgramCacheStats, type RuntimeOptions, type RuntimeStats } from "./engine/runtime.js";
 export * from "./engine/context.js";
 // The public autocast also warns about a nested autocast inside a watched training step (it shadows context.js's).
 export { autocast } from "./engine/cast-watch.js";

@@ -6,6 +6,7 @@ const BENCHES = {
   pytorch: "nbit 32-true and 64-true against PyTorch CPU on the standard MLP, alternated",
   rss: "resident memory over 5,000 steps with StepLR on an epoch interval",
   profile: "onnxruntime's per-node profile of nbit's step against the hand-built graph",
+  replay: "JS cost per step with replay on and off (64-64-64-10, batch 32), interleaved",
 } as const;
 const name = process.argv[2] ?? "standard";
 if (!(name in BENCHES)) {

@@ -97,6 +97,13 @@ export function defaultThreads(work: number, cores = availableParallelism()): nu
   return work < SMALL_PROGRAM_WORK ? 1 : Math.max(1, cores);
 }
 
+/**
+ * onnxruntime's MatMulScaleFusion folds a scalar constant multiplying a matmul into the fused
+ * op's float32 alpha, rounding a float64 constant to float32; float64 programs keep it a constant.
+ */
+const KEEP_FLOAT64_CONSTANTS = { optimization: { disable_specified_optimizers: "MatMulScaleFusion" } };
+const hasFloat64Constant = (program: Program) => program.instructions.some((ins) => ins.op === "const" && ins.dtype === "float64");
+
 /** Runs each captured program (a whole training step) as one onnxruntime session. */
 export class CpuBackend implements Backend {
   readonly name = "cpu";
@@ -129,7 +136,10 @@ export class CpuBackend implements Backend {
       intraOpNumThreads: this.options.threads ?? defaultThreads(programWork(program)),
       interOpNumThreads: 1,
       logSeverityLevel: 3,
-      extra: { session: { intra_op: { allow_spinning: spinning }, inter_op: { allow_spinning: spinning } } },
+      extra: {
+        session: { intra_op: { allow_spinning: spinning }, inter_op: { allow_spinning: spinning } },
+        ...(hasFloat64Constant(program) ? KEEP_FLOAT64_CONSTANTS : {}),
+      },
       ...(process.env.NBIT_DUMP ? { optimizedModelFilePath: process.env.NBIT_DUMP } : {}),
       ...(process.env.NBIT_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.NBIT_PROFILE } : {}),
     };

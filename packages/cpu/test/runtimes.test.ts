@@ -16,8 +16,32 @@ import {
   type Precision,
   type Tensor,
 } from "@nbit/core";
+import { createRequire } from "node:module";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import type * as ortTypes from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { CpuAccelerator } from "../src/index.js";
+
+const ort = createRequire(import.meta.url)("onnxruntime-node") as typeof ortTypes;
+
+/** Counts onnxruntime sessions created and not yet released, by wrapping InferenceSession.create. */
+function countSessions() {
+  const counts = { open: 0, created: 0 };
+  const create = ort.InferenceSession.create;
+  ort.InferenceSession.create = (async (...args: Parameters<typeof create>) => {
+    const session = await (create as (...a: Parameters<typeof create>) => Promise<ortTypes.InferenceSession>).apply(ort.InferenceSession, args);
+    counts.open++;
+    counts.created++;
+    const release = session.release.bind(session);
+    session.release = () => {
+      counts.open--;
+      return release();
+    };
+    return session;
+  }) as typeof create;
+  return { counts, restore: () => void (ort.InferenceSession.create = create) };
+}
 
 class Net extends LightningModule {
   readonly net = new Sequential(new Linear(8, 32), new ReLU(), new Linear(32, 3));
@@ -66,5 +90,47 @@ describe("one runtime per Trainer", () => {
     expect(together.map((t) => t.losses)).toEqual(solo);
     // Different backends and precisions: training on the other Trainer's runtime would show in the losses.
     expect(solo[0]).not.toEqual(solo[1]);
+  });
+
+  it("releases every onnxruntime session on dispose(), and refuses to read its tensors afterwards", async () => {
+    const { counts, restore } = countSessions();
+    try {
+      const t = trainer(new CpuAccelerator({ threads: 1 }), "bf16-mixed");
+      manualSeed(1);
+      const model = t.initModule(() => new Net());
+      await t.fit(model, new DataLoader(data, { batchSize: 8 }));
+      expect(counts.created).toBeGreaterThan(0);
+      expect(counts.open).toBe(counts.created);
+      await t.dispose();
+      expect(counts.open).toBe(0);
+      expect(t.runtime.cacheStats().size).toBe(0);
+      await expect(model.parameters()[0]!.data()).rejects.toMatchObject({ code: "RUNTIME_DISPOSED" });
+      await t.dispose(); // a second call does nothing
+    } finally {
+      restore();
+    }
+  });
+
+  it("releases the sessions of Trainers dropped without dispose() once they are collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const { counts, restore } = countSessions();
+    try {
+      // A helper, so no frame of this test keeps the last Trainer reachable.
+      const fitAndDrop = async (seed: number) => {
+        const t = trainer(new CpuAccelerator({ threads: 1 }), "32-true");
+        manualSeed(seed);
+        await t.fit(t.initModule(() => new Net()), new DataLoader(data, { batchSize: 8 }));
+      };
+      for (let i = 0; i < 3; i++) await fitAndDrop(i);
+      expect(counts.open).toBeGreaterThanOrEqual(3);
+      for (let i = 0; i < 20 && counts.open > 0; i++) {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(counts.open).toBe(0);
+    } finally {
+      restore();
+    }
   });
 });

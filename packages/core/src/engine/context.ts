@@ -62,3 +62,9 @@ export function currentRuntime(): Runtime {
 }
 /** The runtime of the enclosing `withRuntime` scope, or null outside one. */
 export const peekRuntime = (): Runtime | null => current().runtime;
+
+/**
+ * Runs `fn` outside every scope. Promises remember the scope they were made in, so one kept for
+ * the process (a cached program a finalizer releases) would otherwise keep its runtime alive.
+ */
+export const outsideScopes = <T>(fn: () => T): T => scopes.exit(fn);

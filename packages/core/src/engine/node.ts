@@ -10,6 +10,10 @@ import type { Runtime } from "./runtime.js";
  * Realizing a node turns it into a leaf and drops its inputs.
  */
 export class LazyNode {
+  /** Scratch space of the runtime's graph walk: the walk that last visited this node, and its position there. */
+  walk = 0;
+  position = -1;
+
   constructor(
     public op: PrimitiveOp | "const" | "leaf",
     public src: LazyNode[],

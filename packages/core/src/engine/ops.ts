@@ -602,3 +602,47 @@ export function attrKey(op: PrimitiveOp, attrs: OpAttrs): string {
   }
   return key;
 }
+
+const TEXT_IDS = new Map<string, number>();
+
+/**
+ * Appends the attributes of `op` to `out` as numbers, for comparing graph signatures without
+ * building strings: equal sequences mean equal attributes (lengths are included, -0 and NaN marked).
+ */
+export function pushAttrNumbers(op: PrimitiveOp, attrs: OpAttrs, out: number[]): void {
+  const names = OPS[op].attrs;
+  for (let n = 0; n < names.length; n++) {
+    const name = names[n]!;
+    const value: unknown = attrs[name];
+    switch (ATTR_KIND[name]) {
+      case "ints": {
+        const ints = value as readonly number[];
+        out.push(ints.length);
+        for (let i = 0; i < ints.length; i++) out.push(ints[i]!);
+        break;
+      }
+      case "int":
+        out.push(value as number);
+        break;
+      case "bool":
+        out.push(value ? 1 : 0);
+        break;
+      case "number":
+        pushScalarNumber(value as number, out);
+        break;
+      default: {
+        const text = String(value);
+        let id = TEXT_IDS.get(text);
+        if (id === undefined) TEXT_IDS.set(text, (id = TEXT_IDS.size));
+        out.push(id);
+      }
+    }
+  }
+}
+
+/** A scalar as two numbers that compare equal exactly when the scalars are the same value (-0 and NaN included). */
+export function pushScalarNumber(value: number, out: number[]): void {
+  if (Number.isNaN(value)) out.push(2, 0);
+  else if (Object.is(value, -0)) out.push(1, 0);
+  else out.push(0, value);
+}

@@ -1,25 +1,69 @@
-import { isHalfDType, type DType, type HostArray } from "../dtype.js";
+import { DTYPES, isHalfDType, type DType, type HostArray } from "../dtype.js";
 import { NbitError, RuntimeMismatchError, UnsupportedOpError } from "../errors.js";
+import { InvalidArgumentError } from "../validation.js";
 import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
-import { withRuntime } from "./context.js";
+import { outsideScopes, withRuntime } from "./context.js";
 import { LazyNode } from "./node.js";
-import { attrKey, OPS, type PrimitiveOp } from "./ops.js";
+import { attrKey, OPS, PRIMITIVE_OPS, pushAttrNumbers, pushScalarNumber, type PrimitiveOp } from "./ops.js";
 
 export interface RuntimeStats {
   programsCompiled: number;
   programsRun: number;
+  /** Runs that matched an earlier graph's signature and skipped lowering and keying. */
+  programsReplayed: number;
   instructionsRun: number;
+}
+
+export interface RuntimeOptions {
+  /** Compiled programs kept (least recently used evicted first, their sessions released); default 16. */
+  readonly programCacheSize?: number;
+  /** Run a graph whose structure, shapes and dtypes match an earlier one without lowering it again (default true). */
+  readonly replay?: boolean;
+}
+
+/** The compiled-program cache: `size` of `capacity` programs held; hits, misses and evictions so far. */
+export interface ProgramCacheStats {
+  readonly size: number;
+  readonly capacity: number;
+  readonly hits: number;
+  readonly misses: number;
+  readonly evictions: number;
+}
+
+export const DEFAULT_PROGRAM_CACHE_SIZE = 16;
+
+interface CachedProgram {
+  readonly compiled: Promise<CompiledProgram>;
+  /** Runs in flight: an evicted program is released once the last one settles. */
+  running: number;
+  evicted: boolean;
 }
 
 /** Runs lazy graphs on one backend: lowers them to programs, caches compiled ones, holds buffers. */
 export class Runtime {
-  private readonly compiled = new Map<string, Promise<CompiledProgram>>();
-  /** Frees a buffer once the node that owns it is garbage-collected (tfjs tensors need an explicit dispose). */
-  private readonly finalizer: FinalizationRegistry<BackendBuffer> | null;
-  readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, instructionsRun: 0 };
+  /** Insertion order is recency order: a hit moves its entry to the end; eviction takes the first. */
+  private readonly compiled = new Map<string, CachedProgram>();
+  private readonly cacheCounts = { hits: 0, misses: 0, evictions: 0 };
+  readonly programCacheSize: number;
+  /** Buffers this runtime placed and has not freed, on backends whose buffers need an explicit dispose (tfjs). */
+  private readonly live: Set<BackendBuffer> | null;
+  private disposed = false;
+  readonly stats: RuntimeStats = { programsCompiled: 0, programsRun: 0, programsReplayed: 0, instructionsRun: 0 };
+  /** Lowered programs by graph signature hash (a full signature compare confirms a hit). */
+  private readonly replays = new Map<number, { readonly signature: readonly number[]; readonly program: Program }>();
+  private readonly replay: boolean;
 
-  constructor(readonly backend: Backend) {
-    this.finalizer = backend.dispose ? new FinalizationRegistry((buffer) => backend.dispose!(buffer)) : null;
+  constructor(
+    readonly backend: Backend,
+    options: RuntimeOptions = {},
+  ) {
+    const size = options.programCacheSize ?? DEFAULT_PROGRAM_CACHE_SIZE;
+    if (!Number.isInteger(size) || size < 1) throw new InvalidArgumentError("Runtime programCacheSize", "an integer >= 1", size);
+    this.programCacheSize = size;
+    this.replay = options.replay ?? true;
+    this.live = backend.dispose ? new Set() : null;
+    // A Runtime dropped without dispose() still releases its compiled programs once collected.
+    programsOfCollectedRuntimes.register(this, this.compiled, this);
     const { execution } = backend.capabilities;
     if (execution === "eager" && !backend.execute)
       throw new NbitError("INVALID_BACKEND", `Backend "${backend.name}" declares eager execution but has no execute()`);
@@ -36,19 +80,39 @@ export class Runtime {
   async realize(nodes: readonly LazyNode[]): Promise<void> {
     const pending = [...new Set(nodes)].filter((n) => !(n.isLeaf && n.device?.runtime === this));
     if (pending.length === 0) return;
-    const builder = new ProgramBuilder(this);
-    const program = builder.build(pending);
-    const buffers = await this.execute(program, builder.inputBuffers);
+    this.checkOpen();
+    const graph = captureGraph(pending);
+    const known = this.replay ? this.replays.get(graph.hash) : undefined;
+    let program: Program;
+    let inputBuffers: BackendBuffer[];
+    let uploadedLeaves: LazyNode[];
+    if (known && sameSignature(known.signature, graph.signature)) {
+      this.stats.programsReplayed++;
+      program = known.program;
+      uploadedLeaves = graph.leaves.filter((leaf) => leaf.device?.runtime !== this);
+      inputBuffers = graph.leaves.map((leaf) => this.upload(leaf));
+    } else {
+      const builder = new ProgramBuilder(this);
+      program = builder.build(pending, graph.order);
+      ({ inputBuffers, uploadedLeaves } = builder);
+      if (this.replay) this.remember(graph, program);
+    }
+    const buffers = await this.execute(program, inputBuffers);
+    if (this.disposed) {
+      for (const b of buffers) this.backend.dispose?.(b);
+      this.checkOpen();
+    }
     pending.forEach((n, i) => {
       n.realizeAs(this, buffers[i]!);
-      this.finalizer?.register(n, buffers[i]!);
+      this.track(n, buffers[i]!);
     });
-    for (const leaf of builder.uploadedLeaves) leaf.host = undefined;
+    for (const leaf of uploadedLeaves) leaf.host = undefined;
   }
 
   async download(node: LazyNode): Promise<HostArray> {
     if (node.isLeaf && node.host) return node.host;
     await this.realize([node]);
+    this.checkOpen();
     return this.backend.download(node.device!.buffer, node.dtype, node.shape);
   }
 
@@ -56,11 +120,51 @@ export class Runtime {
     if (node.device?.runtime === this) return node.device.buffer;
     if (node.device) throw new RuntimeMismatchError(this.backend.name, node.device.runtime.backend.name, node.shape);
     if (!node.host) throw new NbitError("INTERNAL", `A leaf of shape [${node.shape.join(", ")}] holds no data`);
+    this.checkOpen();
     this.checkStorage("upload", node.dtype);
     const buffer = this.backend.upload(node.host, node.dtype, node.shape);
     node.device = { runtime: this, buffer };
-    this.finalizer?.register(node, buffer);
+    this.track(node, buffer);
     return buffer;
+  }
+
+  /** Frees `buffer` once `node` is garbage-collected, even if this runtime is gone by then. */
+  private track(node: LazyNode, buffer: BackendBuffer): void {
+    if (!this.live) return;
+    this.live.add(buffer);
+    buffersOfCollectedNodes.register(node, { backend: this.backend, buffer, live: this.live }, buffer);
+  }
+
+  private checkOpen(): void {
+    if (this.disposed) throw new NbitError("RUNTIME_DISPOSED", `The runtime on backend "${this.backend.name}" was disposed; its tensors can no longer be computed or read.`);
+  }
+
+  /** Whether dispose() was called. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /**
+   * Releases what this runtime holds on its backend: compiled programs (onnxruntime sessions) and
+   * placed buffers (tfjs tensors). Its tensors cannot be read afterwards. Calling it again does nothing.
+   */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    programsOfCollectedRuntimes.unregister(this);
+    const entries = [...this.compiled.values()];
+    this.compiled.clear();
+    for (const entry of entries) {
+      entry.evicted = true;
+      if (entry.running === 0) await release(entry);
+    }
+    if (this.live) {
+      for (const buffer of this.live) {
+        buffersOfCollectedNodes.unregister(buffer);
+        this.backend.dispose!(buffer);
+      }
+      this.live.clear();
+    }
   }
 
   checkStorage(op: string, dtype: DType): void {
@@ -78,16 +182,53 @@ export class Runtime {
   private async execute(program: Program, inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]> {
     this.stats.programsRun++;
     if (this.backend.capabilities.execution === "graph") {
-      let exe = this.compiled.get(program.key);
-      if (!exe) {
-        this.stats.programsCompiled++;
-        exe = Promise.resolve(this.backend.compile!(program));
-        this.compiled.set(program.key, exe);
-      }
+      const entry = this.cachedProgram(program);
       this.stats.instructionsRun += program.instructions.length;
-      return (await exe).run(inputs);
+      entry.running++;
+      try {
+        return await (await entry.compiled).run(inputs);
+      } finally {
+        entry.running--;
+        if (entry.evicted && entry.running === 0) void release(entry);
+      }
     }
     return this.interpret(program, inputs);
+  }
+
+  private remember(graph: CapturedGraph, program: Program): void {
+    // Lowered programs are small next to compiled ones: keep a few per cached compiled program.
+    if (this.replays.size >= 4 * this.programCacheSize) this.replays.delete(this.replays.keys().next().value!);
+    this.replays.set(graph.hash, { signature: graph.signature, program });
+  }
+
+  /** Hits, misses and evictions of the compiled-program cache, and how full it is. */
+  cacheStats(): ProgramCacheStats {
+    return { size: this.compiled.size, capacity: this.programCacheSize, ...this.cacheCounts };
+  }
+
+  private cachedProgram(program: Program): CachedProgram {
+    const hit = this.compiled.get(program.key);
+    if (hit) {
+      this.cacheCounts.hits++;
+      this.compiled.delete(program.key);
+      this.compiled.set(program.key, hit);
+      return hit;
+    }
+    this.cacheCounts.misses++;
+    this.stats.programsCompiled++;
+    const compiled = outsideScopes(() => new Promise<CompiledProgram>((resolve) => resolve(this.backend.compile!(program))));
+    const entry: CachedProgram = { compiled, running: 0, evicted: false };
+    // A program that failed to compile is not kept: the next attempt compiles again.
+    entry.compiled.catch(() => this.compiled.get(program.key) === entry && this.compiled.delete(program.key));
+    this.compiled.set(program.key, entry);
+    while (this.compiled.size > this.programCacheSize) {
+      const [oldestKey, oldest] = this.compiled.entries().next().value as [string, CachedProgram];
+      this.compiled.delete(oldestKey);
+      this.cacheCounts.evictions++;
+      oldest.evicted = true;
+      if (oldest.running === 0) void release(oldest);
+    }
+    return entry;
   }
 
   private interpret(program: Program, inputs: readonly BackendBuffer[]): BackendBuffer[] {
@@ -108,6 +249,112 @@ export class Runtime {
   }
 }
 
+interface Placement {
+  readonly backend: Backend;
+  readonly buffer: BackendBuffer;
+  readonly live: Set<BackendBuffer>;
+}
+
+// Process-wide, so they outlive the runtimes whose buffers and programs they free: a registry owned
+// by a runtime dies with it, and its pending callbacks never run.
+const buffersOfCollectedNodes = new FinalizationRegistry<Placement>(({ backend, buffer, live }) => {
+  if (live.delete(buffer)) backend.dispose!(buffer);
+});
+const programsOfCollectedRuntimes = new FinalizationRegistry<Map<string, CachedProgram>>((cache) => {
+  for (const entry of cache.values()) {
+    entry.evicted = true;
+    if (entry.running === 0) void release(entry);
+  }
+});
+
+/** Releases a compiled program's backend resources (an onnxruntime session); a failed compile has none. */
+async function release(entry: CachedProgram): Promise<void> {
+  const compiled = await entry.compiled.catch(() => null);
+  compiled?.dispose?.();
+}
+
+interface CapturedGraph {
+  /** Every node under the roots, in post-order. */
+  readonly order: LazyNode[];
+  /** The leaves in `order`: the program's inputs, in input order. */
+  readonly leaves: LazyNode[];
+  /** Structure, shapes, dtypes, attributes and constants as numbers: equal signatures lower to the same program. */
+  readonly signature: number[];
+  readonly hash: number;
+}
+
+const NODE_KIND = new Map<string, number>(["leaf", "const", ...PRIMITIVE_OPS].map((op, i) => [op, i]));
+const DTYPE_ID = new Map<DType, number>(DTYPES.map((d, i) => [d, i]));
+
+let walks = 0;
+
+/** Walks the graph under `roots` once, recording its order, leaves and signature. */
+function captureGraph(roots: readonly LazyNode[]): CapturedGraph {
+  const order: LazyNode[] = [];
+  const leaves: LazyNode[] = [];
+  const signature: number[] = [];
+  // Each node records the walk that visited it and its post-order position (-1 while its inputs
+  // are walked): no Map on the hot path.
+  const walk = ++walks;
+  // Iterative post-order walk (graphs of long training runs are deeper than the call stack); a
+  // node is pushed once to expand it and once more, below its inputs, to emit it.
+  const stack: LazyNode[] = [];
+  const emit: boolean[] = [];
+  for (let r = roots.length - 1; r >= 0; r--) {
+    stack.push(roots[r]!);
+    emit.push(false);
+  }
+  while (stack.length) {
+    const node = stack.pop()!;
+    if (emit.pop()) {
+      node.position = order.length;
+      order.push(node);
+      const shape = node.shape;
+      signature.push(NODE_KIND.get(node.op)!, DTYPE_ID.get(node.dtype)!, shape.length);
+      for (let i = 0; i < shape.length; i++) signature.push(shape[i]!);
+      if (node.isLeaf) leaves.push(node);
+      else if (node.op === "const") pushScalarNumber(node.value!, signature);
+      else {
+        const src = node.src;
+        signature.push(src.length);
+        for (let i = 0; i < src.length; i++) signature.push(src[i]!.position);
+        pushAttrNumbers(node.op as PrimitiveOp, node.attrs, signature);
+      }
+      continue;
+    }
+    if (node.walk === walk) continue;
+    node.walk = walk;
+    node.position = -1;
+    stack.push(node);
+    emit.push(true);
+    if (node.isLeaf) continue;
+    const src = node.src;
+    for (let i = src.length - 1; i >= 0; i--) {
+      if (src[i]!.walk === walk) continue;
+      stack.push(src[i]!);
+      emit.push(false);
+    }
+  }
+  signature.push(-1, roots.length);
+  for (const root of roots) signature.push(root.position);
+  return { order, leaves, signature, hash: hashNumbers(signature) };
+}
+
+function hashNumbers(values: readonly number[]): number {
+  let h = 0x811c9dc5;
+  for (const v of values) {
+    h = Math.imul(h ^ (v | 0), 0x01000193);
+    if (!Number.isInteger(v)) h = Math.imul(h ^ ((v * 0x10000) | 0), 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function sameSignature(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Lowers a lazy graph into a program the backend can run, inserting exact rounding where needed. */
 class ProgramBuilder {
   readonly inputs: ValueInfo[] = [];
@@ -122,23 +369,8 @@ class ProgramBuilder {
     return this.runtime.backend.capabilities;
   }
 
-  /** Lowers the graph under `roots`; leaves become the program's inputs, numbered first. */
-  build(roots: readonly LazyNode[]): Program {
-    const order: LazyNode[] = [];
-    const seen = new Set<LazyNode>();
-    // Iterative post-order walk: graphs of long training runs are deeper than the call stack.
-    const stack: [LazyNode, boolean][] = roots.map((r) => [r, false] as [LazyNode, boolean]).reverse();
-    while (stack.length) {
-      const [node, expanded] = stack.pop()!;
-      if (expanded) {
-        order.push(node);
-        continue;
-      }
-      if (seen.has(node)) continue;
-      seen.add(node);
-      stack.push([node, true]);
-      if (!node.isLeaf) for (let i = node.src.length - 1; i >= 0; i--) if (!seen.has(node.src[i]!)) stack.push([node.src[i]!, false]);
-    }
+  /** Lowers the graph under `roots` (in post-order `order`); leaves become the program's inputs, numbered first. */
+  build(roots: readonly LazyNode[], order: readonly LazyNode[]): Program {
     for (const node of order) if (node.isLeaf) this.ids.set(node, this.addInput(node));
     for (const node of order) if (!node.isLeaf) this.ids.set(node, this.lower(node));
     // Every output gets a buffer of its own: a value that is an input (an elided cast) or is

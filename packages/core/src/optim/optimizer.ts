@@ -3,7 +3,7 @@ import { NbitError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { LazyNode } from "../engine/node.js";
 import { heldBytes, type StorageMap } from "../engine/memory.js";
-import { full, scalarInput, Tensor, where } from "../engine/tensor.js";
+import { scalarInput, Tensor, where } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
 import { checkInteger, checkNumber, describe, InvalidArgumentError, isPlainObject } from "../validation.js";
 
@@ -16,7 +16,7 @@ export interface SerializedTensor {
 export interface OptimizerStateDict {
   readonly state: Record<number, Record<string, SerializedTensor>>;
   readonly steps: Record<number, number>;
-  /** Step scalars of the last step, so a resumed run bakes the same constants as an uninterrupted one. */
+  /** Step scalars of the last step (informational: step scalars are program inputs, never baked constants). */
   readonly scalars?: Record<string, number>;
   readonly paramGroups: readonly (Record<string, unknown> & { params: number[] })[];
 }
@@ -45,7 +45,6 @@ export abstract class Optimizer<H extends { lr: number }> {
   readonly steps = new Map<Parameter, number>();
   private pending: Parameter[] = [];
   private scalars = new Map<string, Tensor>();
-  private previousScalars = new Map<string, number>();
   private currentScalars = new Map<string, number>();
   // Method syntax keeps Optimizer<AdamOptions> assignable to Optimizer<{ lr: number }>.
   private readonly rules: { check(group: H, where: string): void };
@@ -94,16 +93,14 @@ export abstract class Optimizer<H extends { lr: number }> {
 
   /**
    * A per-step scalar (learning rate, bias correction) shared by every parameter that uses it in
-   * one step. A value that changes between steps (a scheduled learning rate) enters the program
-   * as an input, so every step reuses one compiled program; a value that held still since the last
-   * step is baked in as a constant, which lets graph engines fold it (e.g. into a matmul's alpha).
+   * one step. It always enters the program as an input: a scheduled value never creates a new
+   * program, and graph engines cannot fold it into a narrower constant (a float32 matmul alpha).
    */
   protected scalar(name: string, value: number, dtype: DType): Tensor {
     const key = `${name}:${dtype}:${value}`;
     let t = this.scalars.get(key);
     if (!t) {
-      const steady = this.previousScalars.get(`${name}:${dtype}`) === value;
-      t = steady ? full([], value, dtype) : scalarInput(value, dtype);
+      t = scalarInput(value, dtype);
       this.scalars.set(key, t);
       this.currentScalars.set(`${name}:${dtype}`, value);
     }
@@ -118,7 +115,6 @@ export abstract class Optimizer<H extends { lr: number }> {
     noGrad(() => {
       this.pending = [];
       this.scalars.clear();
-      this.previousScalars = this.currentScalars;
       this.currentScalars = new Map();
       for (const group of this.paramGroups) {
         for (const p of group.params) {

@@ -37,6 +37,7 @@ const TRAINER_OPTIONS: Readonly<Record<keyof TrainerOptions, true>> = {
   numSanityValSteps: true,
   enableModelSummary: true,
   warn: true,
+  programCacheSize: true,
 };
 
 const KNOWN = Object.keys(TRAINER_OPTIONS);

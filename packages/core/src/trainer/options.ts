@@ -70,6 +70,7 @@ export function resolveLoopSettings(options: TrainerOptions): LoopSettings {
   });
   optional(o.logEveryNSteps, (v) => checkInteger("Trainer logEveryNSteps", v, 1));
   optional(o.checkValEveryNEpoch, (v) => checkInteger("Trainer checkValEveryNEpoch", v, 1));
+  optional(o.programCacheSize, (v) => checkInteger("Trainer programCacheSize", v, 1));
   optional(o.limitTrainBatches, (v) => checkBatchLimit("Trainer limitTrainBatches", v));
   optional(o.limitValBatches, (v) => checkBatchLimit("Trainer limitValBatches", v));
   optional(o.limitTestBatches, (v) => checkBatchLimit("Trainer limitTestBatches", v));

@@ -100,6 +100,8 @@ export interface TrainerSettings {
   /** Print a summary of the module's layers, parameter counts, dtypes and bytes at fit start (default true). */
   readonly enableModelSummary?: boolean;
   readonly warn?: Warn;
+  /** Compiled programs this Trainer's runtime keeps (an LRU; evicted sessions are released); default 16. */
+  readonly programCacheSize?: number;
 }
 
 /** Options of fit(); validate() and test() take the same. */
@@ -200,7 +202,7 @@ export class Trainer {
     const selected = selectPrecisionPlugin(options, this.accelerator, emit);
     this.precision = selected.precision;
     this.precisionPlugin = selected.plugin;
-    this.runtime = new Runtime(this.accelerator.createBackend());
+    this.runtime = new Runtime(this.accelerator.createBackend(), options.programCacheSize !== undefined ? { programCacheSize: options.programCacheSize } : {});
     // Seeded once, here, as seed_everything before building the model: later fit/test calls do not rewind it.
     if (options.seed !== undefined) manualSeed(options.seed);
     this.maxEpochs = this.loop.maxEpochs;
@@ -236,6 +238,19 @@ export class Trainer {
   /** Runs `fn` (and everything it awaits) on this Trainer's runtime; fit, validate, test and predict run this way. */
   run<T>(fn: () => T): T {
     return this.runtime.run(fn);
+  }
+
+  /**
+   * Releases this Trainer's backend memory and compiled programs (onnxruntime sessions, tfjs
+   * tensors). Its module's tensors cannot be read afterwards: save a checkpoint first if needed.
+   * `await using trainer = new Trainer(...)` calls it at the end of the block.
+   */
+  dispose(): Promise<void> {
+    return this.runtime.dispose();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 
   private prepare(module: LightningModule): void {
