@@ -1,4 +1,4 @@
-// A minimal nbit backend: plain TypeScript loops over Float32Array, written only against
+// A minimal nbit backend: plain TypeScript loops over typed arrays, written only against
 // @nbit/core's public API. It computes in float32 and keeps float16/bfloat16 values as float32
 // numbers that are always exactly representable, so core inserts the rounding casts for it.
 import {
@@ -24,13 +24,20 @@ import {
   type ValueInfo,
 } from "@nbit/core";
 
-/** Every buffer is a Float32Array (int32 and bool values included: they are small integers). */
+/**
+ * Float values live in Float32Arrays (so float32 results round as they are stored); int32 and bool
+ * live in Float64Arrays, which hold every int32 exactly.
+ */
+type Values = Float32Array | Float64Array;
 interface Buffer {
-  readonly data: Float32Array;
+  readonly data: Values;
 }
 
+/** A new array for `n` values of `dtype`. */
+const alloc = (dtype: DType, n: number): Values => (dtype === "int32" || dtype === "bool" ? new Float64Array(n) : new Float32Array(n));
+
 /** A kernel: the instruction, its input arrays and their infos, to a new output array. */
-type Kernel = (ins: Instruction, args: readonly Float32Array[], infos: readonly ValueInfo[]) => Float32Array;
+type Kernel = (ins: Instruction, args: readonly Values[], infos: readonly ValueInfo[]) => Values;
 
 /** Index into a source of `shape` for each element of `out`, following NumPy broadcasting. */
 function sourceIndex(shape: Shape, out: Shape, strides = broadcastStrides(shape, out)): Int32Array {
@@ -50,17 +57,23 @@ function sourceIndex(shape: Shape, out: Shape, strides = broadcastStrides(shape,
 /** Row-major strides of `shape`. */
 const stridesOf = (shape: Shape): number[] => shape.map((_, i) => sizeOf(shape.slice(i + 1)));
 /** Reads `x` (of `shape`) at `map`ped positions. */
-const take = (x: Float32Array, map: Int32Array): Float32Array => Float32Array.from(map, (i) => x[i]!);
+const take = (x: Values, map: Int32Array): Values => {
+  const out = x instanceof Float64Array ? new Float64Array(map.length) : new Float32Array(map.length);
+  map.forEach((i, o) => (out[o] = x[i]!));
+  return out;
+};
 
 const unary = (f: (x: number) => number): Kernel => (_ins, [x]) => x!.map(f);
 const binary =
   (f: (x: number, y: number) => number): Kernel =>
   (ins, [a, b], [ia, ib]) => {
     const [sa, sb] = [sourceIndex(ia!.shape, ins.shape), sourceIndex(ib!.shape, ins.shape)];
-    return Float32Array.from({ length: sizeOf(ins.shape) }, (_, i) => f(a![sa[i]!]!, b![sb[i]!]!));
+    const out = alloc(ins.dtype, sizeOf(ins.shape));
+    for (let i = 0; i < out.length; i++) out[i] = f(a![sa[i]!]!, b![sb[i]!]!);
+    return out;
   };
 
-function reduce(x: Float32Array, shape: Shape, axes: readonly number[], sum: boolean): Float32Array {
+function reduce(x: Values, shape: Shape, axes: readonly number[], sum: boolean, dtype: DType): Values {
   const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
   const target = sourceIndex(kept, shape); // where each input element lands
   const acc = new Float64Array(sizeOf(kept)).fill(sum ? 0 : -Infinity);
@@ -68,7 +81,9 @@ function reduce(x: Float32Array, shape: Shape, axes: readonly number[], sum: boo
     const o = target[i]!;
     acc[o] = sum ? acc[o]! + v : v > acc[o]! || v !== v ? v : acc[o]!;
   });
-  return Float32Array.from(acc);
+  const out = alloc(dtype, acc.length);
+  out.set(acc);
+  return out;
 }
 
 /** Batched matmul: each batch of the output reads its (broadcast) batches of a and b. */
@@ -88,10 +103,10 @@ const matmul: Kernel = (ins, [a, b], [ia, ib]) => {
   return out;
 };
 
-function cast(x: Float32Array, to: DType): Float32Array {
+function cast(x: Values, to: DType): Values {
   if (isHalfDType(to)) return FLOAT_FORMATS[to].roundInPlace(Float32Array.from(x));
-  if (to === "int32") return x.map(Math.trunc);
-  if (to === "bool") return x.map((v) => (v !== 0 ? 1 : 0));
+  if (to === "int32") return Float64Array.from(x, Math.trunc);
+  if (to === "bool") return Float64Array.from(x, (v) => (v !== 0 ? 1 : 0));
   return Float32Array.from(x);
 }
 
@@ -103,7 +118,7 @@ const slice: Kernel = (ins, [x], [info]) => {
 };
 
 /** `x` written into a box of the output (pad, and each part of concat), the rest left as it is. */
-function place(out: Float32Array, outShape: Shape, x: Float32Array, shape: Shape, at: readonly number[]): Float32Array {
+function place(out: Values, outShape: Shape, x: Values, shape: Shape, at: readonly number[]): Values {
   const offset = at.reduce((o, a, d) => o + a * stridesOf(outShape)[d]!, 0);
   sourceIndex(shape, shape, stridesOf(outShape)).forEach((o, i) => (out[offset + o] = x[i]!));
   return out;
@@ -125,6 +140,7 @@ export const NAIVE_KERNELS = new KernelRegistry<Kernel>("naive", [
   k("log", F32, unary(Math.log)),
   k("sqrt", F32, unary(Math.sqrt)),
   k("tanh", F32, unary(Math.tanh)),
+  k("relu", NUMERIC, unary((x) => (x > 0 || x !== x ? x : 0))),
   k("add", NUMERIC, binary((x, y) => x + y)),
   k("sub", NUMERIC, binary((x, y) => x - y)),
   k("mul", NUMERIC, binary((x, y) => x * y)),
@@ -134,10 +150,12 @@ export const NAIVE_KERNELS = new KernelRegistry<Kernel>("naive", [
   k("equal", STORED, binary((x, y) => (x === y ? 1 : 0))),
   k("where", STORED, (ins, [c, a, b], infos) => {
     const [ic, ia, ib] = infos.map((info) => sourceIndex(info.shape, ins.shape));
-    return Float32Array.from({ length: sizeOf(ins.shape) }, (_, i) => (c![ic![i]!] ? a![ia![i]!]! : b![ib![i]!]!));
+    const out = alloc(ins.dtype, sizeOf(ins.shape));
+    for (let i = 0; i < out.length; i++) out[i] = c![ic![i]!] ? a![ia![i]!]! : b![ib![i]!]!;
+    return out;
   }),
-  k("sum", NUMERIC, (ins, [x], [info]) => reduce(x!, info!.shape, ins.attrs.axes!, true)),
-  k("max", NUMERIC, (ins, [x], [info]) => reduce(x!, info!.shape, ins.attrs.axes!, false)),
+  k("sum", NUMERIC, (ins, [x], [info]) => reduce(x!, info!.shape, ins.attrs.axes!, true, ins.dtype)),
+  k("max", NUMERIC, (ins, [x], [info]) => reduce(x!, info!.shape, ins.attrs.axes!, false, ins.dtype)),
   k("reshape", STORED, (_ins, [x]) => x!),
   k("expand", STORED, (ins, [x], [info]) => take(x!, sourceIndex(info!.shape, ins.shape))),
   k("transpose", STORED, (ins, [x], [info]) => take(x!, sourceIndex(ins.shape, ins.shape, ins.attrs.perm!.map((p) => stridesOf(info!.shape)[p]!)))),
@@ -145,25 +163,25 @@ export const NAIVE_KERNELS = new KernelRegistry<Kernel>("naive", [
   k("cast", STORED, (ins, [x]) => cast(x!, ins.dtype)),
   k("gather", STORED, (ins, [x, index], [info]) => {
     const [pre, size, post] = around(info!.shape, ins.attrs.axis!);
-    const out = new Float32Array(sizeOf(ins.shape));
+    const out = alloc(ins.dtype, sizeOf(ins.shape));
     for (let p = 0; p < pre; p++) index!.forEach((j, i) => out.set(x!.subarray((p * size + j) * post, (p * size + j + 1) * post), (p * index!.length + i) * post));
     return out;
   }),
   k("indexAdd", NUMERIC, (ins, [base, index, updates], [info]) => {
     const [pre, size, post] = around(info!.shape, ins.attrs.axis!);
-    const out = Float32Array.from(base!);
+    const out = base!.slice();
     for (let p = 0; p < pre; p++) index!.forEach((j, i) => updates!.subarray((p * index!.length + i) * post, (p * index!.length + i + 1) * post).forEach((u, q) => (out[(p * size + j) * post + q]! += u)));
     return out;
   }),
   k("slice", STORED, slice),
-  k("pad", STORED, (ins, [x], [info]) => place(new Float32Array(sizeOf(ins.shape)).fill(ins.attrs.fill!), ins.shape, x!, info!.shape, ins.attrs.before!)),
+  k("pad", STORED, (ins, [x], [info]) => place(alloc(ins.dtype, sizeOf(ins.shape)).fill(ins.attrs.fill!), ins.shape, x!, info!.shape, ins.attrs.before!)),
   k("concat", STORED, (ins, args, infos) => {
     let offset = 0;
     return args.reduce((out, x, i) => {
       const at = ins.shape.map((_, d) => (d === ins.attrs.axis ? offset : 0));
       offset += infos[i]!.shape[ins.attrs.axis!]!;
       return place(out, ins.shape, x, infos[i]!.shape, at);
-    }, new Float32Array(sizeOf(ins.shape)));
+    }, alloc(ins.dtype, sizeOf(ins.shape)));
   }),
 ]);
 
@@ -180,7 +198,7 @@ export class NaiveBackend implements Backend {
   readonly capabilities = NAIVE_CAPABILITIES;
 
   upload(data: HostArray, dtype: DType): Buffer {
-    return { data: isHalfDType(dtype) ? hostToFloat32(data, dtype) : Float32Array.from(data) };
+    return { data: isHalfDType(dtype) ? hostToFloat32(data, dtype) : dtype === "float32" ? Float32Array.from(data) : Float64Array.from(data) };
   }
 
   download(buffer: object, dtype: DType): HostArray {
@@ -188,7 +206,7 @@ export class NaiveBackend implements Backend {
   }
 
   execute(ins: Instruction, inputs: readonly object[], infos: readonly ValueInfo[]): Buffer {
-    if (ins.op === "const") return { data: new Float32Array(sizeOf(ins.shape)).fill(ins.value!) };
+    if (ins.op === "const") return { data: alloc(ins.dtype, sizeOf(ins.shape)).fill(ins.value!) };
     // Narrow floats are float32 numbers here, so they run float32 kernels.
     const operand = infos[OPS[ins.op].operand]!.dtype;
     const kernel = NAIVE_KERNELS.get(ins.op, isHalfDType(operand) ? "float32" : operand);
@@ -202,6 +220,8 @@ export class NaiveAccelerator implements Accelerator {
   readonly description = "plain TypeScript loops (the custom-backend example)";
   readonly supportedPrecisions = ["32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"] as const;
   readonly legacyHalfPrecision = "16-mixed" as const;
+  // A CPU backend: PyTorch's CPU autocast lists (a table of its own would do too).
+  readonly autocastPolicy = "cpu" as const;
   readonly precisionHints = { "64-true": "The naive backend computes in float32 only." };
   isAvailable() {
     return { available: true } as const;

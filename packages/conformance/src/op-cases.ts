@@ -1,4 +1,4 @@
-import { Generator, roundScalar, type DType, type OpAttrs, type PrimitiveOp } from "@nbit/core";
+import { Generator, isFloatDType, roundScalar, type DType, type OpAttrs, type PrimitiveOp } from "@nbit/core";
 import { broadcastIndex, randomValues } from "./reference.js";
 
 type Shape = readonly number[];
@@ -272,6 +272,19 @@ export const OP_CASES: readonly OpCase[] = [
   unary("log", Math.log, "rounded", true),
   unary("sqrt", Math.sqrt, "rounded", true),
   unary("tanh", Math.tanh, "rounded"),
+  {
+    op: "relu",
+    label: " (with -0 and NaN: +0 for -0 on every backend, as torch.relu)",
+    check: "exact",
+    kinds: "numeric",
+    inputs: (dtype, g) => {
+      const x = input(dtype, [8, 8], g);
+      if (isFloatDType(dtype)) [0, 9, 30].forEach((i) => (x.values[i] = -0));
+      if (isFloatDType(dtype)) x.values[17] = Number.NaN;
+      return { inputs: [x], attrs: {} };
+    },
+    oracle: ([x]) => map(x!.values, (v) => (v > 0 || v !== v ? v : 0)),
+  },
   ...([
     [[6, 5], [6, 5]],
     [[6, 5], [5]],

@@ -1,4 +1,5 @@
 import { CORE_LOCATION, CORE_VERSION, newAcceleratorStore, secondCoreHint, sharedAcceleratorStore, type AcceleratorEntry, type AcceleratorStore } from "./accelerator-store.js";
+import { resolveAutocastPolicy, type AutocastDeviceType, type AutocastPolicy } from "./engine/autocast-policy.js";
 import type { Backend } from "./engine/backend.js";
 import {
   AcceleratorUnavailableError,
@@ -22,6 +23,11 @@ export interface Accelerator {
   readonly supportedPrecisions: readonly Precision[];
   /** What Lightning's legacy 16 / "16" means here (e.g. "bf16-mixed" on TPU and CPU). */
   readonly legacyHalfPrecision: Precision;
+  /**
+   * Whose autocast lists the mixed precisions use here: a device type ("cuda", "cpu", "tpu"; see
+   * AUTOCAST_POLICIES) or a table of its own. Default "cuda".
+   */
+  readonly autocastPolicy?: AutocastDeviceType | AutocastPolicy;
   /** Extra advice printed when an unsupported precision is asked for. */
   readonly precisionHints?: Readonly<Partial<Record<Precision, string>>>;
   isAvailable(): Availability;
@@ -225,3 +231,6 @@ export function formatSupportMatrix(rows: readonly SupportMatrixRow[] = supportM
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
 }
+
+/** The autocast lists an accelerator's mixed precisions use. */
+export const autocastPolicyOf = (accelerator: Accelerator): AutocastPolicy => resolveAutocastPolicy(accelerator.autocastPolicy ?? "cuda");

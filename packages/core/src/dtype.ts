@@ -80,3 +80,17 @@ export function promoteTypes(a: DType, b: DType): DType {
   if (b === "bool") return a;
   return "int32";
 }
+
+const category = (d: DType): number => (d === "bool" ? 0 : FLOAT_RANK[d] === undefined ? 1 : 2);
+
+/**
+ * The dtype of a binary op over two tensors, as torch.result_type: tensors with dimensions take
+ * priority over 0-dim tensors of the same or a higher category (bool < integer < float), so a
+ * bfloat16 tensor plus a 0-dim float32 tensor stays bfloat16, while a 0-dim float with an integer
+ * tensor gives the float.
+ */
+export function resultType(a: { readonly dtype: DType; readonly rank: number }, b: { readonly dtype: DType; readonly rank: number }): DType {
+  if ((a.rank === 0) === (b.rank === 0)) return promoteTypes(a.dtype, b.dtype);
+  const [dimensioned, zeroDim] = a.rank === 0 ? [b.dtype, a.dtype] : [a.dtype, b.dtype];
+  return category(zeroDim) > category(dimensioned) ? promoteTypes(dimensioned, zeroDim) : dimensioned;
+}

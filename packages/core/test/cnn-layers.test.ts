@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   autocast,
-  autocastPolicy,
+  AUTOCAST_POLICIES,
+  autocastLists,
   AvgPool2d,
   BatchNorm1d,
   BatchNorm2d,
@@ -77,16 +78,24 @@ describe("Conv2d, pooling and Flatten", () => {
     });
   });
 
-  it("conv runs in the low dtype and batch norm in float32 under autocast", () => {
-    const policy = autocastPolicy();
-    expect(policy.lowPrecision).toContain("conv2d");
-    expect(policy.float32).toContain("batchNorm");
-    const x = tensor(seeded(2 * 2 * 4 * 4, 5), [2, 2, 4, 4]);
-    autocast("bfloat16", () => {
-      const h = new Conv2d(2, 3, 3, { padding: 1 }).forward(x);
-      expect(h.dtype).toBe("bfloat16");
-      expect(new BatchNorm2d(3).forward(h).dtype).toBe("float32");
-    });
+  it("conv runs in the low dtype under every autocast table; batch norm keeps its input dtype (on no PyTorch list) with float32 running statistics", () => {
+    for (const device of ["cuda", "cpu", "tpu"] as const) {
+      const lists = autocastLists(device);
+      expect(lists.lowPrecision).toContain("conv2d");
+      expect([...lists.lowPrecision, ...lists.float32]).not.toContain("batchNorm");
+      const x = tensor(seeded(2 * 2 * 4 * 4, 5), [2, 2, 4, 4]);
+      autocast(
+        "bfloat16",
+        () => {
+          const h = new Conv2d(2, 3, 3, { padding: 1 }).forward(x);
+          expect(h.dtype).toBe("bfloat16");
+          const norm = new BatchNorm2d(3);
+          expect(norm.forward(h).dtype).toBe("bfloat16");
+          expect(norm.running_mean!.dtype).toBe("float32");
+        },
+        AUTOCAST_POLICIES[device],
+      );
+    }
   });
 });
 

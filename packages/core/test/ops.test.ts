@@ -44,7 +44,6 @@ describe("the op table", () => {
   it("has one row per primitive, and each row names the attributes it takes", () => {
     expect(Object.keys(OPS).sort()).toEqual([...PRIMITIVE_OPS].sort());
     expect(OPS.conv2d.attrs).toEqual(["stride", "padding", "dilation", "groups"]);
-    expect(OPS.matmul.autocast).toBe("lowPrecision");
     expect(OPS.gather.exact).toBe(true);
     expect(OPS.avgPool2d.exact).toBe(false);
   });

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GradScaler, Parameter, ReferenceBackend, Runtime, clipGradients, tensor } from "../src/index.js";
+import { Generator, GradScaler, Parameter, ReferenceBackend, Runtime, clipGradients, layerNorm, ones, roundScalar, tensor, type HalfDType } from "../src/index.js";
 import { itOn } from "./scoped.js";
 
 let runtime: Runtime;
@@ -62,4 +62,76 @@ describe("clipGradients by norm", () => {
     clipGradients([p], 1, "norm");
     expect(p.grad.dtype).toBe("float32");
   });
+});
+
+describe("type promotion with 0-dim tensors, as torch.result_type", () => {
+  it("gives a dimensioned tensor priority over a 0-dim tensor of the same category", async () => {
+    const x = tensor([1.5, 2.5], [2], "bfloat16");
+    const s = tensor(1.01, [], "float32");
+    expect(x.add(s).dtype).toBe("bfloat16");
+    expect(s.mul(x).dtype).toBe("bfloat16");
+    expect(tensor([1, 2], [2], "float16").sub(tensor(1, [], "float64")).dtype).toBe("float16");
+    expect(tensor([1, 2], [2], "int8").add(tensor(3, [], "int32")).dtype).toBe("int8");
+    // The 0-dim operand is cast to the tensor's dtype first: 1.5 + bf16(1.01) = 2.5078125, exact in bf16.
+    expect(Array.from(await x.add(s).data())).toEqual([2.5, 3.5]);
+  });
+
+  it("lets a 0-dim tensor of a higher category win: a 0-dim float with an integer tensor gives the float", () => {
+    expect(tensor([1, 2], [2], "int32").add(tensor(0.5, [], "float32")).dtype).toBe("float32");
+    expect(tensor([1, 2], [2], "int32").mul(tensor(0.5, [], "float16")).dtype).toBe("float16");
+    expect(tensor([1, 0], [2], "bool").add(tensor(3, [], "int32")).dtype).toBe("int32");
+  });
+
+  it("promotes as before when both or neither operand has dimensions", () => {
+    expect(tensor([1, 2], [2], "bfloat16").add(tensor([1, 2], [2], "float32")).dtype).toBe("float32");
+    expect(tensor(1, [], "bfloat16").add(tensor(1, [], "float16")).dtype).toBe("float32");
+  });
+});
+
+describe("16-bit reductions and softmax accumulate in float32 and round once", () => {
+  const g = new Generator(15);
+  const rows = Array.from({ length: 4 * 16 }, () => g.normal() * 3);
+  /** Exact (float64) per-row results, rounded once into `dtype`. */
+  const rounded = (dtype: HalfDType, f: (row: number[]) => number[]) => {
+    const input = rows.map((v) => roundScalar(v, dtype));
+    return Array.from({ length: 4 }, (_, r) => f(input.slice(r * 16, r * 16 + 16))).flat().map((v) => roundScalar(v, dtype));
+  };
+  const softmax = (row: number[]) => {
+    const m = Math.max(...row);
+    const e = row.map((v) => Math.exp(v - m));
+    const z = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / z);
+  };
+
+  it("float16 mean of 70,000 ones is 1, not Inf (a float16 sum of them is Inf, as in PyTorch)", async () => {
+    expect(await ones([70_000], "float16").mean().item()).toBe(1);
+    expect(await ones([70_000], "float16").sum().item()).toBe(Infinity);
+    expect(ones([70_000], "float16").mean().dtype).toBe("float16");
+  });
+
+  it("bfloat16 mean of three 1.01 values is 1.0078125", async () => {
+    const x = tensor([1.01, 1.01, 1.01], [3], "bfloat16");
+    expect(await x.mean().item()).toBe(1.0078125);
+    expect(Array.from(await tensor([1.01, 1.01, 1.01, 1.01, 1.01, 1.01], [2, 3], "bfloat16").mean(1).data())).toEqual([1.0078125, 1.0078125]);
+  });
+
+  it("bfloat16 sum adds 1 and four 2^-8 to 1.015625 (a bfloat16 running sum stays at 1)", async () => {
+    expect(await tensor([1, 2 ** -8, 2 ** -8, 2 ** -8, 2 ** -8], [5], "bfloat16").sum().item()).toBe(1.015625);
+  });
+
+  for (const dtype of ["float16", "bfloat16"] as const) {
+    it(`${dtype} softmax, logSoftmax and layerNorm match the exact result rounded once`, async () => {
+      const x = tensor(rows, [4, 16], dtype);
+      expect(Array.from(await x.softmax(1).data())).toEqual(rounded(dtype, softmax));
+      expect(Array.from(await x.logSoftmax(1).data())).toEqual(rounded(dtype, (row) => softmax(row).map(Math.log)));
+      const norm = (row: number[]) => {
+        const mu = row.reduce((a, b) => a + b, 0) / row.length;
+        const variance = row.reduce((a, v) => a + (v - mu) ** 2, 0) / row.length;
+        return row.map((v) => ((v - mu) / Math.sqrt(variance + 1e-5)) * 0.5 + 0.25);
+      };
+      const y = layerNorm(x, tensor(Array(16).fill(0.5), [16], dtype), tensor(Array(16).fill(0.25), [16], dtype));
+      expect(y.dtype).toBe(dtype);
+      expect(Array.from(await y.data())).toEqual(rounded(dtype, norm));
+    });
+  }
 });

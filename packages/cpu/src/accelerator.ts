@@ -19,6 +19,8 @@ export class CpuAccelerator implements Accelerator {
   readonly description = "CPU via onnxruntime-node; one fused ONNX graph per training step";
   readonly supportedPrecisions = ["bf16-mixed", "32-true", "64-true"] as const;
   readonly legacyHalfPrecision = "bf16-mixed" as const;
+  // PyTorch's CPU autocast lists: only matmul-type ops and the losses change dtype.
+  readonly autocastPolicy = "cpu" as const;
   readonly precisionHints = {
     "16-mixed": 'AMP with float16 is not supported on CPU. Consider precision="bf16-mixed" instead.',
     "16-true": 'float16 parameters are not supported on CPU. Consider precision="bf16-mixed".',

@@ -15,11 +15,16 @@ const simple =
 const spec = (op: PrimitiveOp, dtypes: readonly DType[], kernel: OnnxLowering): KernelSpec<OnnxLowering> => ({ op, dtypes, kernel });
 const pads = ([h, w]: readonly [number, number]) => [h, w, h, w];
 
-/** max(x, 0) is Relu; as Relu, onnxruntime fuses it into the preceding Gemm. */
-const maximum: OnnxLowering = (ctx, ins, args, out) => {
-  const second = ctx.producer(ins.inputs[1]!);
-  if (second?.op === "const" && second.value === 0 && !Object.is(second.value, -0)) return ctx.node("Relu", [args[0]!], [out]);
-  ctx.node("Max", args, [out]);
+/**
+ * Relu, which onnxruntime fuses into the preceding Gemm. Its Relu keeps -0 (max(-0, 0) = -0), so
+ * floats add +0 after it: -0 + 0 is +0 and every other value passes unchanged, the bits of the
+ * other backends.
+ */
+const relu: OnnxLowering = (ctx, ins, [x], out) => {
+  if (ins.dtype === "int32") return ctx.node("Relu", [x!], [out]);
+  const r = ctx.temp();
+  ctx.node("Relu", [x!], [r]);
+  ctx.node("Add", [r, ctx.scalar(0, ins.dtype)], [out]);
 };
 
 const reduce =
@@ -108,11 +113,12 @@ export const CPU_KERNELS = new KernelRegistry<OnnxLowering>("cpu", [
   spec("log", FLOATS, simple("Log")),
   spec("sqrt", FLOATS, simple("Sqrt")),
   spec("tanh", FLOATS, simple("Tanh")),
+  spec("relu", NUMERIC, relu),
   spec("add", NUMERIC, simple("Add")),
   spec("sub", NUMERIC, simple("Sub")),
   spec("mul", NUMERIC, simple("Mul")),
   spec("div", FLOATS, simple("Div")),
-  spec("maximum", NUMERIC, maximum),
+  spec("maximum", NUMERIC, simple("Max")),
   spec("less", NUMERIC, simple("Less")),
   spec("equal", [...NUMERIC, "bool"], simple("Equal")),
   // onnxruntime's Where has no int8 or bool kernel.

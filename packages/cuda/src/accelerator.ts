@@ -44,6 +44,7 @@ export class CudaAccelerator implements Accelerator {
   readonly name = "cuda";
   readonly supportedPrecisions = ["32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"] as const;
   readonly legacyHalfPrecision = "16-mixed" as const;
+  readonly autocastPolicy = "cuda" as const;
   readonly precisionHints = { "64-true": 'tfjs has no float64 tensors; use accelerator "cpu" for 64-true.' };
   readonly description: string;
   private loaded: { tf: Tf } | { error: string } | undefined;

@@ -175,6 +175,8 @@ export const CUDA_KERNELS = new KernelRegistry<TfjsKernel>("cuda", [
   spec("log", F32, (tf, _i, [a]) => tf.log(a!)),
   spec("sqrt", F32, (tf, _i, [a]) => tf.sqrt(a!)),
   spec("tanh", F32, (tf, _i, [a]) => tf.tanh(a!)),
+  // tf.relu gives +0 for -0 and keeps NaN, as the other backends.
+  spec("relu", NUMERIC, (tf, _i, [a]) => tf.relu(a!)),
   spec("add", NUMERIC, (tf, _i, [a, b]) => tf.add(a!, b!)),
   spec("sub", NUMERIC, (tf, _i, [a, b]) => tf.sub(a!, b!)),
   spec("mul", NUMERIC, (tf, _i, [a, b]) => tf.mul(a!, b!)),

@@ -7,6 +7,7 @@ export class TpuAccelerator implements Accelerator {
   readonly description = "TPU-style bfloat16 device simulated in TypeScript (MXU matmul: bf16 inputs, float32 accumulation)";
   readonly supportedPrecisions = ["bf16-mixed", "bf16-true", "32-true"] as const;
   readonly legacyHalfPrecision = "bf16-mixed" as const;
+  readonly autocastPolicy = "tpu" as const;
   readonly precisionHints = {
     "16-mixed": 'TPUs have no float16; use precision="bf16-mixed" (legacy 16 means bf16 here).',
     "16-true": 'TPUs have no float16; use precision="bf16-true".',

@@ -1,5 +1,6 @@
 import { isFloatDType, type DType, type FloatDType } from "../dtype.js";
-import { autocast as autocastScope } from "./context.js";
+import { AUTOCAST_POLICIES, type AutocastPolicy } from "./autocast-policy.js";
+import { autocast as engineAutocast } from "./context.js";
 
 /** A training step being watched for manual casts: what autocast is on, and where a warning goes. */
 interface CastWatch {
@@ -47,10 +48,10 @@ export function noteManualCast(call: string, from: DType, to: DType): void {
 }
 
 /**
- * Runs `fn` with matmul-type ops in `dtype` (null: autocast off). The same scope as the engine's,
- * but inside a watched training step a dtype other than the precision's warns once.
+ * Runs `fn` with autocast to `dtype` under `policy`'s lists (null: autocast off). The same scope as
+ * the engine's, but inside a watched training step a dtype other than the precision's warns once.
  */
-export function autocast<T>(dtype: FloatDType | null, fn: () => T): T {
+export function autocast<T>(dtype: FloatDType | null, fn: () => T, policy: AutocastPolicy = AUTOCAST_POLICIES.cuda): T {
   if (active && dtype !== active.autocast) report(`autocast(${JSON.stringify(dtype)})`);
-  return autocastScope(dtype, fn);
+  return engineAutocast(dtype, fn, policy);
 }

@@ -1,11 +1,12 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { FloatDType } from "../dtype.js";
 import { NbitError } from "../errors.js";
+import { AUTOCAST_POLICIES, type AutocastPolicy } from "./autocast-policy.js";
 import type { Runtime } from "./runtime.js";
 
 interface EngineScope {
   readonly gradEnabled: boolean;
-  readonly autocast: FloatDType | null;
+  readonly autocast: AutocastScope | null;
   readonly paramDType: FloatDType;
   readonly runtime: Runtime | null;
 }
@@ -26,9 +27,18 @@ export const isGradEnabled = (): boolean => current().gradEnabled;
 export const noGrad = <T>(fn: () => T): T => withSetting("gradEnabled", false, fn);
 export const enableGrad = <T>(fn: () => T): T => withSetting("gradEnabled", true, fn);
 
+/** An autocast region: the low dtype and the device type's op lists. */
+export interface AutocastScope {
+  readonly dtype: FloatDType;
+  readonly policy: AutocastPolicy;
+}
+
 /** The dtype matmul-type ops run in right now, or null outside autocast. */
-export const autocastDType = (): FloatDType | null => current().autocast;
-export const autocast = <T>(dtype: FloatDType | null, fn: () => T): T => withSetting("autocast", dtype, fn);
+export const autocastDType = (): FloatDType | null => current().autocast?.dtype ?? null;
+export const autocastScope = (): AutocastScope | null => current().autocast;
+/** Runs `fn` with autocast to `dtype` under `policy`'s lists (null: autocast off). */
+export const autocast = <T>(dtype: FloatDType | null, fn: () => T, policy: AutocastPolicy = AUTOCAST_POLICIES.cuda): T =>
+  withSetting("autocast", dtype ? { dtype, policy } : null, fn);
 
 /** The dtype new parameters are created in (set by a precision plugin's init context). */
 export const defaultParamDType = (): FloatDType => current().paramDType;

@@ -20,9 +20,6 @@ import {
 } from "./primitives.js";
 import { apply, arange, full, rawCast, rawReshape, rawTranspose, scalarLike, sumTo, where, type Tensor } from "./tensor.js";
 
-/** How autocast treats an op: run it in the autocast dtype, or in float32 whatever its inputs. */
-export type AutocastCategory = "lowPrecision" | "float32";
-
 /**
  * One primitive. Core lowers every program to these; a backend registers one kernel per
  * primitive and dtype it runs. Adding a primitive is one row here plus one kernel per backend.
@@ -40,8 +37,6 @@ export interface OpDef {
   readonly infer: (inputs: readonly ValueInfo[], attrs: OpAttrs) => ValueInfo;
   /** Gradient with respect to each input, written with other ops (null: no gradient). */
   readonly grad?: (g: Tensor, inputs: readonly Tensor[], out: Tensor, attrs: OpAttrs) => readonly (Tensor | null)[];
-  /** Category under the default autocast policy (null: runs in its inputs' dtype). */
-  readonly autocast: AutocastCategory | null;
   /** The float32 result of exactly-rounded narrow-float inputs is already exact in their format (no rounding needed). */
   readonly exact: boolean;
 }
@@ -206,14 +201,13 @@ function avgPoolGrad(g: Tensor, x: Tensor, at: OpAttrs): Tensor {
   return rawCast(dx, g.dtype);
 }
 
-const UNARY = (grad: OpDef["grad"], autocast: AutocastCategory | null = null, exact = false): OpDef => ({
+const UNARY = (grad: OpDef["grad"], exact = false): OpDef => ({
   arity: 1,
   attrs: [],
   operand: 0,
   accepts: "float",
   infer: sameAs,
   grad,
-  autocast,
   exact,
 });
 
@@ -231,7 +225,6 @@ const BINARY = (op: string, grad: ((g: Tensor, a: Tensor, b: Tensor, out: Tensor
         },
       }
     : {}),
-  autocast: null,
   exact: options.exact ?? false,
 });
 
@@ -242,6 +235,7 @@ export const PRIMITIVE_OPS = [
   "log",
   "sqrt",
   "tanh",
+  "relu",
   "add",
   "sub",
   "mul",
@@ -272,11 +266,16 @@ export type PrimitiveOp = (typeof PRIMITIVE_OPS)[number];
 
 /** The primitive op table. */
 export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
-  neg: UNARY((g) => [ap("neg", [g])], null, true),
-  exp: UNARY((g, _, out) => [ap("mul", [g, out])], "float32"),
-  log: UNARY((g, [x]) => [ap("div", [g, x!])], "float32"),
-  sqrt: UNARY((g, _, out) => [ap("div", [ap("mul", [g, scalarLike(0.5, g)]), out])], "float32"),
+  neg: UNARY((g) => [ap("neg", [g])], true),
+  exp: UNARY((g, _, out) => [ap("mul", [g, out])]),
+  log: UNARY((g, [x]) => [ap("div", [g, x!])]),
+  sqrt: UNARY((g, _, out) => [ap("div", [ap("mul", [g, scalarLike(0.5, g)]), out])]),
   tanh: UNARY((g, _, out) => [ap("mul", [g, ap("sub", [scalarLike(1, out), ap("mul", [out, out])])])]),
+  // max(x, 0) with +0 for x = -0 on every backend and NaN kept, as torch.relu; the gradient passes where the output is > 0.
+  relu: {
+    ...UNARY((g, _, out) => [where(ap("less", [scalarLike(0, out), out]), g, 0)], true),
+    accepts: "numeric",
+  },
 
   add: BINARY("add", (g) => [g, g]),
   sub: BINARY("sub", (g) => [g, ap("neg", [g])]),
@@ -305,7 +304,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       return { dtype, shape: broadcastShapes("where", broadcastShapes("where", c!.shape, a!.shape), b!.shape) };
     },
     grad: (g, [c, a, b]) => [null, sumTo(where(c!, g, 0), a!.shape), sumTo(where(c!, 0, g), b!.shape)],
-    autocast: null,
     exact: true,
   },
 
@@ -316,7 +314,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     accepts: "numeric",
     infer: reduceRule("sum"),
     grad: (g, [x], _out, { axes }) => [ap("expand", [rawReshape(g, reducedShape(x!.shape, axes!, true))], { shape: x!.shape })],
-    autocast: "float32",
     exact: false,
   },
   max: {
@@ -332,7 +329,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       const count = ap("sum", [mask], { axes: axes!, keepDims: true });
       return [ap("mul", [mask, ap("div", [rawReshape(g, kept), count])])];
     },
-    autocast: null,
     exact: true,
   },
 
@@ -347,7 +343,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       return { dtype: x!.dtype, shape };
     },
     grad: (g, [x]) => [rawReshape(g, x!.shape)],
-    autocast: null,
     exact: true,
   },
   transpose: {
@@ -357,7 +352,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     accepts: "any",
     infer: ([x], { perm }) => ({ dtype: x!.dtype, shape: transposeShape(x!.shape, perm ?? []) }),
     grad: (g, _, __, { perm }) => [rawTranspose(g, perm!.map((_, i) => perm!.indexOf(i)))],
-    autocast: null,
     exact: true,
   },
   expand: {
@@ -370,7 +364,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       return { dtype: x!.dtype, shape: shape! };
     },
     grad: (g, [x]) => [sumTo(g, x!.shape)],
-    autocast: null,
     exact: true,
   },
 
@@ -394,7 +387,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       } else gb = sumTo(ap("matmul", [mT(a!), g]), b!.shape);
       return [ga, gb];
     },
-    autocast: "lowPrecision",
     exact: false,
   },
 
@@ -405,7 +397,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     accepts: "any",
     infer: ([x], { to }) => ({ dtype: to!, shape: x!.shape }),
     grad: (g, [x]) => [isFloatDType(x!.dtype) && isFloatDType(g.dtype) ? rawCast(g, x!.dtype) : null],
-    autocast: null,
     exact: false,
   },
 
@@ -422,7 +413,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       const outputPadding: Pair = [outputPaddingFor(h, g.shape[2]!, kh, s[0], p[0], d[0]), outputPaddingFor(wd, g.shape[3]!, kw, s[1], p[1], d[1])];
       return [ap("convTranspose2d", [g, w!], { stride: s, padding: p, dilation: d, groups: at.groups!, outputPadding }), convWeightGrad(x!, g, w!.shape, at)];
     },
-    autocast: "lowPrecision",
     exact: false,
   },
   convTranspose2d: {
@@ -435,7 +425,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       const dx = cropTo(ap("conv2d", [g, w!], { stride: at.stride!, padding: at.padding!, dilation: at.dilation!, groups: at.groups! }), x!.shape[2]!, x!.shape[3]!);
       return [dx, convWeightGrad(g, x!, w!.shape, at)];
     },
-    autocast: "lowPrecision",
     exact: false,
   },
 
@@ -453,7 +442,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       const dx = ap("indexAdd", [full([n * c * h * w], 0, g.dtype), flat, rawReshape(g, [g.size])], { axis: 0 });
       return [rawReshape(dx, x!.shape)];
     },
-    autocast: null,
     exact: true,
   },
   maxPool2dIndices: {
@@ -462,7 +450,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     operand: 0,
     accepts: "numeric",
     infer: poolRule("maxPool2dIndices", true, "int32"),
-    autocast: null,
     exact: true,
   },
   avgPool2d: {
@@ -472,7 +459,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     accepts: "float",
     infer: poolRule("avgPool2d", false),
     grad: (g, [x], _out, at) => [avgPoolGrad(g, x!, at)],
-    autocast: null,
     exact: false,
   },
 
@@ -492,7 +478,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       const updates = rawReshape(g, [...data!.shape.slice(0, axis!), k, ...data!.shape.slice(axis! + 1)]);
       return [ap("indexAdd", [full(data!.shape, 0, g.dtype), rawReshape(index!, [k]), updates], { axis: axis! }), null];
     },
-    autocast: null,
     exact: true,
   },
   indexAdd: {
@@ -511,7 +496,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       return { dtype, shape: base!.shape };
     },
     grad: (g, [, index], _out, { axis }) => [g, null, ap("gather", [g, index!], { axis: axis! })],
-    autocast: null,
     exact: false,
   },
 
@@ -530,7 +514,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       return { dtype: x!.dtype, shape: e.map((v, i) => v - s[i]!) };
     },
     grad: (g, [x], _out, { starts, ends }) => [ap("pad", [g], { before: starts!, after: ends!.map((e, i) => x!.shape[i]! - e), fill: 0 })],
-    autocast: null,
     exact: true,
   },
   pad: {
@@ -546,7 +529,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       return { dtype: x!.dtype, shape: x!.shape.map((d, i) => d + b[i]! + a[i]!) };
     },
     grad: (g, [x], _out, { before }) => [ap("slice", [g], { starts: before!, ends: before!.map((b, i) => b + x!.shape[i]!) })],
-    autocast: null,
     exact: true,
   },
   concat: {
@@ -574,7 +556,6 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
         return ap("slice", [g], { starts, ends: g.shape.map((d, i) => (i === axis ? offset : d)) });
       });
     },
-    autocast: null,
     exact: true,
   },
 };

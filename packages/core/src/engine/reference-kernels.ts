@@ -3,6 +3,7 @@ import { NbitError } from "../errors.js";
 import { castHost } from "../numerics/convert.js";
 import { ROUNDED_FLOAT_DTYPES } from "../numerics/formats.js";
 import type { Accelerator } from "../accelerator.js";
+import type { AutocastDeviceType, AutocastPolicy } from "./autocast-policy.js";
 import { CANONICAL_PRECISIONS, type Precision } from "../precision/parse.js";
 import type { Backend, BackendCapabilities, Instruction, ValueInfo } from "./backend.js";
 import { KernelRegistry, type KernelSpec } from "./kernels.js";
@@ -334,6 +335,17 @@ export function referenceKernels(compute: readonly DType[] = ["float64", "float3
       },
     });
   }
+  // relu takes integers too; -0 and everything not above 0 give +0, NaN stays NaN.
+  const reluLoop = unaryLoop("x > 0 || x !== x ? x : 0");
+  specs.push({
+    op: "relu",
+    dtypes: numeric,
+    kernel: (ins, [x]) => {
+      const out = allocHost(ins.dtype, x!.length);
+      reluLoop(out, x!, x!.length);
+      return out;
+    },
+  });
   for (const [op, expr] of Object.entries(BINARY_EXPR) as [keyof typeof BINARY_EXPR, string][]) {
     const loop = binaryLoop(expr);
     specs.push({
@@ -492,6 +504,8 @@ export interface ReferenceAcceleratorOptions {
   readonly legacyHalfPrecision?: Precision;
   /** A reason makes the accelerator unavailable (for testing "auto" and error messages). */
   readonly unavailableReason?: string;
+  /** Whose autocast lists its mixed precisions use (default "cuda"). */
+  readonly autocastPolicy?: AutocastDeviceType | AutocastPolicy;
   /** The backend it creates (default: a new ReferenceBackend). */
   readonly backend?: () => Backend;
 }
@@ -507,6 +521,7 @@ export function referenceAccelerator(options: ReferenceAcceleratorOptions = {}):
     description: `core's TypeScript reference kernels (${name})`,
     supportedPrecisions: options.supportedPrecisions ?? CANONICAL_PRECISIONS,
     legacyHalfPrecision: options.legacyHalfPrecision ?? "16-mixed",
+    autocastPolicy: options.autocastPolicy ?? "cuda",
     isAvailable: () => (options.unavailableReason ? { available: false, reason: options.unavailableReason } : { available: true }),
     deviceCount: () => (options.unavailableReason ? 0 : 1),
     createBackend: options.backend ?? (() => new ReferenceBackend()),

@@ -1,9 +1,9 @@
-import { isFloatDType, isHalfDType, itemSize, promoteTypes, type DType, type HostArray } from "../dtype.js";
+import { isFloatDType, isHalfDType, itemSize, promoteTypes, resultType, type DType, type HostArray } from "../dtype.js";
 import { DTypeError, NbitError, ShapeError } from "../errors.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { FLOAT_FORMATS } from "../numerics/formats.js";
 import { autocastCategory } from "./autocast-policy.js";
-import { autocast, autocastDType, currentRuntime, defaultParamDType, isGradEnabled, noGrad } from "./context.js";
+import { autocast, autocastScope, currentRuntime, defaultParamDType, isGradEnabled, noGrad } from "./context.js";
 import { LazyNode } from "./node.js";
 import { noteManualCast } from "./cast-watch.js";
 import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
@@ -212,10 +212,7 @@ export class Tensor {
     return where(rawBinary("less", this, scalarLike(0, this)), this.neg(), this);
   }
   relu(): Tensor {
-    // One maximum forward; the gradient passes where the output is > 0 (zero at 0, as torch.relu).
-    // Masking on the output leaves the pre-activation with one consumer, so graph engines can fuse it.
-    const zero = scalarLike(0, this);
-    return apply("maximum", [this, zero], {}, (g, y) => [where(rawBinary("less", zero, y.detach()), g, 0), null]);
+    return apply("relu", [this]);
   }
   sigmoid(): Tensor {
     return rawBinary("div", scalarLike(1, this), rawBinary("add", scalarLike(1, this), rawUnary("exp", this.neg())));
@@ -261,26 +258,32 @@ export class Tensor {
 
   sum(axes?: number | readonly number[], keepDims = false): Tensor {
     const [x] = castFor("sum", [this]);
-    return rawSum(x!, normalizeAxes("sum", x!.shape, axes), keepDims);
+    return inFloat32(x!, (x) => rawSum(x, normalizeAxes("sum", x.shape, axes), keepDims));
   }
   mean(axes?: number | readonly number[], keepDims = false): Tensor {
     const [x] = castFor("mean", [this]);
-    const ax = normalizeAxes("mean", x!.shape, axes);
-    const count = ax.reduce((n, a) => n * x!.shape[a]!, 1);
-    return rawBinary("mul", rawSum(x!, ax, keepDims), scalarLike(1 / count, x!));
+    return inFloat32(x!, (x) => {
+      const ax = normalizeAxes("mean", x.shape, axes);
+      const count = ax.reduce((n, a) => n * x.shape[a]!, 1);
+      return rawBinary("mul", rawSum(x, ax, keepDims), scalarLike(1 / count, x));
+    });
   }
   max(axes?: number | readonly number[], keepDims = false): Tensor {
     return rawMax(this, normalizeAxes("max", this.shape, axes), keepDims);
   }
   softmax(axis = -1): Tensor {
     const [x] = castFor("softmax", [this]);
-    const e = rawUnary("exp", shiftByMax(x!, axis));
-    return rawBinary("div", e, rawSum(e, normalizeAxes("softmax", e.shape, axis), true));
+    return inFloat32(x!, (x) => {
+      const e = rawUnary("exp", shiftByMax(x, axis));
+      return rawBinary("div", e, rawSum(e, normalizeAxes("softmax", e.shape, axis), true));
+    });
   }
   logSoftmax(axis = -1): Tensor {
     const [x] = castFor("logSoftmax", [this]);
-    const s = shiftByMax(x!, axis);
-    return rawBinary("sub", s, rawUnary("log", rawSum(rawUnary("exp", s), normalizeAxes("logSoftmax", s.shape, axis), true)));
+    return inFloat32(x!, (x) => {
+      const s = shiftByMax(x, axis);
+      return rawBinary("sub", s, rawUnary("log", rawSum(rawUnary("exp", s), normalizeAxes("logSoftmax", s.shape, axis), true)));
+    });
   }
 
   // ---- shape ------------------------------------------------------------------------------
@@ -576,13 +579,21 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
 export const scalarLike = (value: number, like: Tensor): Tensor =>
   new Tensor(new LazyNode("const", [], {}, [], like.dtype, roundScalar(value, like.dtype)));
 
+/**
+ * Runs `fn` on `x` widened to float32 when `x` is 16-bit and rounds its result once into `x`'s
+ * dtype, as PyTorch's reductions and softmax accumulate 16-bit inputs in float32 (its acc_type).
+ */
+export function inFloat32(x: Tensor, fn: (x: Tensor) => Tensor): Tensor {
+  return isHalfDType(x.dtype) ? rawCast(fn(rawCast(x, "float32")), x.dtype) : fn(x);
+}
+
 /** Applies the autocast policy for `op` to its tensor inputs. */
 export function castFor(op: string, inputs: readonly Tensor[]): Tensor[] {
-  const target = autocastDType();
-  const category = autocastCategory(op);
-  if (target && category === "lowPrecision")
-    return inputs.map((t) => (isFloatDType(t.dtype) && t.dtype !== "float64" ? rawCast(t, target) : t));
-  if (target && category === "float32") return inputs.map((t) => (isHalfDType(t.dtype) ? rawCast(t, "float32") : t));
+  const scope = autocastScope();
+  if (!scope) return [...inputs];
+  const category = autocastCategory(scope.policy, op);
+  if (category === "lowPrecision") return inputs.map((t) => (isFloatDType(t.dtype) && t.dtype !== "float64" ? rawCast(t, scope.dtype) : t));
+  if (category === "float32") return inputs.map((t) => (isHalfDType(t.dtype) ? rawCast(t, "float32") : t));
   return [...inputs];
 }
 
@@ -590,7 +601,7 @@ function prepareBinary(op: string, a: TensorOrScalar, b: TensorOrScalar): [Tenso
   if (typeof a === "number" && typeof b === "number") throw new DTypeError(op, "needs at least one tensor");
   const x = typeof a === "number" ? scalarLike(a, b as Tensor) : a;
   const y = typeof b === "number" ? scalarLike(b, x) : b;
-  const dtype = promoteTypes(x.dtype, y.dtype);
+  const dtype = resultType(x, y);
   return [rawCast(x, dtype), rawCast(y, dtype)];
 }
 

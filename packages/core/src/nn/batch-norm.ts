@@ -1,7 +1,7 @@
 import { isHalfDType } from "../dtype.js";
 import { NbitError, ShapeError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
-import { castFor, full, rawReshape, type Tensor } from "../engine/tensor.js";
+import { castFor, full, rawCast, rawReshape, type Tensor } from "../engine/tensor.js";
 import { constantParameter, type InitOptions } from "./init.js";
 import { Module, ModuleBuffer, type Parameter } from "./module.js";
 
@@ -53,10 +53,10 @@ abstract class BatchNorm extends Module {
     if (x.shape[1] !== this.numFeatures) throw new ShapeError(name, [x.shape], `expects ${this.numFeatures} channels on axis 1, got ${x.shape[1]}`);
     const [cast] = castFor("batchNorm", [x]);
     const input = cast!;
-    const xf = isHalfDType(input.dtype) ? input.cast("float32") : input;
+    const xf = isHalfDType(input.dtype) ? rawCast(input, "float32") : input;
     const axes = xf.shape.map((_, i) => i).filter((i) => i !== 1);
     const channelShape = xf.shape.map((d, i) => (i === 1 ? d : 1));
-    const perChannel = (t: Tensor) => rawReshape(t.cast(xf.dtype), channelShape);
+    const perChannel = (t: Tensor) => rawReshape(rawCast(t, xf.dtype), channelShape);
     let mean: Tensor;
     let variance: Tensor;
     const useBatchStats = this.training || !this.running_mean;
@@ -69,8 +69,8 @@ abstract class BatchNorm extends Module {
         const m = this.momentum;
         const [runningMean, runningVar, tracked] = [this.running_mean, this.running_var, this.num_batches_tracked];
         noGrad(() => {
-          const batchMean = rawReshape(mean.detach().cast("float32"), [this.numFeatures]);
-          const unbiased = rawReshape(variance.detach().cast("float32"), [this.numFeatures]).mul(count / (count - 1));
+          const batchMean = rawReshape(rawCast(mean.detach(), "float32"), [this.numFeatures]);
+          const unbiased = rawReshape(rawCast(variance.detach(), "float32"), [this.numFeatures]).mul(count / (count - 1));
           runningMean.assign(runningMean.mul(1 - m).add(batchMean.mul(m)));
           runningVar.assign(runningVar.mul(1 - m).add(unbiased.mul(m)));
           tracked.assign(tracked.add(1));
@@ -82,7 +82,7 @@ abstract class BatchNorm extends Module {
     }
     let y = xf.sub(mean).div(variance.add(this.eps).sqrt());
     if (this.weight && this.bias) y = y.mul(perChannel(this.weight)).add(perChannel(this.bias));
-    return y.dtype === input.dtype ? y : y.cast(input.dtype);
+    return y.dtype === input.dtype ? y : rawCast(y, input.dtype);
   }
 }
 

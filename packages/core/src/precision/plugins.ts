@@ -1,5 +1,6 @@
 import { isFloatDType, type FloatDType } from "../dtype.js";
 import { NbitError } from "../errors.js";
+import { AUTOCAST_POLICIES, resolveAutocastPolicy, type AutocastDeviceType, type AutocastPolicy } from "../engine/autocast-policy.js";
 import { autocast, noGrad, withParamDType } from "../engine/context.js";
 import { full, realize, Tensor } from "../engine/tensor.js";
 import type { Module } from "../nn/module.js";
@@ -37,6 +38,8 @@ export interface PrecisionPluginState {
  */
 export abstract class PrecisionPlugin {
   abstract readonly precision: Precision;
+  /** The op lists autocast uses in `forwardContext` (the device type's, as torch.autocast's device_type). */
+  readonly autocastPolicy: AutocastPolicy = AUTOCAST_POLICIES.cuda;
 
   get paramDType(): FloatDType {
     return PRECISION_INFO[this.precision].paramDType;
@@ -58,7 +61,7 @@ export abstract class PrecisionPlugin {
 
   /** Runs the forward pass (training/validation/test/predict step) under this precision. */
   forwardContext<T>(fn: () => T): T {
-    return autocast(this.autocastDType, fn);
+    return autocast(this.autocastDType, fn, this.autocastPolicy);
   }
 
   /** True-precision plugins cast floating inputs to the parameter dtype; mixed ones leave them. */
@@ -183,12 +186,16 @@ export class HalfPrecision extends PrecisionPlugin {
  */
 export class MixedPrecision extends PrecisionPlugin {
   readonly scaler: GradScaler | null;
+  override readonly autocastPolicy: AutocastPolicy;
 
+  /** `autocastPolicy` names the device type whose autocast lists apply (Lightning's `device`). */
   constructor(
     readonly precision: "16-mixed" | "bf16-mixed",
     scaler?: GradScaler | Partial<GradScalerOptions>,
+    autocastPolicy: AutocastDeviceType | AutocastPolicy = "cuda",
   ) {
     super();
+    this.autocastPolicy = resolveAutocastPolicy(autocastPolicy);
     if (precision === "bf16-mixed") {
       if (scaler) throw new NbitError("INVALID_ARGUMENT", "bf16-mixed does not use a gradient scaler");
       this.scaler = null;
@@ -223,8 +230,8 @@ export class MixedPrecision extends PrecisionPlugin {
   }
 }
 
-/** The plugin Lightning would pick for a canonical precision. */
-export function precisionPluginFor(precision: Precision): PrecisionPlugin {
+/** The plugin Lightning would pick for a canonical precision; mixed ones autocast with `autocastPolicy`'s lists. */
+export function precisionPluginFor(precision: Precision, autocastPolicy: AutocastDeviceType | AutocastPolicy = "cuda"): PrecisionPlugin {
   switch (precision) {
     case "64-true":
       return new DoublePrecision();
@@ -235,6 +242,6 @@ export function precisionPluginFor(precision: Precision): PrecisionPlugin {
       return new HalfPrecision(precision);
     case "16-mixed":
     case "bf16-mixed":
-      return new MixedPrecision(precision);
+      return new MixedPrecision(precision, undefined, autocastPolicy);
   }
 }

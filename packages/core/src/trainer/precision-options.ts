@@ -1,4 +1,4 @@
-import { resolvePrecision, type Accelerator } from "../accelerator.js";
+import { autocastPolicyOf, resolvePrecision, type Accelerator } from "../accelerator.js";
 import { NbitError } from "../errors.js";
 import { MasterWeightsPrecision, precisionPluginForAmpLevel, type AmpLevel } from "../precision/apex.js";
 import { parsePrecision, type Precision, type PrecisionInput, type Warn } from "../precision/parse.js";
@@ -56,7 +56,7 @@ export function selectPrecisionPlugin(options: PrecisionOptions, accelerator: Ac
 
   if (!plugin) {
     const precision = resolvePrecision(accelerator, options.precision ?? "32-true", warn).precision;
-    return { precision, plugin: precisionPluginFor(precision) };
+    return { precision, plugin: precisionPluginFor(precision, autocastPolicyOf(accelerator)) };
   }
   if (options.precision !== undefined) {
     const requested = resolvePrecision(accelerator, options.precision, null).precision;
