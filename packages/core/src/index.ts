@@ -38,6 +38,7 @@ export {
 export * from "./nn/module.js";
 export * from "./nn/init.js";
 export * from "./nn/layers.js";
+export * from "./nn/attention.js";
 export * from "./nn/functional.js";
 export * from "./complex/index.js";
 export { LabelOutOfRangeError, type BatchLocation } from "./nn/labels.js";
