@@ -18,6 +18,7 @@ import { integerIn, positiveNumber } from "./args.js";
 import { checkPlotPath, compareTable, PRECISION_RANK, precisionsToCompare } from "./compare.js";
 import { lossCurvesSvg } from "./plot.js";
 import { trainMnist, type RunOptions, type RunResult } from "./run.js";
+import { transformerDemo } from "./transformer-demo.js";
 
 export interface CliIO {
   out: (line: string) => void;
@@ -83,17 +84,25 @@ function program(io: CliIO, outcome: Outcome): Command {
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .exitOverride();
 
-  addTrainingOptions(nbit.command("demo").description("train the MNIST classifier with the default accelerator and precision, and test it"), 10).action(
-    async (flags: TrainingFlags) => {
-      io.out("nbit demo: a 784-128-10 MLP on the real MNIST digits shipped in the `mnist` package (8,500 train / 1,500 test)");
-      const result = await trainMnist(trainingOptions(flags, io));
-      io.out(summary(result));
-      if (result.testAccuracy < 0.9) {
-        io.err(`Test accuracy ${(result.testAccuracy * 100).toFixed(2)}% is below 90%.`);
-        outcome.code = 1;
-      }
-    },
-  );
+  addTrainingOptions(
+    nbit
+      .command("demo")
+      .description("train a demo model with the default accelerator (mlp: MNIST; transformer: character-level names) and test it")
+      .addOption(new Option("--model <name>", "which demo model to train").choices(["mlp", "transformer"]).default("mlp")),
+    10,
+  ).action(async (flags: TrainingFlags & { model: string }) => {
+    if (flags.model === "transformer") {
+      outcome.code = await transformerDemo(flags, io);
+      return;
+    }
+    io.out("nbit demo: a 784-128-10 MLP on the real MNIST digits shipped in the `mnist` package (8,500 train / 1,500 test)");
+    const result = await trainMnist(trainingOptions(flags, io));
+    io.out(summary(result));
+    if (result.testAccuracy < 0.9) {
+      io.err(`Test accuracy ${(result.testAccuracy * 100).toFixed(2)}% is below 90%.`);
+      outcome.code = 1;
+    }
+  });
 
   addTrainingOptions(
     nbit
