@@ -229,7 +229,7 @@ describe("attention pieces", () => {
     const emb = new Embedding(200, 50, { generator: new Generator(8) });
     expect([...emb.namedParameters()].map(([k, p]) => [k, p.shape])).toEqual([["weight", [200, 50]]]);
     await run(async () => {
-      const w = await emb.weight.data();
+      const w = Array.from(await emb.weight.data());
       const mean = w.reduce((a, v) => a + v, 0) / w.length;
       const variance = w.reduce((a, v) => a + (v - mean) ** 2, 0) / w.length;
       expect(Math.abs(mean)).toBeLessThan(0.05);
