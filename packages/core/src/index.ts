@@ -43,6 +43,7 @@ export * from "./nn/init.js";
 export * from "./nn/layers.js";
 export * from "./nn/conv-layers.js";
 export * from "./nn/batch-norm.js";
+export * from "./nn/attention.js";
 export * from "./nn/functional.js";
 export * from "./complex/index.js";
 export { LabelOutOfRangeError, type BatchLocation } from "./nn/labels.js";

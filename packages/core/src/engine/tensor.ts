@@ -217,8 +217,9 @@ export class Tensor {
   sigmoid(): Tensor {
     return rawBinary("div", scalarLike(1, this), rawBinary("add", scalarLike(1, this), rawUnary("exp", this.neg())));
   }
-  /** GELU with the tanh approximation (PyTorch's approximate="tanh"). */
+  /** GELU with the tanh approximation (PyTorch's approximate="tanh"); 16-bit inputs compute in float32 and round once. */
   gelu(): Tensor {
+    if (isHalfDType(this.dtype)) return rawCast(rawCast(this, "float32").gelu(), this.dtype);
     const x = this;
     const inner = rawBinary("mul", x, rawBinary("add", scalarLike(1, x), rawBinary("mul", scalarLike(0.044715, x), x.square())));
     const t = rawUnary("tanh", rawBinary("mul", scalarLike(Math.sqrt(2 / Math.PI), x), inner));
