@@ -1,8 +1,9 @@
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -21,16 +22,19 @@ let scratch: string | undefined;
 let dir = "";
 let packed: Packed[] = [];
 
-function run(file: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = {}): string {
-  return execFileSync(file, args, { cwd, env: { ...process.env, ...env }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+// Asynchronous, so the test worker keeps answering vitest's RPCs while npm packs and installs.
+const execFileAsync = promisify(execFile);
+async function run(file: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const { stdout } = await execFileAsync(file, args, { cwd, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  return stdout;
 }
-const node = (script: string) => JSON.parse(run(process.execPath, [script], dir).trim().split("\n").at(-1)!);
+const node = async (script: string) => JSON.parse((await run(process.execPath, [script], dir)).trim().split("\n").at(-1)!);
 
-beforeAll(() => {
+beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), "nbit-pack-"));
   const tarballs = join(scratch, "tarballs");
   mkdirSync(tarballs);
-  packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", tarballs, ...PACKAGES.flatMap((p) => ["-w", p])], repo));
+  packed = JSON.parse(await run("npm", ["pack", "--json", "--pack-destination", tarballs, ...PACKAGES.flatMap((p) => ["-w", p])], repo));
   const project = join(scratch, "project");
   mkdirSync(project);
   // An outside user's project. It lets onnxruntime-node's install step run (npm before 11.19 always
@@ -38,7 +42,7 @@ beforeAll(() => {
   const manifest = { name: "nbit-consumer", version: "1.0.0", private: true, allowScripts: { "onnxruntime-node": true } };
   writeFileSync(join(project, "package.json"), JSON.stringify(manifest));
   const tgz = packed.map((p) => join(tarballs, p.filename));
-  run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", ...tgz], project, { ONNXRUNTIME_NODE_INSTALL: "skip" });
+  await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", ...tgz], project, { ONNXRUNTIME_NODE_INSTALL: "skip" });
   cpSync(fixtures, project, { recursive: true });
   dir = project;
 });
@@ -48,7 +52,7 @@ afterAll(() => {
 });
 
 describe("the published tarballs", () => {
-  it("each hold both builds, their types, LICENSE and README", () => {
+  it("each hold both builds, their types, LICENSE and README", async () => {
     expect(packed.map((p) => p.name).sort()).toEqual([...PACKAGES].sort());
     for (const p of packed) {
       const files = p.files.map((f) => f.path);
@@ -65,8 +69,8 @@ describe("the published tarballs", () => {
     }
   });
 
-  it("installs a single @nbit/core for every package", () => {
-    const listed = JSON.parse(run("npm", ["ls", "@nbit/core", "--all", "--json"], dir));
+  it("installs a single @nbit/core for every package", async () => {
+    const listed = JSON.parse(await run("npm", ["ls", "@nbit/core", "--all", "--json"], dir));
     const versions = new Set<string>();
     const walk = (deps: Record<string, { version: string; dependencies?: object }> = {}) => {
       for (const [name, d] of Object.entries(deps)) {
@@ -78,34 +82,34 @@ describe("the published tarballs", () => {
     expect([...versions]).toEqual(["0.0.0"]);
   });
 
-  it("trains a step through require()", () => {
-    const r = node("require.cjs");
+  it("trains a step through require()", async () => {
+    const r = await node("require.cjs");
     expect(r.accelerator).toBe("cpu");
     expect(r.cpuEntry).toMatch(/node_modules\/@nbit\/cpu\/dist\/index\.cjs$/);
     expect(r.losses).toHaveLength(1);
     expect(Number.isFinite(r.losses[0])).toBe(true);
   });
 
-  it("trains the same step through import", () => {
-    const r = node("import.mjs");
+  it("trains the same step through import", async () => {
+    const r = await node("import.mjs");
     expect(r.cpuEntry).toMatch(/node_modules\/@nbit\/cpu\/dist\/index\.js$/);
-    expect(r.losses).toEqual(node("require.cjs").losses);
+    expect(r.losses).toEqual((await node("require.cjs")).losses);
   });
 
-  it("shares one accelerator registry between the ESM and CommonJS copies of core", () => {
-    const r = node("twin.mjs");
+  it("shares one accelerator registry between the ESM and CommonJS copies of core", async () => {
+    const r = await node("twin.mjs");
     expect(r.distinctModules).toBe(true);
     expect(r.accelerator).toBe("cpu");
     expect(r.losses).toHaveLength(1);
   });
 
-  it("says so when a backend registered into a second copy of core", () => {
+  it("says so when a backend registered into a second copy of core", async () => {
     const nested = join(dir, "node_modules", "@nbit", "cpu", "node_modules", "@nbit", "core");
     cpSync(join(dir, "node_modules", "@nbit", "core"), nested, { recursive: true });
     const manifest = join(nested, "package.json");
     writeFileSync(manifest, JSON.stringify({ ...JSON.parse(readFileSync(manifest, "utf8")), version: "0.0.1-other" }));
     try {
-      const r = node("second-core.mjs");
+      const r = await node("second-core.mjs");
       expect(r.unknown).toBe(true);
       expect(r.error).toContain('Unknown accelerator "cpu". Registered accelerators: (none). A second copy of @nbit/core was loaded: 0.0.1-other at ');
       expect(r.error).toContain('node_modules/@nbit/cpu/node_modules/@nbit/core/dist/index.js (registered there: "cpu")');
@@ -115,14 +119,14 @@ describe("the published tarballs", () => {
     }
   });
 
-  it("types resolve for import and require, with the backends' accelerator names", () => {
+  it("types resolve for import and require, with the backends' accelerator names", async () => {
     const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-    expect(run(process.execPath, [tsc, "-p", "types"], dir)).toBe("");
+    expect(await run(process.execPath, [tsc, "-p", "types"], dir)).toBe("");
   });
 
-  it("runs the nbit command from the installed package", () => {
+  it("runs the nbit command from the installed package", async () => {
     const bin = join(dir, "node_modules", ".bin", "nbit");
-    expect(run(bin, ["--version"], dir).trim()).toBe("0.0.0");
-    expect(run(bin, ["matrix"], dir)).toMatch(/^cpu\s+yes\s+yes\s+-\s+-\s+-\s+yes\s+bf16-mixed\s+yes \(1 device\)$/m);
+    expect((await run(bin, ["--version"], dir)).trim()).toBe("0.0.0");
+    expect(await run(bin, ["matrix"], dir)).toMatch(/^cpu\s+yes\s+yes\s+-\s+-\s+-\s+yes\s+bf16-mixed\s+yes \(1 device\)$/m);
   });
 });
