@@ -59,6 +59,6 @@ describe("nbit demo --model transformer", () => {
   it("refuses an unknown model", async () => {
     const { code, err } = await run("demo", "--model", "rnn");
     expect(code).toBe(2);
-    expect(err).toMatch(/Allowed choices are mlp, transformer/);
+    expect(err).toMatch(/Allowed choices are mlp, cnn, transformer\./);
   });
 });
