@@ -167,6 +167,7 @@ export async function trainNames(options: NamesRunOptions): Promise<NamesRunResu
     maxEpochs: -1,
     maxSteps: options.maxSteps,
     enableProgressBar: options.progressBar,
+    enableModelSummary: options.progressBar,
     enableCheckpointing: false,
     logger: false,
     seed: options.seed,
