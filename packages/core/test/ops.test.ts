@@ -15,6 +15,7 @@ import {
   roundToFormat,
   Runtime,
   tensor,
+  transposeShape,
   UnsupportedOpError,
   type Backend,
   type HostKernel,
@@ -108,4 +109,19 @@ describe("the float-format table", () => {
       values.forEach((v, i) => expect(Object.is(fast[i], roundToFormat(v, format)), `${dtype}(${v})`).toBe(true));
     });
   }
+});
+
+describe("transposeShape", () => {
+  it("permutes the shape and rejects what is not a permutation of the axes", () => {
+    expect(transposeShape([2, 3, 4], [2, 0, 1])).toEqual([4, 2, 3]);
+    for (const perm of [[0, 0, 1], [0, 1], [0, 1, 3], [0, 1, -1], [0, 1.5, 2], [1, 1, 1]])
+      expect(() => transposeShape([2, 3, 4], perm)).toThrow(/not a permutation/);
+  });
+
+  it("checks ranks above 30 too", () => {
+    const shape = Array.from({ length: 33 }, (_, i) => i + 1);
+    const reversed = shape.map((_, i) => 32 - i);
+    expect(transposeShape(shape, reversed)).toEqual([...shape].reverse());
+    expect(() => transposeShape(shape, [...reversed.slice(0, 32), 31])).toThrow(/not a permutation/);
+  });
 });

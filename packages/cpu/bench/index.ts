@@ -7,6 +7,8 @@ const BENCHES = {
   rss: "resident memory over 5,000 steps with StepLR on an epoch interval",
   profile: "onnxruntime's per-node profile of nbit's step against the hand-built graph",
   replay: "JS cost per step with replay on and off (64-64-64-10, batch 32), interleaved",
+  phases: "nbit's step split into phases (JS and native) against the hand-built step",
+  compare: "another build of @nbit/core (NBIT_CORE_BEFORE) against this one, interleaved",
 } as const;
 const name = process.argv[2] ?? "standard";
 if (!(name in BENCHES)) {

@@ -1,7 +1,11 @@
 // Resident memory over 5,000 training steps with StepLR on an epoch interval: the learning rate
 // changes every epoch (50 steps), the case where a baked-in learning rate compiled new programs
 // each epoch. Prints RSS every 500 steps, the onnxruntime sessions created, and the spread of RSS
-// after the first 500 steps (target: flat within 10%).
+// after the first 500 steps (target: flat within 10%). Each sample also splits out V8's heap: its
+// young generation (new space) grows in steps up to twice --max-semi-space-size as allocation
+// goes on, which is most of the growth (run node with --min-semi-space-size=16 to start it at
+// its final size and see the rest).
+import { getHeapSpaceStatistics } from "node:v8";
 import { DataLoader, Generator, LightningModule, StepLR, SGD, TensorDataset, Trainer, crossEntropy, manualSeed, type Batch, type Tensor } from "@nbit/core";
 import { CpuAccelerator } from "../src/index.js";
 import { env, mlp, SMALL } from "./common.js";
@@ -31,11 +35,12 @@ const data = new TensorDataset(
   { data: Array.from({ length: samples }, () => g.int(classes)), sampleShape: [], dtype: "int32" },
 );
 const mb = () => process.memoryUsage().rss / 2 ** 20;
-const samplesAt: { step: number; rss: number }[] = [];
+const samplesAt: { step: number; rss: number; young: number; old: number }[] = [];
+const space = (name: string) => (getHeapSpaceStatistics().find((s) => s.space_name === name)?.space_size ?? 0) / 2 ** 20;
 const t0 = performance.now();
 const probe = {
   onTrainBatchEnd(trainer: Trainer) {
-    if (trainer.globalStep % 500 === 0) samplesAt.push({ step: trainer.globalStep, rss: mb() });
+    if (trainer.globalStep % 500 === 0) samplesAt.push({ step: trainer.globalStep, rss: mb(), young: space("new_space"), old: space("old_space") });
   },
 };
 const accelerator = new CpuAccelerator();
@@ -47,7 +52,11 @@ const trainer = new Trainer({ accelerator, precision, maxSteps: STEPS, maxEpochs
 console.log(`MLP ${SMALL.name}, ${precision}, SGD with StepLR(step 1 epoch, gamma 0.99) on an epoch interval, ${STEPS_PER_EPOCH} steps per epoch, ${STEPS} steps`);
 console.log(`RSS before fit: ${mb().toFixed(0)} MiB`);
 await trainer.fit(trainer.initModule(() => new Net()), new DataLoader(data, { batchSize: batch, shuffle: true, seed: 1 }));
-for (const s of samplesAt) console.log(`  step ${String(s.step).padStart(5)}: RSS ${s.rss.toFixed(0)} MiB`);
-const after = samplesAt.filter((s) => s.step >= 500).map((s) => s.rss);
+for (const s of samplesAt)
+  console.log(`  step ${String(s.step).padStart(5)}: RSS ${s.rss.toFixed(0)} MiB (V8 new space ${s.young.toFixed(0)} MiB, old space ${s.old.toFixed(0)} MiB)`);
+const measured = samplesAt.filter((s) => s.step >= 500);
+const after = measured.map((s) => s.rss);
 console.log(`onnxruntime sessions created: ${backend?.sessionsCreated}; ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 console.log(`RSS from step 500 to ${STEPS}: ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} MiB, growth ${((after.at(-1)! / after[0]! - 1) * 100).toFixed(1)}% (target: within 10%)`);
+const [first, last] = [measured[0]!, measured.at(-1)!];
+console.log(`  of the growth: V8 new space ${(last.young - first.young).toFixed(0)} MiB, V8 old space ${(last.old - first.old).toFixed(0)} MiB, the rest ${(last.rss - first.rss - (last.young - first.young) - (last.old - first.old)).toFixed(0)} MiB`);

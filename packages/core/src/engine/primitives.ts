@@ -86,9 +86,20 @@ export function matmulShape(a: Shape, b: Shape): number[] {
 }
 
 export function transposeShape(shape: Shape, perm: readonly number[]): number[] {
-  if (perm.length !== shape.length || [...perm].sort((x, y) => x - y).some((p, i) => p !== i))
-    throw new ShapeError("transpose", [shape], `perm [${perm.join(", ")}] is not a permutation of the axes`);
-  return perm.map((p) => shape[p]!);
+  // Recorded for every transpose of every step: checked without sorting a copy.
+  const out = new Array<number>(perm.length);
+  let seen = 0;
+  let valid = perm.length === shape.length;
+  for (let i = 0; valid && i < perm.length; i++) {
+    const p = perm[i]!;
+    valid = Number.isInteger(p) && p >= 0 && p < perm.length && (p >= 30 || (seen & (1 << p)) === 0);
+    if (p < 30) seen |= 1 << p;
+    out[i] = shape[p]!;
+  }
+  // Ranks above 30 (no bit per axis): every axis must appear, as in a sorted comparison.
+  if (valid && perm.length > 30) valid = [...perm].sort((x, y) => x - y).every((p, i) => p === i);
+  if (!valid) throw new ShapeError("transpose", [shape], `perm [${perm.join(", ")}] is not a permutation of the axes`);
+  return out;
 }
 
 export function checkReshape(from: Shape, to: Shape): void {

@@ -111,7 +111,8 @@ export class Runtime {
 
   async download(node: LazyNode): Promise<HostArray> {
     if (node.isLeaf && node.host) return node.host;
-    await this.realize([node]);
+    // A value the step just computed (the loss) is already here: no realize round trip.
+    if (!(node.isLeaf && node.device?.runtime === this)) await this.realize([node]);
     this.checkOpen();
     return this.backend.download(node.device!.buffer, node.dtype, node.shape);
   }

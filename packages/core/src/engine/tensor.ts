@@ -628,17 +628,26 @@ function inferShape(from: Shape, to: readonly number[]): number[] {
 function topologicalOrder(root: Tensor): Tensor[] {
   const order: Tensor[] = [];
   const visited = new Set<Tensor>();
-  const stack: [Tensor, boolean][] = [[root, false]];
+  // Parallel stacks instead of a [tensor, done] pair per push: this runs on every backward.
+  const stack: Tensor[] = [root];
+  const done: boolean[] = [false];
   while (stack.length) {
-    const [t, done] = stack.pop()!;
-    if (done) {
+    const t = stack.pop()!;
+    if (done.pop()) {
       order.push(t);
       continue;
     }
     if (visited.has(t)) continue;
     visited.add(t);
-    stack.push([t, true]);
-    for (const input of t.gradFn?.inputs ?? []) if (input.requiresGrad && !visited.has(input)) stack.push([input, false]);
+    stack.push(t);
+    done.push(true);
+    const inputs = t.gradFn?.inputs;
+    if (!inputs) continue;
+    for (const input of inputs)
+      if (input.requiresGrad && !visited.has(input)) {
+        stack.push(input);
+        done.push(false);
+      }
   }
   return order;
 }
