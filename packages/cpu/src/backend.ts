@@ -66,7 +66,7 @@ export interface CpuBackendOptions {
  * one intra-op thread is faster than several: handing work to a second thread costs more than it saves (measured with
  * bench/threads.ts; the figures are in the README).
  */
-export const SMALL_PROGRAM_WORK = 300e6;
+export const SMALL_PROGRAM_WORK = 50e6;
 
 /**
  * The work of one run of `program` in float32-equivalent floating-point operations: matrix
