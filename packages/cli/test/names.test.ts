@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { bigramNll, loadNames, nameDataset, predictedCharacters, splitNames, Vocabulary } from "../src/names.js";
+import { CudaAccelerator } from "@nbit/cuda";
+import { TpuAccelerator } from "@nbit/tpu";
+import { trainNames } from "../src/transformer.js";
+import { transformerDemoPrecision } from "../src/transformer-demo.js";
 import { run } from "./run-cli.js";
 
 describe("the names corpus", () => {
@@ -61,4 +65,34 @@ describe("nbit demo --model transformer", () => {
     expect(code).toBe(2);
     expect(err).toMatch(/Allowed choices are mlp, cnn, transformer\./);
   });
+});
+
+describe("the names transformer on the JavaScript backends", () => {
+  // A one-block model and a few steps: these backends run JavaScript kernels here (the cuda backend
+  // on tfjs's CPU kernels, not a GPU), so this checks that the example trains in each one's
+  // precision, not how far it gets.
+  for (const [name, accelerator, precision] of [
+    ["tpu", new TpuAccelerator(), "bf16-mixed"],
+    ["cuda (tfjs-cpu)", new CudaAccelerator("tfjs-cpu"), "16-mixed"],
+  ] as const) {
+    it(`${name}: the demo's precision is ${precision}, and 12 steps lower the training loss`, async () => {
+      expect(transformerDemoPrecision(accelerator)).toBe(precision);
+      const result = await trainNames({
+        accelerator,
+        precision,
+        maxSteps: 12,
+        batchSize: 16,
+        lr: 1e-2,
+        seed: 0,
+        progressBar: false,
+        samples: 2,
+        model: { dModel: 16, numHeads: 2, numLayers: 1 },
+      });
+      expect(result.precision).toBe(precision);
+      expect(result.losses.every(Number.isFinite)).toBe(true);
+      const [first, last] = [result.losses.slice(0, 3), result.losses.slice(-3)].map((l) => l.reduce((a, b) => a + b) / l.length);
+      expect(last!).toBeLessThan(0.9 * first!);
+      expect(Number.isFinite(result.valLoss)).toBe(true);
+    }, 300_000);
+  }
 });
