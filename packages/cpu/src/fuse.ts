@@ -121,8 +121,53 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
     // log_softmax as core writes it: s - log(sum(exp(s))) with s = x - max(x), over one axis.
     const logSoftmaxOf = ins.op === "sub" && GEMM_DTYPES.has(ins.dtype) ? matchLogSoftmax(ins, instruction) : undefined;
     if (logSoftmaxOf) fusions.set(v, { inputs: [logSoftmaxOf.x], lower: (ctx, args, out) => ctx.node("LogSoftmax", args, [out], [{ name: "axis", int: logSoftmaxOf.axis }]) });
+    // softmax as core writes it: e / sum(e) with e = exp(x - max(x)), over one axis.
+    // (Only when nothing else reads the exponentials or their sum, as a backward pass through the division does.)
+    const softmaxOf = ins.op === "div" && GEMM_DTYPES.has(ins.dtype) && uses[ins.inputs[0]!] === 2 && uses[ins.inputs[1]!] === 1 ? matchSoftmax(ins, instruction) : undefined;
+    if (softmaxOf) fusions.set(v, { inputs: [softmaxOf.x], lower: (ctx, args, out) => ctx.node("Softmax", args, [out], [{ name: "axis", int: softmaxOf.axis }]) });
+    // An elementwise op with an expanded operand: ONNX broadcasting reads the unexpanded value.
+    const broadcastOp = BROADCASTING[ins.op];
+    if (broadcastOp && !fusions.has(v)) {
+      const operands = ins.inputs.map((u) => {
+        const e = instruction(u);
+        return e?.op === "expand" ? e.inputs[0]! : u;
+      });
+      if (operands.some((u, k) => u !== ins.inputs[k]) && sameShape(broadcastShape(operands.map(shapeOf)), ins.shape))
+        fusions.set(v, { inputs: operands, lower: (ctx, args, out) => ctx.node(broadcastOp, args, [out]) });
+    }
   });
   return fusions;
+}
+
+/** Elementwise ops whose ONNX op broadcasts its operands numpy-style, and that op. */
+const BROADCASTING: Partial<Record<Instruction["op"], string>> = { add: "Add", sub: "Sub", mul: "Mul", div: "Div", maximum: "Max", less: "Less", equal: "Equal", where: "Where" };
+
+/** Numpy-style broadcast of shapes, or [-1] when they do not broadcast. */
+function broadcastShape(shapes: readonly (readonly number[])[]): number[] {
+  const rank = Math.max(...shapes.map((s) => s.length));
+  const out = new Array<number>(rank).fill(1);
+  for (const s of shapes)
+    for (let k = 0; k < s.length; k++) {
+      const [d, a] = [s[s.length - 1 - k]!, rank - 1 - k];
+      if (d !== 1 && out[a] !== 1 && out[a] !== d) return [-1];
+      if (d !== 1) out[a] = d;
+    }
+  return out;
+}
+
+function matchSoftmax(ins: Instruction, instruction: (v: number) => Instruction | undefined): { x: number; axis: number } | undefined {
+  const [ev, sv] = ins.inputs as [number, number];
+  const exp = instruction(ev);
+  const sum = instruction(sv);
+  const shift = exp?.op === "exp" ? instruction(exp.inputs[0]!) : undefined;
+  if (sum?.op !== "sum" || sum.inputs[0] !== ev || shift?.op !== "sub") return undefined;
+  const [x, mv] = shift.inputs as [number, number];
+  const max = instruction(mv);
+  if (max?.op !== "max" || max.inputs[0] !== x) return undefined;
+  const axes = sum.attrs.axes;
+  const sameAxis = (a: readonly number[] | undefined) => a?.length === 1 && a[0] === axes?.[0];
+  if (!sameAxis(axes) || !sameAxis(max.attrs.axes) || !sum.attrs.keepDims || !max.attrs.keepDims) return undefined;
+  return { x, axis: axes![0]! };
 }
 
 function matchLogSoftmax(ins: Instruction, instruction: (v: number) => Instruction | undefined): { x: number; axis: number } | undefined {
