@@ -43,8 +43,21 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
   // Max pools by input, for pairing a gradient's maxPool2dIndices with its forward maxPool2d.
   const maxPools = new Map<number, number[]>();
 
+  // Instructions already seen, by what they compute; a repeat (the backward pass often multiplies
+  // the same two values twice) reads the first one's value instead of computing it again.
+  const seen = new Map<string, number>();
+  const same = new Map<number, number>();
+
   program.instructions.forEach((ins, i) => {
     const v = base + i;
+    const key = `${ins.op}|${ins.dtype}|${ins.shape.join(",")}|${ins.inputs.map((u) => same.get(u) ?? u).join(",")}|${JSON.stringify(ins.attrs)}|${ins.value ?? ""}`;
+    const first = seen.get(key);
+    if (first !== undefined) {
+      same.set(v, first);
+      fusions.set(v, { inputs: [first], lower: (ctx, args, out) => ctx.node("Identity", args, [out]) });
+      return;
+    }
+    seen.set(key, v);
     if (ins.op === "maxPool2d") maxPools.set(ins.inputs[0]!, [...(maxPools.get(ins.inputs[0]!) ?? []), v]);
     // maxPool2dIndices over the same input and window as an earlier maxPool2d: that MaxPool also
     // gives the indices, and no second pass over the input picks each window's maximum again.

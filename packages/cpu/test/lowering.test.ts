@@ -202,6 +202,36 @@ describe("cpu fused lowering", () => {
     expect(lowerProgram(step, CPU_KERNELS).nodes.some((n) => n.op === "Expand")).toBe(false);
   });
 
+  it("computes a repeated instruction once", async () => {
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const values = await withRuntime(new Runtime(backend), () => {
+      const a = Tensor.fromHost(Float32Array.of(1, 2, 3), [3], "float32");
+      const b = Tensor.fromHost(Float32Array.of(4, -5, 6), [3], "float32");
+      return a.mul(b).add(a.mul(b).mul(b)).data();
+    });
+    expect(Array.from(values)).toEqual([20, 40, 126]);
+    const step = programs.at(-1)!;
+    expect(step.instructions.filter((i) => i.op === "mul").length).toBe(3);
+    const muls = (fuse: boolean) => lowerProgram(step, CPU_KERNELS, { fuse }).nodes.filter((n) => n.op === "Mul").length;
+    expect(muls(false)).toBe(3);
+    expect(muls(true)).toBe(2);
+  });
+
+  it("lowers a softmax that no gradient reads back to Softmax with the reference's values", async () => {
+    const data = Float64Array.from({ length: 2 * 3 * 4 }, (_, i) => Math.cos(i) * 4);
+    const softmax = (backend: Backend) => withRuntime(new Runtime(backend), () => Tensor.fromHost(data, [2, 3, 4], "float64").softmax(-1).data());
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const [got, expected] = [await softmax(backend), await softmax(new ReferenceBackend())];
+    expect(lowerProgram(programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op)).toEqual(["Softmax"]);
+    got.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-15));
+  });
+
   it("lowers log-softmax over a middle axis of a rank-3 tensor to LogSoftmax with the reference's values", async () => {
     const data = Float64Array.from({ length: 2 * 3 * 4 }, (_, i) => Math.sin(i) * 5);
     const logSoftmax = (backend: Backend) => withRuntime(new Runtime(backend), () => Tensor.fromHost(data, [2, 3, 4], "float64").logSoftmax(1).data());
