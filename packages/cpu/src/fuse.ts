@@ -116,6 +116,15 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         return;
       }
     }
+    // A reshape of a reshape: one Reshape of the first one's input.
+    if (ins.op === "reshape") {
+      let source = ins.inputs[0]!;
+      while (instruction(source)?.op === "reshape") source = instruction(source)!.inputs[0]!;
+      if (source !== ins.inputs[0]) {
+        fusions.set(v, { inputs: [source], lower: (ctx, [x], out) => ctx.node("Reshape", [x!, ctx.int64s(ins.shape)], [out]) });
+        return;
+      }
+    }
     // x W^T + b: the bias enters Gemm as C (a row [N] or [1, N] broadcast over the rows).
     if (ins.op === "add" && GEMM_DTYPES.has(ins.dtype) && ins.shape.length === 2) {
       for (const [m, c] of [ins.inputs, [...ins.inputs].reverse()] as [number, number][]) {

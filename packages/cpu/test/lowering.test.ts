@@ -220,6 +220,23 @@ describe("cpu fused lowering", () => {
     expect(muls(true)).toBe(2);
   });
 
+  it("lowers a reshape of a reshape as one Reshape", async () => {
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const values = await withRuntime(new Runtime(backend), () => {
+      const x = Tensor.fromHost(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3], "float32").add(1);
+      return x.reshape([6]).add(x.reshape([6]).reshape([3, 2]).reshape([6])).data();
+    });
+    expect(Array.from(values)).toEqual([4, 6, 8, 10, 12, 14]);
+    const step = programs.at(-1)!;
+    const reshapes = (fuse: boolean) => lowerProgram(step, CPU_KERNELS, { fuse }).nodes.filter((n) => n.op === "Reshape").length;
+    expect(step.instructions.filter((i) => i.op === "reshape").length).toBeGreaterThan(2);
+    expect(reshapes(false)).toBeGreaterThan(2);
+    expect(reshapes(true)).toBe(2);
+  });
+
   it("lowers a softmax that no gradient reads back to Softmax with the reference's values", async () => {
     const data = Float64Array.from({ length: 2 * 3 * 4 }, (_, i) => Math.cos(i) * 4);
     const softmax = (backend: Backend) => withRuntime(new Runtime(backend), () => Tensor.fromHost(data, [2, 3, 4], "float64").softmax(-1).data());
