@@ -154,7 +154,9 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         const e = instruction(u);
         return e?.op === "expand" ? e.inputs[0]! : u;
       });
-      if (operands.some((u, k) => u !== ins.inputs[k]) && sameShape(broadcastShape(operands.map(shapeOf)), ins.shape))
+      // One operand keeps the full shape, so the result's shape never rests on the expanded ones (an export's symbolic dims).
+      const full = operands.some((u, k) => u === ins.inputs[k] && sameShape(shapeOf(u), ins.shape));
+      if (full && operands.some((u, k) => u !== ins.inputs[k]) && sameShape(broadcastShape(operands.map(shapeOf)), ins.shape))
         fusions.set(v, { inputs: operands, lower: (ctx, args, out) => ctx.node(broadcastOp, args, [out]) });
     }
   });
