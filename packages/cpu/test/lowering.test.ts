@@ -1,6 +1,9 @@
 import { availableParallelism } from "node:os";
 import {
+  Conv2d,
   crossEntropy,
+  Flatten,
+  MaxPool2d,
   Generator,
   Linear,
   manualSeed,
@@ -18,7 +21,7 @@ import {
   type Program,
 } from "@nbit/core";
 import { describe, expect, it } from "vitest";
-import { CPU_KERNELS, CpuAccelerator, defaultThreads, programWork, programToOnnx, SMALL_PROGRAM_WORK, type CpuBackendOptions } from "../src/index.js";
+import { CPU_KERNELS, CpuAccelerator, defaultThreads, lowerProgram, programWork, programToOnnx, SMALL_PROGRAM_WORK, type CpuBackendOptions } from "../src/index.js";
 
 /** Trains a 3-layer MLP with SGD on `backend`; returns each step's loss, the final parameters and the programs compiled. */
 async function train(backend: Backend, precision: Precision, { steps = 5, loss = "crossEntropy" }: { steps?: number; loss?: "crossEntropy" | "mse" } = {}) {
@@ -138,6 +141,112 @@ describe("cpu fused lowering", () => {
     const onnx = onnxText(programs.at(-1)!);
     expect(onnx).toContain("ScatterElements");
     expect(onnx).not.toContain("Reshape");
+  });
+
+  /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
+  async function trainCnn(backend: Backend, steps = 3) {
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    return withRuntime(new Runtime(backend), async () => {
+      manualSeed(1);
+      const model = new Sequential(new Conv2d(1, 3, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2), new Conv2d(3, 4, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2), new Flatten(), new Linear(4 * 2 * 2, 3));
+      const optimizer = new SGD(model.parameters(), { lr: 0.1 });
+      const g = new Generator(5);
+      const losses: number[] = [];
+      for (let i = 0; i < steps; i++) {
+        const x = Tensor.fromHost(new Float32Array(6 * 64).map(() => g.normal()), [6, 1, 8, 8], "float32");
+        // MSE keeps the step free of the LogSoftmax fusion, which rounds differently from the literal lowering.
+        const y = Tensor.fromHost(new Float32Array(6 * 3).map(() => g.normal()), [6, 3], "float32");
+        losses.push((await precisionPluginFor("32-true").optimizerStep(optimizer, mseLoss(model.forward(x), y))).loss);
+      }
+      const params = await Promise.all(model.parameters().map((p) => p.data()));
+      return { losses, params: params.map((p) => Array.from(p)), programs };
+    });
+  }
+
+  it("lowers a CNN step with one MaxPool per pool, Conv biases and 4-D weight-gradient transposes, bitwise as the literal lowering", async () => {
+    const fused = await trainCnn(cpu());
+    const literal = await trainCnn(cpu({ fuse: false }));
+    expect(fused.losses).toEqual(literal.losses);
+    expect(fused.params).toEqual(literal.params);
+    const step = fused.programs.at(-1)!;
+    const nodes = (fuse: boolean) => lowerProgram(step, CPU_KERNELS, { fuse }).nodes;
+    const count = (fuse: boolean, op: string) => nodes(fuse).filter((n) => n.op === op).length;
+    // Forward and gradient share each pool's MaxPool, which gives both values and indices.
+    expect(count(false, "MaxPool")).toBe(4);
+    expect(count(true, "MaxPool")).toBe(2);
+    expect(nodes(true).filter((n) => n.op === "MaxPool").every((n) => n.outputs.length === 2)).toBe(true);
+    // Both forward convolutions take their bias as Conv's third input.
+    expect(nodes(true).filter((n) => n.op === "Conv" && n.inputs.length === 3).length).toBe(2);
+    const rank5 = (fuse: boolean) => nodes(fuse).filter((n) => n.op === "Transpose" && (n.attributes?.[0] as { ints?: number[] } | undefined)?.ints?.length === 5).length;
+    expect(rank5(false)).toBeGreaterThan(0);
+    expect(rank5(true)).toBe(0);
+  });
+
+  it("lets elementwise ops broadcast an expanded operand instead of materializing the Expand", async () => {
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const x = Float32Array.from({ length: 6 }, (_, i) => i - 2.5);
+    const values = await withRuntime(new Runtime(backend), () =>
+      Tensor.fromHost(x, [2, 3], "float32")
+        .mul(Tensor.fromHost(Float32Array.of(2, -3), [2, 1], "float32").expand([2, 3]))
+        .data(),
+    );
+    expect(Array.from(values)).toEqual([-5, -3, -1, -1.5, -4.5, -7.5]);
+    const step = programs.at(-1)!;
+    expect(step.instructions.some((i) => i.op === "expand")).toBe(true);
+    expect(lowerProgram(step, CPU_KERNELS, { fuse: false }).nodes.some((n) => n.op === "Expand")).toBe(true);
+    expect(lowerProgram(step, CPU_KERNELS).nodes.some((n) => n.op === "Expand")).toBe(false);
+  });
+
+  it("computes a repeated instruction once", async () => {
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const values = await withRuntime(new Runtime(backend), () => {
+      const a = Tensor.fromHost(Float32Array.of(1, 2, 3), [3], "float32");
+      const b = Tensor.fromHost(Float32Array.of(4, -5, 6), [3], "float32");
+      return a.mul(b).add(a.mul(b).mul(b)).data();
+    });
+    expect(Array.from(values)).toEqual([20, 40, 126]);
+    const step = programs.at(-1)!;
+    expect(step.instructions.filter((i) => i.op === "mul").length).toBe(3);
+    const muls = (fuse: boolean) => lowerProgram(step, CPU_KERNELS, { fuse }).nodes.filter((n) => n.op === "Mul").length;
+    expect(muls(false)).toBe(3);
+    expect(muls(true)).toBe(2);
+  });
+
+  it("lowers a reshape of a reshape as one Reshape", async () => {
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const values = await withRuntime(new Runtime(backend), () => {
+      const x = Tensor.fromHost(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3], "float32").add(1);
+      return x.reshape([6]).add(x.reshape([6]).reshape([3, 2]).reshape([6])).data();
+    });
+    expect(Array.from(values)).toEqual([4, 6, 8, 10, 12, 14]);
+    const step = programs.at(-1)!;
+    const reshapes = (fuse: boolean) => lowerProgram(step, CPU_KERNELS, { fuse }).nodes.filter((n) => n.op === "Reshape").length;
+    expect(step.instructions.filter((i) => i.op === "reshape").length).toBeGreaterThan(2);
+    expect(reshapes(false)).toBeGreaterThan(2);
+    expect(reshapes(true)).toBe(2);
+  });
+
+  it("lowers a softmax that no gradient reads back to Softmax with the reference's values", async () => {
+    const data = Float64Array.from({ length: 2 * 3 * 4 }, (_, i) => Math.cos(i) * 4);
+    const softmax = (backend: Backend) => withRuntime(new Runtime(backend), () => Tensor.fromHost(data, [2, 3, 4], "float64").softmax(-1).data());
+    const backend = cpu();
+    const programs: Program[] = [];
+    const compile = backend.compile!.bind(backend);
+    backend.compile = (p) => (programs.push(p), compile(p));
+    const [got, expected] = [await softmax(backend), await softmax(new ReferenceBackend())];
+    expect(lowerProgram(programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op)).toEqual(["Softmax"]);
+    got.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-15));
   });
 
   it("lowers log-softmax over a middle axis of a rank-3 tensor to LogSoftmax with the reference's values", async () => {
