@@ -11,7 +11,17 @@ const { maxEpochs, batchSize, lr } = DEMOS.cnn.defaults;
 let failed = false;
 for (const precision of precisions) {
   const cpu = process.cpuUsage();
-  const result = await trainMnist({ accelerator: accelerators.resolve("cpu"), precision, model: "cnn", shiftedCopies: 1, maxEpochs, batchSize, lr, seed: 0, progressBar: false });
+  const result = await trainMnist({
+    accelerator: accelerators.resolve("cpu"),
+    precision,
+    model: "cnn",
+    shiftedCopies: 1,
+    maxEpochs,
+    batchSize,
+    lr,
+    seed: 0,
+    progressBar: false,
+  });
   const used = process.cpuUsage(cpu);
   const accuracy = result.testAccuracy * 100;
   console.log(

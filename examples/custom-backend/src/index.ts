@@ -63,7 +63,10 @@ const take = (x: Values, map: Int32Array): Values => {
   return out;
 };
 
-const unary = (f: (x: number) => number): Kernel => (_ins, [x]) => x!.map(f);
+const unary =
+  (f: (x: number) => number): Kernel =>
+  (_ins, [x]) =>
+    x!.map(f);
 const binary =
   (f: (x: number, y: number) => number): Kernel =>
   (ins, [a, b], [ia, ib]) => {
@@ -114,7 +117,10 @@ function cast(x: Values, to: DType): Values {
 const slice: Kernel = (ins, [x], [info]) => {
   const strides = stridesOf(info!.shape);
   const offset = ins.attrs.starts!.reduce((o, s, d) => o + s * strides[d]!, 0);
-  return take(x!, sourceIndex(ins.shape, ins.shape, strides).map((i) => i + offset));
+  return take(
+    x!,
+    sourceIndex(ins.shape, ins.shape, strides).map((i) => i + offset),
+  );
 };
 
 /** `x` written into a box of the output (pad, and each part of concat), the rest left as it is. */
@@ -135,19 +141,55 @@ const k = (op: PrimitiveOp, dtypes: readonly DType[], kernel: Kernel): KernelSpe
 // 1. Kernels, registered per op and dtype. Capabilities are derived from them, so an op left out
 // (here the convolutions and pooling) is declared unsupported by not being registered.
 export const NAIVE_KERNELS = new KernelRegistry<Kernel>("naive", [
-  k("neg", F32, unary((x) => -x)),
+  k(
+    "neg",
+    F32,
+    unary((x) => -x),
+  ),
   k("exp", F32, unary(Math.exp)),
   k("log", F32, unary(Math.log)),
   k("sqrt", F32, unary(Math.sqrt)),
   k("tanh", F32, unary(Math.tanh)),
-  k("relu", NUMERIC, unary((x) => (x > 0 || x !== x ? x : 0))),
-  k("add", NUMERIC, binary((x, y) => x + y)),
-  k("sub", NUMERIC, binary((x, y) => x - y)),
-  k("mul", NUMERIC, binary((x, y) => x * y)),
-  k("div", F32, binary((x, y) => x / y)),
-  k("maximum", NUMERIC, binary((x, y) => (x !== x || x > y ? x : y))),
-  k("less", NUMERIC, binary((x, y) => (x < y ? 1 : 0))),
-  k("equal", STORED, binary((x, y) => (x === y ? 1 : 0))),
+  k(
+    "relu",
+    NUMERIC,
+    unary((x) => (x > 0 || x !== x ? x : 0)),
+  ),
+  k(
+    "add",
+    NUMERIC,
+    binary((x, y) => x + y),
+  ),
+  k(
+    "sub",
+    NUMERIC,
+    binary((x, y) => x - y),
+  ),
+  k(
+    "mul",
+    NUMERIC,
+    binary((x, y) => x * y),
+  ),
+  k(
+    "div",
+    F32,
+    binary((x, y) => x / y),
+  ),
+  k(
+    "maximum",
+    NUMERIC,
+    binary((x, y) => (x !== x || x > y ? x : y)),
+  ),
+  k(
+    "less",
+    NUMERIC,
+    binary((x, y) => (x < y ? 1 : 0)),
+  ),
+  k(
+    "equal",
+    STORED,
+    binary((x, y) => (x === y ? 1 : 0)),
+  ),
   k("where", STORED, (ins, [c, a, b], infos) => {
     const [ic, ia, ib] = infos.map((info) => sourceIndex(info.shape, ins.shape));
     const out = alloc(ins.dtype, sizeOf(ins.shape));
@@ -158,30 +200,46 @@ export const NAIVE_KERNELS = new KernelRegistry<Kernel>("naive", [
   k("max", NUMERIC, (ins, [x], [info]) => reduce(x!, info!.shape, ins.attrs.axes!, false, ins.dtype)),
   k("reshape", STORED, (_ins, [x]) => x!),
   k("expand", STORED, (ins, [x], [info]) => take(x!, sourceIndex(info!.shape, ins.shape))),
-  k("transpose", STORED, (ins, [x], [info]) => take(x!, sourceIndex(ins.shape, ins.shape, ins.attrs.perm!.map((p) => stridesOf(info!.shape)[p]!)))),
+  k("transpose", STORED, (ins, [x], [info]) =>
+    take(
+      x!,
+      sourceIndex(
+        ins.shape,
+        ins.shape,
+        ins.attrs.perm!.map((p) => stridesOf(info!.shape)[p]!),
+      ),
+    ),
+  ),
   k("matmul", F32, matmul),
   k("cast", STORED, (ins, [x]) => cast(x!, ins.dtype)),
   k("gather", STORED, (ins, [x, index], [info]) => {
     const [pre, size, post] = around(info!.shape, ins.attrs.axis!);
     const out = alloc(ins.dtype, sizeOf(ins.shape));
-    for (let p = 0; p < pre; p++) index!.forEach((j, i) => out.set(x!.subarray((p * size + j) * post, (p * size + j + 1) * post), (p * index!.length + i) * post));
+    for (let p = 0; p < pre; p++)
+      index!.forEach((j, i) => out.set(x!.subarray((p * size + j) * post, (p * size + j + 1) * post), (p * index!.length + i) * post));
     return out;
   }),
   k("indexAdd", NUMERIC, (ins, [base, index, updates], [info]) => {
     const [pre, size, post] = around(info!.shape, ins.attrs.axis!);
     const out = base!.slice();
-    for (let p = 0; p < pre; p++) index!.forEach((j, i) => updates!.subarray((p * index!.length + i) * post, (p * index!.length + i + 1) * post).forEach((u, q) => (out[(p * size + j) * post + q]! += u)));
+    for (let p = 0; p < pre; p++)
+      index!.forEach((j, i) =>
+        updates!.subarray((p * index!.length + i) * post, (p * index!.length + i + 1) * post).forEach((u, q) => (out[(p * size + j) * post + q]! += u)),
+      );
     return out;
   }),
   k("slice", STORED, slice),
   k("pad", STORED, (ins, [x], [info]) => place(alloc(ins.dtype, sizeOf(ins.shape)).fill(ins.attrs.fill!), ins.shape, x!, info!.shape, ins.attrs.before!)),
   k("concat", STORED, (ins, args, infos) => {
     let offset = 0;
-    return args.reduce((out, x, i) => {
-      const at = ins.shape.map((_, d) => (d === ins.attrs.axis ? offset : 0));
-      offset += infos[i]!.shape[ins.attrs.axis!]!;
-      return place(out, ins.shape, x, infos[i]!.shape, at);
-    }, alloc(ins.dtype, sizeOf(ins.shape)));
+    return args.reduce(
+      (out, x, i) => {
+        const at = ins.shape.map((_, d) => (d === ins.attrs.axis ? offset : 0));
+        offset += infos[i]!.shape[ins.attrs.axis!]!;
+        return place(out, ins.shape, x, infos[i]!.shape, at);
+      },
+      alloc(ins.dtype, sizeOf(ins.shape)),
+    );
   }),
 ]);
 
@@ -210,7 +268,13 @@ export class NaiveBackend implements Backend {
     // Narrow floats are float32 numbers here, so they run float32 kernels.
     const operand = infos[OPS[ins.op].operand]!.dtype;
     const kernel = NAIVE_KERNELS.get(ins.op, isHalfDType(operand) ? "float32" : operand);
-    return { data: kernel(ins, (inputs as Buffer[]).map((b) => b.data), infos) };
+    return {
+      data: kernel(
+        ins,
+        (inputs as Buffer[]).map((b) => b.data),
+        infos,
+      ),
+    };
   }
 }
 

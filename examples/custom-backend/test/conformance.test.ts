@@ -23,7 +23,14 @@ describe("the naive backend in a Trainer", () => {
     registerNaive();
     expect(accelerators.get("naive")).toBeInstanceOf(NaiveAccelerator);
     const data = new TensorDataset({ data: [1, 0, 0, 1, 1, 0.2, 0.1, 1], sampleShape: [2] }, { data: [0, 1, 0, 1], sampleShape: [], dtype: "int32" });
-    const trainer = new Trainer({ accelerator: "naive", precision: "bf16-mixed", maxEpochs: 20, logger: false, enableProgressBar: false, enableCheckpointing: false });
+    const trainer = new Trainer({
+      accelerator: "naive",
+      precision: "bf16-mixed",
+      maxEpochs: 20,
+      logger: false,
+      enableProgressBar: false,
+      enableCheckpointing: false,
+    });
     await trainer.fit(new Tiny(), new DataLoader(data, { batchSize: 4 }));
     expect(trainer.accelerator.name).toBe("naive");
     expect(trainer.losses.at(-1)!).toBeLessThan(trainer.losses[0]! / 2);

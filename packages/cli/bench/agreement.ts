@@ -59,32 +59,39 @@ async function mlpLosses(backend: Backend, policy: AutocastPolicy, steps = 50): 
     const input = tensor(x, [128, 16]);
     const labels = tensor(y, [128], "int32");
     const losses: number[] = [];
-    for (let s = 0; s < steps; s++) losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(input), labels)))).loss);
+    for (let s = 0; s < steps; s++)
+      losses.push(
+        (
+          await plugin.optimizerStep(
+            optimizer,
+            plugin.forwardContext(() => crossEntropy(model.forward(input), labels)),
+          )
+        ).loss,
+      );
     return losses;
   });
 }
 
 if (process.argv[3] !== "mlp-only") {
-console.log(`bfloat16 matmul [256, ${K}] x [${K}, 256]: outputs whose bits differ from the reference backend's (of 65,536), 3 input draws`);
-const reference = new ReferenceBackend();
-const refBits = await Promise.all([0, 1, 2].map((t) => matmulBits(reference, t)));
-for (const [name, acc] of accelerators) {
-  const backend = acc.createBackend();
-  const counts: number[] = [];
-  let ulps = 0;
-  for (let t = 0; t < 3; t++) {
-    const bits = await matmulBits(backend, t);
-    let n = 0;
-    for (let i = 0; i < bits.length; i++)
-      if (bits[i] !== refBits[t]![i]) {
-        n++;
-        ulps = Math.max(ulps, Math.abs(bits[i]! - refBits[t]![i]!));
-      }
-    counts.push(n);
+  console.log(`bfloat16 matmul [256, ${K}] x [${K}, 256]: outputs whose bits differ from the reference backend's (of 65,536), 3 input draws`);
+  const reference = new ReferenceBackend();
+  const refBits = await Promise.all([0, 1, 2].map((t) => matmulBits(reference, t)));
+  for (const [name, acc] of accelerators) {
+    const backend = acc.createBackend();
+    const counts: number[] = [];
+    let ulps = 0;
+    for (let t = 0; t < 3; t++) {
+      const bits = await matmulBits(backend, t);
+      let n = 0;
+      for (let i = 0; i < bits.length; i++)
+        if (bits[i] !== refBits[t]![i]) {
+          n++;
+          ulps = Math.max(ulps, Math.abs(bits[i]! - refBits[t]![i]!));
+        }
+      counts.push(n);
+    }
+    console.log(`  ${name.padEnd(26)} ${counts.join(", ")} (largest difference ${ulps} bfloat16 ulp)`);
   }
-  console.log(`  ${name.padEnd(26)} ${counts.join(", ")} (largest difference ${ulps} bfloat16 ulp)`);
-}
-
 }
 
 console.log("\nbf16-mixed MLP, 50 SGD steps: relative difference of each loss from the reference backend's");

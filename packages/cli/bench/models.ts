@@ -34,7 +34,9 @@ import { parseArgs } from "node:util";
 import type * as Ort from "onnxruntime-node";
 
 const ort = createRequire(import.meta.url)("onnxruntime-node") as typeof Ort;
-const { values: args } = parseArgs({ options: { rounds: { type: "string", default: "30" }, threads: { type: "string", default: "2" }, warmup: { type: "string", default: "3" } } });
+const { values: args } = parseArgs({
+  options: { rounds: { type: "string", default: "30" }, threads: { type: "string", default: "2" }, warmup: { type: "string", default: "3" } },
+});
 const ROUNDS = Number(args.rounds);
 const THREADS = Number(args.threads);
 const WARMUP = Number(args.warmup);
@@ -152,7 +154,9 @@ const cnn: BenchEntry = {
     }
     g.output("loss", []);
     const session = await ort.InferenceSession.create(g.encode(), sessionOptions());
-    let state: Ort.Tensor[] = await Promise.all(params.map(async (p) => new ort.Tensor("float32", Float32Array.from((await p.data()) as Float32Array), [...p.shape])));
+    let state: Ort.Tensor[] = await Promise.all(
+      params.map(async (p) => new ort.Tensor("float32", Float32Array.from((await p.data()) as Float32Array), [...p.shape])),
+    );
     return {
       step: async (x, onehot) => {
         const feeds: Record<string, Ort.Tensor> = { x: new ort.Tensor("float32", x, [B, 1, 28, 28]), y: new ort.Tensor("float32", onehot, [B, 10]) };
@@ -243,7 +247,14 @@ function nbitStep(entry: BenchEntry, precision: Precision, data: ReturnType<Benc
   const model = withRuntime(runtime, () => plugin.initContext(() => entry.model()));
   // The same initial weights in every path.
   const init = new Generator(1);
-  for (const p of model.parameters()) p.assign(tensor(Array.from({ length: p.size }, () => (init.uniform(-1, 1) * 0.5) / Math.sqrt(p.size / p.shape[0]!)), p.shape, p.dtype));
+  for (const p of model.parameters())
+    p.assign(
+      tensor(
+        Array.from({ length: p.size }, () => (init.uniform(-1, 1) * 0.5) / Math.sqrt(p.size / p.shape[0]!)),
+        p.shape,
+        p.dtype,
+      ),
+    );
   const optimizer = new SGD(model.parameters(), { lr: LR });
   const x = plugin.convertInput(tensor(data.x, data.xShape));
   const labels = tensor(data.labels, [data.labels.length], "int32");
@@ -264,7 +275,8 @@ const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return { min: s[0]!, median: s[Math.floor(s.length / 2)]!, max: s.at(-1)! };
 };
-const fmt = (r: { min: number; median: number; max: number }, digits = 2) => `${r.median.toFixed(digits)} (min ${r.min.toFixed(digits)}, max ${r.max.toFixed(digits)})`;
+const fmt = (r: { min: number; median: number; max: number }, digits = 2) =>
+  `${r.median.toFixed(digits)} (min ${r.min.toFixed(digits)}, max ${r.max.toFixed(digits)})`;
 
 async function bench(entry: BenchEntry): Promise<void> {
   const data = entry.data(new Generator(3));
@@ -297,7 +309,11 @@ async function bench(entry: BenchEntry): Promise<void> {
   }
   console.log(`  speed of nbit 32-true relative to hand-built (hand time / nbit time; target >= 0.85): ${fmt(ratio("32-true", "hand"))}`);
   console.log(`  speed of bf16-mixed relative to 32-true (32-true time / bf16-mixed time): ${fmt(ratio("bf16-mixed", "32-true"))}`);
-  console.log(`  last losses: ${Object.entries(losses).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", ")}`);
+  console.log(
+    `  last losses: ${Object.entries(losses)
+      .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+      .join(", ")}`,
+  );
 }
 
 for (const entry of ENTRIES) await bench(entry);

@@ -57,7 +57,12 @@ async function handBuilt() {
     return output;
   };
   const f32 = (name: string, values: number[], dims: number[]) => ({ name, type: OnnxType.FLOAT, dims, raw: new Uint8Array(Float32Array.from(values).buffer) });
-  const i64 = (name: string, values: number[]) => ({ name, type: OnnxType.INT64, dims: [values.length], raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+  const i64 = (name: string, values: number[]) => ({
+    name,
+    type: OnnxType.INT64,
+    dims: [values.length],
+    raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer),
+  });
   const causal = Array.from({ length: T * T }, (_, k) => (k % T > Math.floor(k / T) ? Number.NEGATIVE_INFINITY : 0));
   const initializers = [
     f32("lr", [LR], []),
@@ -119,13 +124,46 @@ async function handBuilt() {
   const onehotTokens = n("Reshape", [n("OneHot", [tokens, "depthV", "onoff"], [{ name: "axis", int: -1 }]), "shapeN3"]);
   let h = n("Reshape", [n("Add", [n("Reshape", [n("MatMul", [onehotTokens, wte]), "shapeBTD"]), wpe]), "shapeND"]);
   type Norm = { xhat: string; rstd: string };
-  type Keys = "inW" | "inB" | "outW" | "outB" | "w1" | "b1" | "w2" | "b2" | "g1" | "be1" | "g2" | "be2" | "qh" | "kh" | "vh" | "probs" | "attnIn" | "pre" | "x2" | "tanh" | "act" | "ln1y" | "ln2y";
+  type Keys =
+    | "inW"
+    | "inB"
+    | "outW"
+    | "outB"
+    | "w1"
+    | "b1"
+    | "w2"
+    | "b2"
+    | "g1"
+    | "be1"
+    | "g2"
+    | "be2"
+    | "qh"
+    | "kh"
+    | "vh"
+    | "probs"
+    | "attnIn"
+    | "pre"
+    | "x2"
+    | "tanh"
+    | "act"
+    | "ln1y"
+    | "ln2y";
   const saved: (Record<Keys, string> & { ln1: Norm; ln2: Norm })[] = [];
   for (let l = 0; l < L; l++) {
     const p = (s: string, dims: number[]) => param(`b${l}.${s}`, dims);
     const [inW, inB, outW, outB, w1, b1, w2, b2, g1, be1, g2, be2] = [
-      p("inW", [3 * D, D]), p("inB", [3 * D]), p("outW", [D, D]), p("outB", [D]), p("w1", [4 * D, D]), p("b1", [4 * D]),
-      p("w2", [D, 4 * D]), p("b2", [D]), p("g1", [D]), p("be1", [D]), p("g2", [D]), p("be2", [D]),
+      p("inW", [3 * D, D]),
+      p("inB", [3 * D]),
+      p("outW", [D, D]),
+      p("outB", [D]),
+      p("w1", [4 * D, D]),
+      p("b1", [4 * D]),
+      p("w2", [D, 4 * D]),
+      p("b2", [D]),
+      p("g1", [D]),
+      p("be1", [D]),
+      p("g2", [D]),
+      p("be2", [D]),
     ];
     const ln1 = layerNorm(h, g1, be1);
     const qkv = linear(ln1.y, inW, inB);
@@ -147,8 +185,14 @@ async function handBuilt() {
   const lnf = layerNorm(h, gf, bf);
   const logits = linear(lnf.y, wh, bh);
   const logp = n("LogSoftmax", [logits], [{ name: "axis", int: -1 }]);
-  const onehotTargets = n("Reshape", [n("OneHot", [n("Cast", ["y"], [{ name: "to", int: OnnxType.INT64 }]), "depthT", "onoff"], [{ name: "axis", int: -1 }]), "shapeN3"]);
-  const weights = n("Div", [n("Reshape", ["m", n("Constant", [], [{ name: "value_ints", ints: [N, 1] }])]), n("ReduceSum", ["m"], [{ name: "keepdims", int: 0 }])]);
+  const onehotTargets = n("Reshape", [
+    n("OneHot", [n("Cast", ["y"], [{ name: "to", int: OnnxType.INT64 }]), "depthT", "onoff"], [{ name: "axis", int: -1 }]),
+    "shapeN3",
+  ]);
+  const weights = n("Div", [
+    n("Reshape", ["m", n("Constant", [], [{ name: "value_ints", ints: [N, 1] }])]),
+    n("ReduceSum", ["m"], [{ name: "keepdims", int: 0 }]),
+  ]);
   n("Neg", [n("ReduceSum", [n("Mul", [n("Mul", [onehotTargets, logp]), weights])], [{ name: "keepdims", int: 0 }])], undefined, "loss");
 
   // Backward.
@@ -176,18 +220,38 @@ async function handBuilt() {
   const model = encodeModel({
     nodes,
     initializers,
-    inputs: [value("x", [BATCH, T], OnnxType.INT32), value("y", [BATCH, T], OnnxType.INT32), value("m", [BATCH, T]), ...params.map((p) => value(p.name, p.dims))],
+    inputs: [
+      value("x", [BATCH, T], OnnxType.INT32),
+      value("y", [BATCH, T], OnnxType.INT32),
+      value("m", [BATCH, T]),
+      ...params.map((p) => value(p.name, p.dims)),
+    ],
     outputs: [value("loss", []), ...params.map((p) => value(`new.${p.name}`, p.dims))],
   });
-  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: THREADS, interOpNumThreads: 1, graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: "0" } } } });
+  const session = await ort.InferenceSession.create(model, {
+    intraOpNumThreads: THREADS,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all",
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
+  });
   // The nbit model's initial weights, in the hand-built graph's order.
   const start = new Map([...initialModel("32-true").namedParameters()].map(([k, p]) => [k, p]));
   const source = (name: string): string => {
     const block = /^b(\d+)\.(\w+)$/.exec(name);
     if (!block) return { wte: "wte.weight", wpe: "wpe.weight", gf: "ln_f.weight", bf: "ln_f.bias", wh: "lm_head.weight", bh: "lm_head.bias" }[name]!;
     const names: Record<string, string | undefined> = {
-      inW: "self_attn.in_proj_weight", inB: "self_attn.in_proj_bias", outW: "self_attn.out_proj.weight", outB: "self_attn.out_proj.bias",
-      w1: "linear1.weight", b1: "linear1.bias", w2: "linear2.weight", b2: "linear2.bias", g1: "norm1.weight", be1: "norm1.bias", g2: "norm2.weight", be2: "norm2.bias",
+      inW: "self_attn.in_proj_weight",
+      inB: "self_attn.in_proj_bias",
+      outW: "self_attn.out_proj.weight",
+      outB: "self_attn.out_proj.bias",
+      w1: "linear1.weight",
+      b1: "linear1.bias",
+      w2: "linear2.weight",
+      b2: "linear2.bias",
+      g1: "norm1.weight",
+      be1: "norm1.bias",
+      g2: "norm2.weight",
+      be2: "norm2.bias",
     };
     return `blocks.${block[1]}.${names[block[2]!]}`;
   };
@@ -254,12 +318,16 @@ const spread = (values: number[]) => {
 console.log(`\n${"path".padEnd(22)}${"steps/s".padStart(9)}${"samples/s".padStart(11)}  loss after warm-up -> end`);
 for (const name of Object.keys(paths) as PathName[]) {
   const median = [...rounds.map((r) => rate(r, name))].sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
-  console.log(`${name.padEnd(22)}${median.toFixed(2).padStart(9)}${(median * BATCH).toFixed(1).padStart(11)}  ${firstLosses[name]!.toFixed(4)} -> ${paths[name].loss().toFixed(4)}`);
+  console.log(
+    `${name.padEnd(22)}${median.toFixed(2).padStart(9)}${(median * BATCH).toFixed(1).padStart(11)}  ${firstLosses[name]!.toFixed(4)} -> ${paths[name].loss().toFixed(4)}`,
+  );
 }
 console.log(`\nnbit 32-true / hand-built 32-true (target >= 0.85): ${spread(rounds.map((r) => rate(r, "nbit 32-true") / rate(r, "hand-built 32-true")))}`);
 console.log(`nbit bf16-mixed / nbit 32-true: ${spread(rounds.map((r) => rate(r, "nbit bf16-mixed") / rate(r, "nbit 32-true")))}`);
 
-console.log(`\n${"memory".padEnd(12)}${"param bytes".padStart(13)}${"activation bytes".padStart(18)}  (activations: every value one step's forward and backward records)`);
+console.log(
+  `\n${"memory".padEnd(12)}${"param bytes".padStart(13)}${"activation bytes".padStart(18)}  (activations: every value one step's forward and backward records)`,
+);
 for (const precision of ["32-true", "bf16-mixed", "bf16-true", "64-true"] as const) {
   const params = initialModel(precision).parameterBytes();
   console.log(`${precision.padEnd(12)}${String(params).padStart(13)}${String(activationBytes(precision)).padStart(18)}`);

@@ -5,7 +5,9 @@ export function integerIn(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
     if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected an integer${max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`}, got ${JSON.stringify(value)}.`);
+      throw new InvalidArgumentError(
+        `expected an integer${max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`}, got ${JSON.stringify(value)}.`,
+      );
     }
     return n;
   };

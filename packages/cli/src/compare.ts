@@ -13,7 +13,8 @@ export const PRECISION_RANK: readonly Precision[] = ["64-true", "32-true", "16-m
 export function precisionsToCompare(accelerator: Accelerator, list: string | undefined): Precision[] {
   if (list === undefined) return [...accelerator.supportedPrecisions];
   const items = list.split(",").map((s) => s.trim());
-  if (items.some((s) => s === "")) throw new NbitError("INVALID_ARGUMENT", `--precisions expects a comma-separated list such as "32-true,bf16-mixed", got ${JSON.stringify(list)}.`);
+  if (items.some((s) => s === ""))
+    throw new NbitError("INVALID_ARGUMENT", `--precisions expects a comma-separated list such as "32-true,bf16-mixed", got ${JSON.stringify(list)}.`);
   const precisions: Precision[] = [];
   for (const item of items) {
     const precision = resolvePrecision(accelerator, item, null).precision;
@@ -25,7 +26,8 @@ export function precisionsToCompare(accelerator: Accelerator, list: string | und
 
 /** Checks that the plot can be written (an .svg file name in an existing, writable folder) before anything trains. */
 export function checkPlotPath(path: string): string {
-  if (extname(path).toLowerCase() !== ".svg") throw new NbitError("INVALID_ARGUMENT", `--plot expects a file name ending in .svg, got ${JSON.stringify(path)}.`);
+  if (extname(path).toLowerCase() !== ".svg")
+    throw new NbitError("INVALID_ARGUMENT", `--plot expects a file name ending in .svg, got ${JSON.stringify(path)}.`);
   const full = resolve(path);
   const folder = dirname(full);
   const kind = (p: string) => {
@@ -43,7 +45,8 @@ export function checkPlotPath(path: string): string {
     throw new NbitError("INVALID_ARGUMENT", `--plot ${JSON.stringify(path)}: the folder ${folder} is not writable.`);
   }
   const existing = kind(full);
-  if (existing !== "missing" && existing !== "file") throw new NbitError("INVALID_ARGUMENT", `--plot ${JSON.stringify(path)}: ${full} exists and is not a file.`);
+  if (existing !== "missing" && existing !== "file")
+    throw new NbitError("INVALID_ARGUMENT", `--plot ${JSON.stringify(path)}: ${full} exists and is not a file.`);
   return full;
 }
 

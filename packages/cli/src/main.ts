@@ -71,7 +71,9 @@ interface Outcome {
 function program(io: CliIO, outcome: Outcome): Command {
   const acceleratorHelp = `auto (the best available), or one of: ${accelerators.names().join(", ")}`;
   const precisionOption = () =>
-    new Option("--precision <p>", "canonical precision or Lightning legacy alias").choices([...new Set(ALLOWED_PRECISION_INPUTS.map(String))]).default("32-true");
+    new Option("--precision <p>", "canonical precision or Lightning legacy alias")
+      .choices([...new Set(ALLOWED_PRECISION_INPUTS.map(String))])
+      .default("32-true");
   const nbit = new Command("nbit")
     .description("Lightning-style precision training from the command line")
     .version(pkg.version, "-V, --version", "print the version")

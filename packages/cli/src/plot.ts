@@ -84,7 +84,9 @@ function drawPanel(parts: string[], p: Panel, width: number, xMax: number): (i: 
   }
   for (let k = 0; k <= 5; k++) {
     const i = Math.round((k / 5) * xMax);
-    parts.push(`<line x1="${x(i)}" y1="${bottom}" x2="${x(i)}" y2="${bottom + 5}" stroke="black"/><text x="${x(i)}" y="${bottom + 18}" text-anchor="middle">${i}</text>`);
+    parts.push(
+      `<line x1="${x(i)}" y1="${bottom}" x2="${x(i)}" y2="${bottom + 5}" stroke="black"/><text x="${x(i)}" y="${bottom + 18}" text-anchor="middle">${i}</text>`,
+    );
   }
   return x;
 }
@@ -134,7 +136,9 @@ export function lossCurvesSvg(series: readonly Series[], options: PlotOptions = 
     parts.push(polyline(c.values, x, lossAxis, color, dash));
     const ly = MARGIN.top + 10 + s * 20;
     const lx = width - MARGIN.right + 15;
-    parts.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 25}" y2="${ly}" stroke="${color}" stroke-width="3"${dash}/><text x="${lx + 31}" y="${ly + 4}">${esc(c.label)}</text>`);
+    parts.push(
+      `<line x1="${lx}" y1="${ly}" x2="${lx + 25}" y2="${ly}" stroke="${color}" stroke-width="3"${dash}/><text x="${lx + 31}" y="${ly + 4}">${esc(c.label)}</text>`,
+    );
   });
   if (differences && reference) {
     const diffAxis = symmetricAxis(

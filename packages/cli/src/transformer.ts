@@ -175,7 +175,12 @@ export async function trainNames(options: NamesRunOptions): Promise<NamesRunResu
   });
   const config: CharTransformerConfig = { ...DEFAULT_CHAR_TRANSFORMER, ...options.model, lr: options.lr ?? DEFAULT_CHAR_TRANSFORMER.lr, vocabSize: vocab.size };
   const model = trainer.initModule(() => new CharTransformer(config));
-  const train = new DataLoader(nameDataset(split.train, vocab, config.blockSize), { batchSize: options.batchSize, shuffle: true, seed: options.seed, dropLast: true });
+  const train = new DataLoader(nameDataset(split.train, vocab, config.blockSize), {
+    batchSize: options.batchSize,
+    shuffle: true,
+    seed: options.seed,
+    dropLast: true,
+  });
   const val = new DataLoader(nameDataset(split.val, vocab, config.blockSize), { batchSize: 512 });
   const started = performance.now();
   await trainer.fit(model, train);

@@ -41,7 +41,20 @@ describe("nbit cli", () => {
 
   it("fit writes metrics and checkpoints under --log-dir", async () => {
     const dir = mkdtempSync(join(tmpdir(), "nbit-cli-"));
-    const { code, out } = await run("fit", "--accelerator", "tpu", "--precision", "bf16-mixed", "--max-epochs", "1", "--limit-batches", "60", "--log-dir", dir, "--no-progress-bar");
+    const { code, out } = await run(
+      "fit",
+      "--accelerator",
+      "tpu",
+      "--precision",
+      "bf16-mixed",
+      "--max-epochs",
+      "1",
+      "--limit-batches",
+      "60",
+      "--log-dir",
+      dir,
+      "--no-progress-bar",
+    );
     expect(code).toBe(0);
     expect(out).toMatch(/^tpu bf16-mixed: test accuracy/);
     const version = join(dir, "default", "version_0");
@@ -73,7 +86,10 @@ describe("nbit cli", () => {
   });
 
   it("plots log-scale curves with one polyline per series", () => {
-    const svg = lossCurvesSvg([{ label: "a", values: [2, 1, 0.5] }, { label: "b<c", values: [3, 2] }]);
+    const svg = lossCurvesSvg([
+      { label: "a", values: [2, 1, 0.5] },
+      { label: "b<c", values: [3, 2] },
+    ]);
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg.match(/<polyline/g)).toHaveLength(2);
     expect(svg).toContain("b&lt;c");

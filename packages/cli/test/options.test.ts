@@ -58,7 +58,10 @@ describe("nbit refuses bad command lines before training", () => {
     [["--batch-size", "0"], `error: option '--batch-size <n>' argument '0' is invalid. expected an integer of at least 1, got "0".`],
     [["--limit-batches", "1e9x"], `error: option '--limit-batches <n>' argument '1e9x' is invalid. expected an integer of at least 1, got "1e9x".`],
     [["--seed", "-1"], `error: option '--seed <n>' argument '-1' is invalid. expected an integer from 0 to 4294967295, got "-1".`],
-    [["--precision", "17-true"], "error: option '--precision <p>' argument '17-true' is invalid. Allowed choices are 64-true, 32-true, 16-true, bf16-true, 16-mixed, bf16-mixed, 64, 32, 16, bf16."],
+    [
+      ["--precision", "17-true"],
+      "error: option '--precision <p>' argument '17-true' is invalid. Allowed choices are 64-true, 32-true, 16-true, bf16-true, 16-mixed, bf16-mixed, 64, 32, 16, bf16.",
+    ],
     [["stray"], "error: too many arguments for 'fit'. Expected 0 arguments but got 1."],
   ])("fit %j", async (args, message) => {
     const { code, out, err } = await run("fit", ...args);

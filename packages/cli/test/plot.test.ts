@@ -23,7 +23,13 @@ describe("lossCurvesSvg", () => {
 
   it("draws only the losses without a reference, or with one that is not plotted", () => {
     for (const options of [{}, { reference: "zzz" }]) {
-      const svg = lossCurvesSvg([{ label: "a", values: [2, 1, 0.5] }, { label: "b", values: [3, 2] }], options);
+      const svg = lossCurvesSvg(
+        [
+          { label: "a", values: [2, 1, 0.5] },
+          { label: "b", values: [3, 2] },
+        ],
+        options,
+      );
       expect(svg).toMatch(/^<svg [^>]*height="480"/);
       expect(polylines(svg)).toHaveLength(2);
       expect(svg).not.toContain("loss minus");

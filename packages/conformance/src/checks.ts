@@ -36,9 +36,35 @@ const NAN_BITS = [0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7f802000, 0x
 
 function float32Inputs(): Float32Array {
   const edge = [
-    1, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -10, 65504, 65519.99, 65520, 70000, -65520,
-    2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -14 - 2 ** -25, 1e-8, -0, 0, Infinity, -Infinity, 3.4028234663852886e38,
-    1.1754943508222875e-38, 1e-40, -1e-45, 0.1, -0.3, 3.14159, 123456.789, -2.5e-6,
+    1,
+    1 + 2 ** -11,
+    1 + 3 * 2 ** -11,
+    1 + 2 ** -8,
+    1 + 3 * 2 ** -8,
+    1 + 2 ** -10,
+    65504,
+    65519.99,
+    65520,
+    70000,
+    -65520,
+    2 ** -24,
+    2 ** -25,
+    3 * 2 ** -25,
+    2 ** -14 - 2 ** -25,
+    1e-8,
+    -0,
+    0,
+    Infinity,
+    -Infinity,
+    3.4028234663852886e38,
+    1.1754943508222875e-38,
+    1e-40,
+    -1e-45,
+    0.1,
+    -0.3,
+    3.14159,
+    123456.789,
+    -2.5e-6,
   ];
   const g = new Generator(99);
   const random = Array.from({ length: 4096 }, () => (g.random() - 0.5) * 2 ** (g.int(60) - 30));
@@ -121,7 +147,10 @@ export async function checkDeclaredCapabilities(caps: BackendCapabilities): Prom
         continue;
       }
       for (let k = i * width; k < (i + 1) * width; k++)
-        if (a[k] !== b[k]) expect.fail(`${dtype} value ${Object.is(values[i], -0) ? "-0" : values[i]} came back as ${Object.is(back[i], -0) ? "-0" : back[i]}: the backend declares ${dtype} storage but does not keep it`);
+        if (a[k] !== b[k])
+          expect.fail(
+            `${dtype} value ${Object.is(values[i], -0) ? "-0" : values[i]} came back as ${Object.is(back[i], -0) ? "-0" : back[i]}: the backend declares ${dtype} storage but does not keep it`,
+          );
     }
   }
 
@@ -133,12 +162,22 @@ export async function checkDeclaredCapabilities(caps: BackendCapabilities): Prom
   for (const op of PRIMITIVE_OPS)
     for (const dtype of DTYPES) {
       const row = OPS[op];
-      if (caps.storage[dtype] === undefined || runs(caps, op, dtype) || (row.accepts === "float" && !isFloatDType(dtype)) || (row.accepts === "numeric" && dtype === "bool")) continue;
+      if (
+        caps.storage[dtype] === undefined ||
+        runs(caps, op, dtype) ||
+        (row.accepts === "float" && !isFloatDType(dtype)) ||
+        (row.accepts === "numeric" && dtype === "bool")
+      )
+        continue;
       const c = OP_CASES.find((k) => k.op === op && !(k.kinds === "float" && !isFloatDType(dtype)) && !(k.kinds === "numeric" && dtype === "bool"));
       if (!c) continue;
       const { inputs, attrs } = c.inputs(dtype, new Generator(1));
       if (inputs.some((i) => caps.storage[i.dtype] === undefined)) continue;
-      const out = apply(op, inputs.map((i) => tensor(i.values, i.shape, i.dtype)), attrs);
+      const out = apply(
+        op,
+        inputs.map((i) => tensor(i.values, i.shape, i.dtype)),
+        attrs,
+      );
       await expect(out.data(), `${op} in ${dtype}, which it registers no kernel for`).rejects.toThrow(UnsupportedOpError);
       return;
     }

@@ -72,7 +72,13 @@ function unary(op: PrimitiveOp, f: (x: number) => number, check: OpCase["check"]
   };
 }
 
-function binary(op: PrimitiveOp, f: (x: number, y: number) => number, check: OpCase["check"], shapes: [Shape, Shape], options: { positiveRight?: boolean; kinds?: "float" | "numeric" } = {}): OpCase {
+function binary(
+  op: PrimitiveOp,
+  f: (x: number, y: number) => number,
+  check: OpCase["check"],
+  shapes: [Shape, Shape],
+  options: { positiveRight?: boolean; kinds?: "float" | "numeric" } = {},
+): OpCase {
   return {
     op,
     label: ` broadcasting [${shapes[0]}] with [${shapes[1]}]`,
@@ -285,11 +291,19 @@ export const OP_CASES: readonly OpCase[] = [
     },
     oracle: ([x]) => map(x!.values, (v) => (v > 0 || v !== v ? v : 0)),
   },
-  ...([
-    [[6, 5], [6, 5]],
-    [[6, 5], [5]],
-    [[6, 1], [1, 5]],
-  ] as [Shape, Shape][]).flatMap((shapes) => [
+  ...(
+    [
+      [
+        [6, 5],
+        [6, 5],
+      ],
+      [[6, 5], [5]],
+      [
+        [6, 1],
+        [1, 5],
+      ],
+    ] as [Shape, Shape][]
+  ).flatMap((shapes) => [
     binary("add", (x, y) => x + y, "exact", shapes),
     binary("sub", (x, y) => x - y, "exact", shapes),
     binary("mul", (x, y) => x * y, "exact", shapes),
@@ -404,7 +418,10 @@ export const OP_CASES: readonly OpCase[] = [
     op: "pad",
     label: "",
     check: "exact",
-    inputs: (dtype, g) => ({ inputs: [input(dtype, [3, 4], g)], attrs: { before: [1, 0], after: [2, 3], fill: dtype === "bool" ? 1 : dtype === "uint8" ? 7 : -2 } }),
+    inputs: (dtype, g) => ({
+      inputs: [input(dtype, [3, 4], g)],
+      attrs: { before: [1, 0], after: [2, 3], fill: dtype === "bool" ? 1 : dtype === "uint8" ? 7 : -2 },
+    }),
     oracle: ([x], attrs, out) => {
       const values = new Float64Array(size(out)).fill(attrs.fill!);
       forEachIndex(x!.shape, ([i, j], flat) => (values[(i! + 1) * out[1]! + j!] = x!.values[flat]!));

@@ -118,12 +118,12 @@ export function describeBackendConformance(name: string, createAccelerator: () =
       });
 
       test("holds every dtype each supported precision needs", () => {
-        for (const p of accelerator.supportedPrecisions)
-          for (const d of dtypesOfPrecision(p)) expect(held(d), `${p} needs ${d}`).toBe(true);
+        for (const p of accelerator.supportedPrecisions) for (const d of dtypesOfPrecision(p)) expect(held(d), `${p} needs ${d}`).toBe(true);
       });
 
       test("registers kernels only for dtypes it holds", () => {
-        for (const [op, dtypes] of Object.entries(caps.ops)) for (const d of dtypes!) expect(held(d), `${op} is registered for ${d}, which ${backend.name} does not hold`).toBe(true);
+        for (const [op, dtypes] of Object.entries(caps.ops))
+          for (const d of dtypes!) expect(held(d), `${op} is registered for ${d}, which ${backend.name} does not hold`).toBe(true);
       });
 
       test("keeps every dtype it declares bit for bit, and refuses what it does not declare with a typed error", () => checkDeclaredCapabilities(caps));
@@ -163,14 +163,22 @@ export function describeBackendConformance(name: string, createAccelerator: () =
           for (const c of cases) {
             if ((c.kinds === "float" && !isFloatDType(dtype)) || (c.kinds === "numeric" && dtype === "bool")) continue;
             const title = `${op}${c.label} in ${dtype}`;
-            const reason = whyNot(op, dtype) ?? (c.op === "cast" && !held(c.inputs(dtype, new Generator(0)).attrs.to!) ? `${backend.name} holds no ${c.inputs(dtype, new Generator(0)).attrs.to}` : null);
+            const reason =
+              whyNot(op, dtype) ??
+              (c.op === "cast" && !held(c.inputs(dtype, new Generator(0)).attrs.to!)
+                ? `${backend.name} holds no ${c.inputs(dtype, new Generator(0)).attrs.to}`
+                : null);
             if (reason) {
               it.skip(`${title}: ${reason}`, () => {});
               continue;
             }
             test(title, async () => {
               const { inputs, attrs } = c.inputs(dtype, new Generator(seedOf(title)));
-              const out = apply(op, inputs.map((i) => tensor(i.values, i.shape, i.dtype)), attrs);
+              const out = apply(
+                op,
+                inputs.map((i) => tensor(i.values, i.shape, i.dtype)),
+                attrs,
+              );
               const expected = c.oracle(inputs, attrs, out.shape);
               const got = await values(out);
               expect(got.length, title).toBe(expected.values.length);
@@ -202,90 +210,131 @@ export function describeBackendConformance(name: string, createAccelerator: () =
       }
     });
 
-    if (ROUNDED_FLOAT_DTYPES.some(held)) describe("exact rounding", () => {
-      for (const dtype of ROUNDED_FLOAT_DTYPES) {
-        const format = FLOAT_FORMATS[dtype];
-        if (!held(dtype)) {
-          it.skip(`float32 -> ${dtype} rounding: not tested, ${backend.name} holds no ${dtype}`, () => {});
-          continue;
+    if (ROUNDED_FLOAT_DTYPES.some(held))
+      describe("exact rounding", () => {
+        for (const dtype of ROUNDED_FLOAT_DTYPES) {
+          const format = FLOAT_FORMATS[dtype];
+          if (!held(dtype)) {
+            it.skip(`float32 -> ${dtype} rounding: not tested, ${backend.name} holds no ${dtype}`, () => {});
+            continue;
+          }
+          test(`float32 -> ${dtype} casts round to nearest even, bit for bit, and keep every NaN a NaN of its sign`, () => checkNarrowCasts(dtype));
+          test(`a ${dtype} round trip really rounds (no cast pair is eliminated)`, async () => {
+            const inputs = [1 + 2 ** -12, 1 + 2 ** -7 + 2 ** -9, 65520, 2 ** -26, 2 ** -140];
+            const back = await values(tensor(inputs, [inputs.length]).cast(dtype).cast("float32"));
+            expect(Array.from(back)).toEqual(inputs.map((v) => roundToFormat(v, format)));
+            expect(back[0]).toBe(1);
+            expect(back[2]).toBe(format.maxFinite < 65520 ? Infinity : 65536);
+          });
         }
-        test(`float32 -> ${dtype} casts round to nearest even, bit for bit, and keep every NaN a NaN of its sign`, () => checkNarrowCasts(dtype));
-        test(`a ${dtype} round trip really rounds (no cast pair is eliminated)`, async () => {
-          const inputs = [1 + 2 ** -12, 1 + 2 ** -7 + 2 ** -9, 65520, 2 ** -26, 2 ** -140];
-          const back = await values(tensor(inputs, [inputs.length]).cast(dtype).cast("float32"));
-          expect(Array.from(back)).toEqual(inputs.map((v) => roundToFormat(v, format)));
-          expect(back[0]).toBe(1);
-          expect(back[2]).toBe(format.maxFinite < 65520 ? Infinity : 65536);
-        });
-      }
-    });
+      });
 
-    if (supported("16-mixed") || supported("bf16-mixed")) describe("autocast", () => {
-      for (const precision of ["16-mixed", "bf16-mixed"] as const) {
-        if (!supported(precision)) continue;
-        const low = PRECISION_INFO[precision].autocastDType!;
-        test(`${precision}: ops run in the dtypes of the ${autocastPolicy.name} autocast lists, binary ops promote`, async () => {
-          const g = new Generator(8);
-          const x = tensor(randomValues(24, "float32", g), [4, 6]);
-          const w = tensor(randomValues(18, "float32", g), [3, 6]);
-          const b = tensor(randomValues(3, "float32", g), [3]);
-          const labels = tensor([0, 2, 1, 2], [4], "int32");
-          const outputs = autocast(
-            low,
-            () => {
-              const h = linear(x, w, b);
-              return {
-                linear: h,
-                matmul: x.matmul(w.T),
-                relu: h.relu(),
-                softmax: h.softmax(1),
-                logSoftmax: h.logSoftmax(1),
-                exp: h.exp(),
-                log: h.exp().log(),
-                sum: h.sum(),
-                mean: h.mean(),
-                crossEntropy: crossEntropy(h, labels),
-                mse: mseLoss(h, h.relu()),
-                layerNorm: layerNorm(h, tensor([1, 1, 1], [3]), tensor([0, 0, 0], [3])),
-                promoted: h.add(b),
-                sameLow: h.mul(h),
-              };
-            },
-            autocastPolicy,
-          );
-          const expected = expectedAutocastDTypes(autocastPolicy, low);
-          for (const [key, t] of Object.entries(outputs)) expect(t.dtype, key).toBe(expected[key]);
-          await realize(Object.values(outputs));
-          for (const v of await values(outputs.linear)) expect(roundScalar(v, low)).toBe(v);
-          const sm = await values(outputs.softmax);
-          // Three probabilities, each within one rounding of its dtype, add up to 1.
-          const smEps = DTYPE_INFO[outputs.softmax.dtype].epsilon;
-          for (let r = 0; r < 4; r++) expect(Math.abs(sm[r * 3]! + sm[r * 3 + 1]! + sm[r * 3 + 2]! - 1)).toBeLessThanOrEqual(4 * smEps + 1e-6);
-        });
-      }
-    });
+    if (supported("16-mixed") || supported("bf16-mixed"))
+      describe("autocast", () => {
+        for (const precision of ["16-mixed", "bf16-mixed"] as const) {
+          if (!supported(precision)) continue;
+          const low = PRECISION_INFO[precision].autocastDType!;
+          test(`${precision}: ops run in the dtypes of the ${autocastPolicy.name} autocast lists, binary ops promote`, async () => {
+            const g = new Generator(8);
+            const x = tensor(randomValues(24, "float32", g), [4, 6]);
+            const w = tensor(randomValues(18, "float32", g), [3, 6]);
+            const b = tensor(randomValues(3, "float32", g), [3]);
+            const labels = tensor([0, 2, 1, 2], [4], "int32");
+            const outputs = autocast(
+              low,
+              () => {
+                const h = linear(x, w, b);
+                return {
+                  linear: h,
+                  matmul: x.matmul(w.T),
+                  relu: h.relu(),
+                  softmax: h.softmax(1),
+                  logSoftmax: h.logSoftmax(1),
+                  exp: h.exp(),
+                  log: h.exp().log(),
+                  sum: h.sum(),
+                  mean: h.mean(),
+                  crossEntropy: crossEntropy(h, labels),
+                  mse: mseLoss(h, h.relu()),
+                  layerNorm: layerNorm(h, tensor([1, 1, 1], [3]), tensor([0, 0, 0], [3])),
+                  promoted: h.add(b),
+                  sameLow: h.mul(h),
+                };
+              },
+              autocastPolicy,
+            );
+            const expected = expectedAutocastDTypes(autocastPolicy, low);
+            for (const [key, t] of Object.entries(outputs)) expect(t.dtype, key).toBe(expected[key]);
+            await realize(Object.values(outputs));
+            for (const v of await values(outputs.linear)) expect(roundScalar(v, low)).toBe(v);
+            const sm = await values(outputs.softmax);
+            // Three probabilities, each within one rounding of its dtype, add up to 1.
+            const smEps = DTYPE_INFO[outputs.softmax.dtype].epsilon;
+            for (let r = 0; r < 4; r++) expect(Math.abs(sm[r * 3]! + sm[r * 3 + 1]! + sm[r * 3 + 2]! - 1)).toBeLessThanOrEqual(4 * smEps + 1e-6);
+          });
+        }
+      });
 
     describe("gradients", () => {
       const gradDTypes = floats.filter((d) => d === "float32" || d === "float64");
       const idx = (values: number[], shape: number[] = [values.length]) => tensor(values, shape, "int32");
       const cases: { label: string; shapes: number[][]; fn: (xs: Tensor[]) => Tensor; ops?: PrimitiveOp[] }[] = [
         { label: "linear, tanh, mse", shapes: [[4, 5], [3, 5], [3], [4, 3]], fn: ([x, w, b, t]) => mseLoss(linear(x!, w!, b!).tanh(), t!) },
-        { label: "softmax cross-entropy", shapes: [[5, 4], [3, 4]], fn: ([x, w]) => crossEntropy(linear(x!, w!), idx([0, 1, 2, 1, 0])), ops: ["gather", "indexAdd"] },
-        { label: "layerNorm, sigmoid", shapes: [[3, 6], [6], [6]], fn: ([x, w, b]) => layerNorm(x!, w!, b!).sigmoid().mul(tensor([1, -2, 3, 0.5, 1, 2], [6])).sum() },
+        {
+          label: "softmax cross-entropy",
+          shapes: [
+            [5, 4],
+            [3, 4],
+          ],
+          fn: ([x, w]) => crossEntropy(linear(x!, w!), idx([0, 1, 2, 1, 0])),
+          ops: ["gather", "indexAdd"],
+        },
+        {
+          label: "layerNorm, sigmoid",
+          shapes: [[3, 6], [6], [6]],
+          fn: ([x, w, b]) =>
+            layerNorm(x!, w!, b!)
+              .sigmoid()
+              .mul(tensor([1, -2, 3, 0.5, 1, 2], [6]))
+              .sum(),
+        },
         { label: "exp, log, div, sqrt", shapes: [[4, 3], [3]], fn: ([x, y]) => x!.exp().add(1).log().div(y!.square().add(1).sqrt()).sum() },
-        { label: "max, maximum, relu, gelu", shapes: [[4, 5], [4, 5]], fn: ([x, y]) => x!.max(1).sum().add(x!.maximum(y!).relu().gelu().mean()) },
+        {
+          label: "max, maximum, relu, gelu",
+          shapes: [
+            [4, 5],
+            [4, 5],
+          ],
+          fn: ([x, y]) => x!.max(1).sum().add(x!.maximum(y!).relu().gelu().mean()),
+        },
         { label: "transpose, broadcast, softmax", shapes: [[3, 4], [3, 2], [2]], fn: ([x, y, b]) => x!.T.matmul(y!).add(b!).softmax(1).square().sum() },
-        { label: "batched matmul with broadcast batch dimensions", shapes: [[2, 1, 3, 4], [5, 4, 2]], fn: ([a, b]) => a!.matmul(b!).tanh().sum() },
+        {
+          label: "batched matmul with broadcast batch dimensions",
+          shapes: [
+            [2, 1, 3, 4],
+            [5, 4, 2],
+          ],
+          fn: ([a, b]) => a!.matmul(b!).tanh().sum(),
+        },
         {
           label: "conv2d with bias, groups, stride, padding and dilation",
           shapes: [[2, 4, 6, 5], [4, 2, 3, 2], [4]],
-          fn: ([x, w, b]) => conv2d(x!, w!, b!, { stride: [2, 1], padding: [1, 1], dilation: [1, 2], groups: 2 }).tanh().sum(),
+          fn: ([x, w, b]) =>
+            conv2d(x!, w!, b!, { stride: [2, 1], padding: [1, 1], dilation: [1, 2], groups: 2 })
+              .tanh()
+              .sum(),
           ops: ["conv2d", "convTranspose2d", "slice"],
         },
         {
           label: "convTranspose2d with groups, stride, dilation and output padding",
-          shapes: [[2, 4, 3, 3], [4, 3, 3, 2]],
-          fn: ([x, w]) => apply("convTranspose2d", [x!, w!], { stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 2, outputPadding: [1, 0] }).tanh().sum(),
+          shapes: [
+            [2, 4, 3, 3],
+            [4, 3, 3, 2],
+          ],
+          fn: ([x, w]) =>
+            apply("convTranspose2d", [x!, w!], { stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 2, outputPadding: [1, 0] })
+              .tanh()
+              .sum(),
           ops: ["conv2d", "convTranspose2d", "slice"],
         },
         {
@@ -295,25 +344,50 @@ export function describeBackendConformance(name: string, createAccelerator: () =
             maxPool2d(x!, 3, { stride: 2, padding: 1 })
               .square()
               .sum()
-              .add(avgPool2d(x!, [2, 3], { stride: [1, 2], padding: [1, 1] }).tanh().sum())
+              .add(
+                avgPool2d(x!, [2, 3], { stride: [1, 2], padding: [1, 1] })
+                  .tanh()
+                  .sum(),
+              )
               .add(avgPool2d(x!, 2).exp().sum()),
           ops: ["maxPool2d", "maxPool2dIndices", "indexAdd", "avgPool2d", "convTranspose2d", "pad"],
         },
         {
           label: "embedding, gather and indexAdd",
-          shapes: [[5, 3], [4, 2], [3, 2]],
+          shapes: [
+            [5, 3],
+            [4, 2],
+            [3, 2],
+          ],
           fn: ([table, x, s]) =>
             embedding(idx([1, 4, 1, 0], [2, 2]), table!)
               .tanh()
               .sum()
-              .add(table!.gather(1, idx([2, 0, 1, 1, 0], [5, 1])).square().sum())
-              .add(x!.indexAdd(0, idx([3, 0, 3]), s!).square().sum()),
+              .add(
+                table!
+                  .gather(1, idx([2, 0, 1, 1, 0], [5, 1]))
+                  .square()
+                  .sum(),
+              )
+              .add(
+                x!
+                  .indexAdd(0, idx([3, 0, 3]), s!)
+                  .square()
+                  .sum(),
+              ),
           ops: ["gather", "indexAdd"],
         },
         {
           label: "slice, strided slice, pad and concat",
-          shapes: [[3, 5], [3, 2]],
-          fn: ([x, y]) => cat([x!.slice(1, 1, 4), pad(y!, [1, 0], 0.5), x!.slice(1, 0, 5, 2)], 1).tanh().square().sum(),
+          shapes: [
+            [3, 5],
+            [3, 2],
+          ],
+          fn: ([x, y]) =>
+            cat([x!.slice(1, 1, 4), pad(y!, [1, 0], 0.5), x!.slice(1, 0, 5, 2)], 1)
+              .tanh()
+              .square()
+              .sum(),
           ops: ["slice", "pad", "concat", "gather", "indexAdd"],
         },
       ];
@@ -327,7 +401,14 @@ export function describeBackendConformance(name: string, createAccelerator: () =
           }
           test(title, async () => {
             const g = new Generator(label.length);
-            const data = shapes.map((s) => randomValues(s.reduce((a, c) => a * c, 1), dtype, g, 0.8));
+            const data = shapes.map((s) =>
+              randomValues(
+                s.reduce((a, c) => a * c, 1),
+                dtype,
+                g,
+                0.8,
+              ),
+            );
             const inputs = data.map((d, i) => tensor(d, shapes[i]!, dtype));
             inputs.forEach((t) => (t.requiresGrad = true));
             fn(inputs).backward();
@@ -339,7 +420,9 @@ export function describeBackendConformance(name: string, createAccelerator: () =
             };
             const h = 1e-6;
             // Inputs rounded to a narrower format (a TPU MXU) bound the agreement by that format's epsilon.
-            const rounding = Object.values(caps.inputRounding ?? {}).map((r) => r?.[dtype]).find((r) => r !== undefined);
+            const rounding = Object.values(caps.inputRounding ?? {})
+              .map((r) => r?.[dtype])
+              .find((r) => r !== undefined);
             const tol = dtype === "float64" ? 1e-5 : rounding ? 8 * DTYPE_INFO[rounding].epsilon : 2e-3;
             for (let k = 0; k < inputs.length; k++)
               for (let trial = 0; trial < 3; trial++) {
@@ -348,94 +431,115 @@ export function describeBackendConformance(name: string, createAccelerator: () =
                 const numeric = ((await f(shifted(1))) - (await f(shifted(-1)))) / (2 * h);
                 const analytic = grads[k]!.reduce((acc, v, j) => acc + v * dir[j]!, 0);
                 const scale = grads[k]!.reduce((acc, v, j) => acc + Math.abs(v * dir[j]!), 0) + (dtype === "float64" ? 1e-9 : 1e-5);
-                if (Math.abs(numeric - analytic) > tol * scale)
-                  expect.fail(`input ${k}: directional derivative ${analytic}, finite differences ${numeric}`);
+                if (Math.abs(numeric - analytic) > tol * scale) expect.fail(`input ${k}: directional derivative ${analytic}, finite differences ${numeric}`);
               }
           });
         }
     });
 
-    if (supported("16-mixed")) describe("gradient scaler", () => {
-      const setup = (scaler: ConstructorParameters<typeof GradScaler>[0]) => {
-        manualSeed(0);
-        const plugin = new MixedPrecision("16-mixed", scaler, autocastPolicy);
-        const layer = new Linear(4, 2);
-        const optimizer = new SGD(layer.parameters(), { lr: 0.1 });
-        return { plugin, layer, optimizer, scaler: plugin.scaler! };
-      };
+    if (supported("16-mixed"))
+      describe("gradient scaler", () => {
+        const setup = (scaler: ConstructorParameters<typeof GradScaler>[0]) => {
+          manualSeed(0);
+          const plugin = new MixedPrecision("16-mixed", scaler, autocastPolicy);
+          const layer = new Linear(4, 2);
+          const optimizer = new SGD(layer.parameters(), { lr: 0.1 });
+          return { plugin, layer, optimizer, scaler: plugin.scaler! };
+        };
 
-      test("skips a step with Inf/NaN gradients and halves the scale", async () => {
-        const { plugin, layer, optimizer, scaler } = setup({});
-        const before = await Promise.all(layer.parameters().map(values));
-        const x = tensor([1e5, 2e5, -3e5, 4e5, 1, 2, 3, 4], [2, 4]);
-        const loss = plugin.forwardContext(() => layer.forward(x).sum().cast("float32"));
-        const outcome = await plugin.optimizerStep(optimizer, loss);
-        expect(outcome.skipped).toBe(true);
-        expect(scaler.scale).toBe(2 ** 15);
-        const after = await Promise.all(layer.parameters().map(values));
-        expect(after).toEqual(before);
-        expect(optimizer.steps.get(layer.weight) ?? 0).toBe(0);
-      });
-
-      test("doubles the scale after growthInterval clean steps and unscales gradients", async () => {
-        const { plugin, layer, optimizer, scaler } = setup({ growthInterval: 3 });
-        const x = tensor([0.5, -1, 0.25, 2], [1, 4]);
-        const w0 = await values(layer.weight);
-        for (let i = 0; i < 3; i++) {
-          // A quarter of the sum keeps the scaled float16 gradients (2^16 / 4) finite. The sum is made
-          // float32 (it is already under the CUDA lists), so the loss is float32 under every policy.
-          const outcome = await plugin.optimizerStep(optimizer, plugin.forwardContext(() => layer.forward(x).sum().cast("float32").mul(0.25)));
-          expect(outcome.skipped).toBe(false);
-          if (i === 0) {
-            // d(loss)/dW = x / 4 for each output row; SGD moves by lr * x / 4 once unscaled.
-            const w1 = await values(layer.weight);
-            w1.forEach((v, j) => expect(v).toBeCloseTo(w0[j]! - 0.025 * [0.5, -1, 0.25, 2][j % 4]!, 3));
-          }
-        }
-        expect(scaler.scale).toBe(2 ** 17);
-        expect(scaler.growthTracker).toBe(0);
-        expect(plugin.stateDict()).toMatchObject({ precision: "16-mixed", scaler: { scale: 2 ** 17, growthTracker: 0 } });
-      });
-
-      test("never grows the scale to Infinity", async () => {
-        const { plugin, layer, optimizer, scaler } = setup({ initScale: 2 ** 127, growthInterval: 1 });
-        const x = tensor([1, 1, 1, 1], [1, 4]);
-        const outcome = await plugin.optimizerStep(optimizer, plugin.forwardContext(() => layer.forward(x).sum().cast("float32").mul(1e-35)));
-        expect(outcome.skipped).toBe(false);
-        expect(scaler.scale).toBe(2 ** 127);
-      });
-
-      test("clips unscaled gradients by norm", async () => {
-        const { plugin, layer, optimizer } = setup({});
-        const x = tensor([3, 4, 0, 0], [1, 4]);
-        const w0 = await values(layer.weight);
-        const outcome = await plugin.optimizerStep(optimizer, plugin.forwardContext(() => layer.forward(x).sum().cast("float32").mul(1 / 16)), {
-          clipValue: 0.1,
+        test("skips a step with Inf/NaN gradients and halves the scale", async () => {
+          const { plugin, layer, optimizer, scaler } = setup({});
+          const before = await Promise.all(layer.parameters().map(values));
+          const x = tensor([1e5, 2e5, -3e5, 4e5, 1, 2, 3, 4], [2, 4]);
+          const loss = plugin.forwardContext(() => layer.forward(x).sum().cast("float32"));
+          const outcome = await plugin.optimizerStep(optimizer, loss);
+          expect(outcome.skipped).toBe(true);
+          expect(scaler.scale).toBe(2 ** 15);
+          const after = await Promise.all(layer.parameters().map(values));
+          expect(after).toEqual(before);
+          expect(optimizer.steps.get(layer.weight) ?? 0).toBe(0);
         });
-        expect(outcome.skipped).toBe(false);
-        const w1 = await values(layer.weight);
-        // The true gradient norm is sqrt(2 * 25 + 2) / 16 = 0.45 over weight and bias; clipped to 0.1,
-        // the weight's share is 0.1 * sqrt(50 / 52).
-        const moved = Math.hypot(...w1.map((v, i) => (v - w0[i]!) / 0.1));
-        expect(moved).toBeCloseTo(0.1 * Math.sqrt(50 / 52), 3);
-      });
-    });
 
-    if (supported("bf16-mixed")) describe("cross-backend agreement", () => {
-      const { firstLoss, everyLoss, steps } = AGREEMENT_BOUNDS;
-      test(`a bf16-mixed MLP's ${steps} losses agree with the reference backend's (first within ${firstLoss} relative, every one within ${everyLoss})`, async () => {
-        const mine = await withRuntime(runtime, () => bf16MixedLosses(autocastPolicy, steps));
-        const theirs = await withRuntime(reference, () => bf16MixedLosses(autocastPolicy, steps));
-        const rel = mine.map((l, i) => Math.abs(l - theirs[i]!) / Math.abs(theirs[i]!));
-        expect(mine.every(Number.isFinite), `losses ${mine.join(", ")}`).toBe(true);
-        expect(rel[0]!, `first loss ${mine[0]} vs ${theirs[0]}`).toBeLessThanOrEqual(firstLoss);
-        const worst = rel.indexOf(Math.max(...rel));
-        expect(rel[worst]!, `step ${worst}: loss ${mine[worst]} vs ${theirs[worst]}`).toBeLessThanOrEqual(everyLoss);
-        // The run must learn, or agreement would say little.
-        expect(theirs.at(-1)!).toBeLessThan(0.8 * theirs[0]!);
-        // Two training runs of 50 steps each: three times a test's time.
-      }, 3 * timeout);
-    });
+        test("doubles the scale after growthInterval clean steps and unscales gradients", async () => {
+          const { plugin, layer, optimizer, scaler } = setup({ growthInterval: 3 });
+          const x = tensor([0.5, -1, 0.25, 2], [1, 4]);
+          const w0 = await values(layer.weight);
+          for (let i = 0; i < 3; i++) {
+            // A quarter of the sum keeps the scaled float16 gradients (2^16 / 4) finite. The sum is made
+            // float32 (it is already under the CUDA lists), so the loss is float32 under every policy.
+            const outcome = await plugin.optimizerStep(
+              optimizer,
+              plugin.forwardContext(() => layer.forward(x).sum().cast("float32").mul(0.25)),
+            );
+            expect(outcome.skipped).toBe(false);
+            if (i === 0) {
+              // d(loss)/dW = x / 4 for each output row; SGD moves by lr * x / 4 once unscaled.
+              const w1 = await values(layer.weight);
+              w1.forEach((v, j) => expect(v).toBeCloseTo(w0[j]! - 0.025 * [0.5, -1, 0.25, 2][j % 4]!, 3));
+            }
+          }
+          expect(scaler.scale).toBe(2 ** 17);
+          expect(scaler.growthTracker).toBe(0);
+          expect(plugin.stateDict()).toMatchObject({ precision: "16-mixed", scaler: { scale: 2 ** 17, growthTracker: 0 } });
+        });
+
+        test("never grows the scale to Infinity", async () => {
+          const { plugin, layer, optimizer, scaler } = setup({ initScale: 2 ** 127, growthInterval: 1 });
+          const x = tensor([1, 1, 1, 1], [1, 4]);
+          const outcome = await plugin.optimizerStep(
+            optimizer,
+            plugin.forwardContext(() => layer.forward(x).sum().cast("float32").mul(1e-35)),
+          );
+          expect(outcome.skipped).toBe(false);
+          expect(scaler.scale).toBe(2 ** 127);
+        });
+
+        test("clips unscaled gradients by norm", async () => {
+          const { plugin, layer, optimizer } = setup({});
+          const x = tensor([3, 4, 0, 0], [1, 4]);
+          const w0 = await values(layer.weight);
+          const outcome = await plugin.optimizerStep(
+            optimizer,
+            plugin.forwardContext(() =>
+              layer
+                .forward(x)
+                .sum()
+                .cast("float32")
+                .mul(1 / 16),
+            ),
+            {
+              clipValue: 0.1,
+            },
+          );
+          expect(outcome.skipped).toBe(false);
+          const w1 = await values(layer.weight);
+          // The true gradient norm is sqrt(2 * 25 + 2) / 16 = 0.45 over weight and bias; clipped to 0.1,
+          // the weight's share is 0.1 * sqrt(50 / 52).
+          const moved = Math.hypot(...w1.map((v, i) => (v - w0[i]!) / 0.1));
+          expect(moved).toBeCloseTo(0.1 * Math.sqrt(50 / 52), 3);
+        });
+      });
+
+    if (supported("bf16-mixed"))
+      describe("cross-backend agreement", () => {
+        const { firstLoss, everyLoss, steps } = AGREEMENT_BOUNDS;
+        test(
+          `a bf16-mixed MLP's ${steps} losses agree with the reference backend's (first within ${firstLoss} relative, every one within ${everyLoss})`,
+          async () => {
+            const mine = await withRuntime(runtime, () => bf16MixedLosses(autocastPolicy, steps));
+            const theirs = await withRuntime(reference, () => bf16MixedLosses(autocastPolicy, steps));
+            const rel = mine.map((l, i) => Math.abs(l - theirs[i]!) / Math.abs(theirs[i]!));
+            expect(mine.every(Number.isFinite), `losses ${mine.join(", ")}`).toBe(true);
+            expect(rel[0]!, `first loss ${mine[0]} vs ${theirs[0]}`).toBeLessThanOrEqual(firstLoss);
+            const worst = rel.indexOf(Math.max(...rel));
+            expect(rel[worst]!, `step ${worst}: loss ${mine[worst]} vs ${theirs[worst]}`).toBeLessThanOrEqual(everyLoss);
+            // The run must learn, or agreement would say little.
+            expect(theirs.at(-1)!).toBeLessThan(0.8 * theirs[0]!);
+            // Two training runs of 50 steps each: three times a test's time.
+          },
+          3 * timeout,
+        );
+      });
 
     describe("transformer training", () => {
       const [vocab, length, batch] = [7, 6, 16];
@@ -553,7 +657,8 @@ export function describeBackendConformance(name: string, createAccelerator: () =
           manualSeed(3);
           const plugin = precisionPluginFor(precision, autocastPolicy);
           const model = plugin.initContext(
-            () => new Sequential(new Conv2d(1, 4, 3, { padding: 1 }), new BatchNorm2d(4), new ReLU(), new MaxPool2d(2), new Flatten(), new Linear(4 * 4 * 4, 3)),
+            () =>
+              new Sequential(new Conv2d(1, 4, 3, { padding: 1 }), new BatchNorm2d(4), new ReLU(), new MaxPool2d(2), new Flatten(), new Linear(4 * 4 * 4, 3)),
           );
           const optimizer = new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
           const { x, y } = strokes(48, new Generator(4));
@@ -608,7 +713,17 @@ function expectedAutocastDTypes(policy: AutocastPolicy, low: FloatDType): Record
   };
   const builtIn = Object.values(AUTOCAST_POLICIES).includes(policy);
   const float32 = builtIn ? named[policy.name]! : Object.keys(policy.ops).filter((op) => policy.ops[op] === "float32");
-  const byOp = { softmax: "softmax", logSoftmax: "logSoftmax", exp: "exp", log: "log", sum: "sum", mean: "mean", crossEntropy: "crossEntropy", mse: "mseLoss", layerNorm: "layerNorm" };
+  const byOp = {
+    softmax: "softmax",
+    logSoftmax: "logSoftmax",
+    exp: "exp",
+    log: "log",
+    sum: "sum",
+    mean: "mean",
+    crossEntropy: "crossEntropy",
+    mse: "mseLoss",
+    layerNorm: "layerNorm",
+  };
   // h, the linear output, is in the low dtype; ops on no list keep it, and h + b (float32) promotes.
   const expected: Record<string, DType> = { linear: low, matmul: low, relu: low, sameLow: low, promoted: "float32" };
   for (const [key, op] of Object.entries(byOp)) expected[key] = float32.includes(op) ? "float32" : low;
@@ -631,7 +746,15 @@ export async function bf16MixedLosses(autocastPolicy: AutocastPolicy, steps: num
   const input = tensor(x, [128, 16]);
   const labels = tensor(y, [128], "int32");
   const losses: number[] = [];
-  for (let s = 0; s < steps; s++) losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(input), labels)))).loss);
+  for (let s = 0; s < steps; s++)
+    losses.push(
+      (
+        await plugin.optimizerStep(
+          optimizer,
+          plugin.forwardContext(() => crossEntropy(model.forward(input), labels)),
+        )
+      ).loss,
+    );
   return losses;
 }
 

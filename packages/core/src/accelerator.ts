@@ -1,4 +1,12 @@
-import { CORE_LOCATION, CORE_VERSION, newAcceleratorStore, secondCoreHint, sharedAcceleratorStore, type AcceleratorEntry, type AcceleratorStore } from "./accelerator-store.js";
+import {
+  CORE_LOCATION,
+  CORE_VERSION,
+  newAcceleratorStore,
+  secondCoreHint,
+  sharedAcceleratorStore,
+  type AcceleratorEntry,
+  type AcceleratorStore,
+} from "./accelerator-store.js";
 import { resolveAutocastPolicy, type AutocastDeviceType, type AutocastPolicy } from "./engine/autocast-policy.js";
 import type { Backend } from "./engine/backend.js";
 import {
@@ -228,7 +236,11 @@ export function formatSupportMatrix(rows: readonly SupportMatrixRow[] = supportM
     r.available ? `yes (${r.devices} device${r.devices === 1 ? "" : "s"})` : `no: ${r.reason}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...body.map(line)].join("\n");
 }
 

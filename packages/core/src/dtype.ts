@@ -16,7 +16,10 @@ export interface DTypeInfo {
 export const DTYPE_INFO: Readonly<Record<DType, DTypeInfo>> = {
   float64: { itemSize: 8, isFloat: true, epsilon: 2 ** -53 },
   float32: { itemSize: 4, isFloat: true, epsilon: 2 ** -24 },
-  ...(Object.fromEntries(ROUNDED_FLOAT_DTYPES.map((d) => [d, { itemSize: 2, isFloat: true, epsilon: FLOAT_FORMATS[d].epsilon }])) as Record<HalfDType, DTypeInfo>),
+  ...(Object.fromEntries(ROUNDED_FLOAT_DTYPES.map((d) => [d, { itemSize: 2, isFloat: true, epsilon: FLOAT_FORMATS[d].epsilon }])) as Record<
+    HalfDType,
+    DTypeInfo
+  >),
   int32: { itemSize: 4, isFloat: false, epsilon: 0 },
   int8: { itemSize: 1, isFloat: false, epsilon: 0 },
   uint8: { itemSize: 1, isFloat: false, epsilon: 0 },

@@ -40,10 +40,7 @@ export class UnknownAcceleratorError extends NbitError {
     /** Why it may be missing, e.g. a second copy of @nbit/core took the registration. */
     hint = "",
   ) {
-    super(
-      "UNKNOWN_ACCELERATOR",
-      `Unknown accelerator "${requested}". Registered accelerators: ${registered.length ? list(registered) : "(none)"}.${hint}`,
-    );
+    super("UNKNOWN_ACCELERATOR", `Unknown accelerator "${requested}". Registered accelerators: ${registered.length ? list(registered) : "(none)"}.${hint}`);
   }
 }
 
@@ -64,10 +61,7 @@ export class UnknownOptionError extends NbitError {
 
 export class DuplicateAcceleratorError extends NbitError {
   constructor(readonly accelerator: string) {
-    super(
-      "DUPLICATE_ACCELERATOR",
-      `An accelerator named "${accelerator}" is already registered. Pass { override: true } to replace it.`,
-    );
+    super("DUPLICATE_ACCELERATOR", `An accelerator named "${accelerator}" is already registered. Pass { override: true } to replace it.`);
   }
 }
 

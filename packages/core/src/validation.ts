@@ -45,11 +45,7 @@ export function checkNumber(
   value: unknown,
   { min = -Infinity, max = Infinity, minOpen = false, maxOpen = false }: { min?: number; max?: number; minOpen?: boolean; maxOpen?: boolean } = {},
 ): number {
-  const ok =
-    typeof value === "number" &&
-    Number.isFinite(value) &&
-    (minOpen ? value > min : value >= min) &&
-    (maxOpen ? value < max : value <= max);
+  const ok = typeof value === "number" && Number.isFinite(value) && (minOpen ? value > min : value >= min) && (maxOpen ? value < max : value <= max);
   if (!ok) {
     const lower = min === -Infinity ? "" : `${minOpen ? "(" : "["}${min}`;
     const upper = max === Infinity ? "" : `${max}${maxOpen ? ")" : "]"}`;

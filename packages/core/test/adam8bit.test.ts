@@ -67,8 +67,15 @@ describe("Adam8bit", () => {
   };
   const data = () => {
     const g = new Generator(4);
-    const x = tensor(Array.from({ length: 64 * 64 }, () => g.normal()), [64, 64]);
-    const y = tensor(Array.from({ length: 64 }, (_, i) => i % 4), [64], "int32");
+    const x = tensor(
+      Array.from({ length: 64 * 64 }, () => g.normal()),
+      [64, 64],
+    );
+    const y = tensor(
+      Array.from({ length: 64 }, (_, i) => i % 4),
+      [64],
+      "int32",
+    );
     return { x, y };
   };
   const train = async (make: (m: Sequential) => Adam | Adam8bit, steps = 60, outputs = 4) => {
@@ -107,7 +114,10 @@ describe("Adam8bit", () => {
     const plugin = precisionPluginFor("16-mixed");
     const before = Array.from(await m.parameters()[0]!.data());
     const { x, y } = data();
-    const outcome = await plugin.optimizerStep(opt, plugin.forwardContext(() => crossEntropy(m.forward(x), y).mul(1e30)));
+    const outcome = await plugin.optimizerStep(
+      opt,
+      plugin.forwardContext(() => crossEntropy(m.forward(x), y).mul(1e30)),
+    );
     expect(outcome.skipped).toBe(true);
     expect(Array.from(await m.parameters()[0]!.data())).toEqual(before);
     expect(opt.state.size).toBe(0);
@@ -117,6 +127,8 @@ describe("Adam8bit", () => {
     const m = precisionPluginFor("bf16-true").convertModule(model());
     const opt = new Adam8bit(m.parameters());
     const { x, y } = data();
-    await expect(precisionPluginFor("bf16-true").optimizerStep(opt, crossEntropy(m.forward(x.cast("bfloat16")), y))).rejects.toThrow(/updates float32 parameters; got bfloat16/);
+    await expect(precisionPluginFor("bf16-true").optimizerStep(opt, crossEntropy(m.forward(x.cast("bfloat16")), y))).rejects.toThrow(
+      /updates float32 parameters; got bfloat16/,
+    );
   });
 });

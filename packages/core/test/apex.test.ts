@@ -29,7 +29,6 @@ import {
   type Tensor,
 } from "../src/index.js";
 
-
 const accelerator = (supportedPrecisions: readonly Precision[] = CANONICAL_PRECISIONS) => referenceAccelerator({ name: "ref", supportedPrecisions });
 
 class Net extends LightningModule {
@@ -66,14 +65,23 @@ describe("Apex optimization levels", () => {
   it("refuses an unknown level, listing the four", () => {
     expect(() => precisionPluginForAmpLevel("O4")).toThrow(InvalidAmpLevelError);
     // @ts-expect-error: "o1" does not compile; plain JavaScript gets the run-time error.
-    expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "o1", logger: false })).toThrow('ampLevel "o1" is not supported. Expected one of: "O0", "O1", "O2", "O3".');
+    expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "o1", logger: false })).toThrow(
+      'ampLevel "o1" is not supported. Expected one of: "O0", "O1", "O2", "O3".',
+    );
     expect(() => new Trainer({ accelerator: accelerator(["32-true", "bf16-mixed"]), ampLevel: "O2", logger: false })).toThrow(UnsupportedPrecisionError);
     expect(() => new Trainer({ accelerator: accelerator(), ampLevel: "O1", precision: "32-true", logger: false })).toThrow(PrecisionConflictError);
   });
 
   it("O2 trains float16 weights from float32 master weights", async () => {
     manualSeed(1);
-    const trainer = new Trainer({ accelerator: accelerator(), ampLevel: "O2", maxEpochs: 6, logger: false, enableProgressBar: false, enableCheckpointing: false });
+    const trainer = new Trainer({
+      accelerator: accelerator(),
+      ampLevel: "O2",
+      maxEpochs: 6,
+      logger: false,
+      enableProgressBar: false,
+      enableCheckpointing: false,
+    });
     const model = new Net();
     await trainer.fit(model, new DataLoader(data(), { batchSize: 12, shuffle: true }));
     expect(model.parameters().every((p) => p.dtype === "float16")).toBe(true);

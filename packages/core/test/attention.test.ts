@@ -167,7 +167,11 @@ describe("gradients of attention match float64 finite differences", () => {
       const direction = randomValues(base.length, 100 + k);
       const analytic = Array.from(await p.grad!.data()).reduce((a, g, i) => a + g * direction[i]!, 0);
       const at = async (sign: number) => {
-        p.node = tensor(base.map((v, i) => v + sign * h * direction[i]!), p.shape, "float64").node;
+        p.node = tensor(
+          base.map((v, i) => v + sign * h * direction[i]!),
+          p.shape,
+          "float64",
+        ).node;
         return loss().item();
       };
       const numeric = ((await at(1)) - (await at(-1))) / (2 * h);

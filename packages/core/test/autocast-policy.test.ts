@@ -115,7 +115,11 @@ describe("autocast lists per device type", () => {
 
   it("carries the policy in the autocast scope, so nested scopes restore it", () => {
     const half = x().cast("bfloat16");
-    const inner = autocast("bfloat16", () => [autocast("bfloat16", () => half.softmax(1).dtype, AUTOCAST_POLICIES.cpu), half.softmax(1).dtype], AUTOCAST_POLICIES.cuda);
+    const inner = autocast(
+      "bfloat16",
+      () => [autocast("bfloat16", () => half.softmax(1).dtype, AUTOCAST_POLICIES.cpu), half.softmax(1).dtype],
+      AUTOCAST_POLICIES.cuda,
+    );
     expect(inner).toEqual(["bfloat16", "float32"]);
   });
 });

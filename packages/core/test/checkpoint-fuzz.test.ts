@@ -3,16 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CheckpointError,
-  DataLoader,
-  decodeSafetensors,
-  EarlyStopping,
-  ModelCheckpoint,
-  NbitError,
-  Trainer,
-  type Callback,
-} from "../src/index.js";
+import { CheckpointError, DataLoader, decodeSafetensors, EarlyStopping, ModelCheckpoint, NbitError, Trainer, type Callback } from "../src/index.js";
 import { blobs, quiet, readSafetensorsIndependently, ResumableClassifier, sha256Hex, withHeader, withMeta } from "./helpers.js";
 
 /**
@@ -76,7 +67,35 @@ class Watchdog implements Callback {
 }
 
 const SEED = 20250613;
-const JUNK: Json[] = [-1, 0, 0.5, 1.5, -0.5, 2 ** 53, 1e308, -1e308, "abc", "NaN", "Infinity", "__proto__", "constructor", "F32", "I32", "", null, true, [], {}, [0, 0], [-8, 0], [0, 4], [0.5, 4.5], ["a"], [1, 2, 3, 4], { polluted: true }];
+const JUNK: Json[] = [
+  -1,
+  0,
+  0.5,
+  1.5,
+  -0.5,
+  2 ** 53,
+  1e308,
+  -1e308,
+  "abc",
+  "NaN",
+  "Infinity",
+  "__proto__",
+  "constructor",
+  "F32",
+  "I32",
+  "",
+  null,
+  true,
+  [],
+  {},
+  [0, 0],
+  [-8, 0],
+  [0, 4],
+  [0.5, 4.5],
+  ["a"],
+  [1, 2, 3, 4],
+  { polluted: true },
+];
 const junk: fc.Arbitrary<Json> = fc.oneof(fc.constantFrom(...JUNK), fc.jsonValue({ maxDepth: 2 }) as fc.Arbitrary<Json>);
 const newKey = fc.constantFrom("__proto__", "constructor", "prototype", "extra", "polluted", "0", "lr");
 
@@ -223,16 +242,26 @@ const runs = async <T>(kind: string, arbitrary: fc.Arbitrary<T>, mutate: (value:
 describe("checkpoint fuzz", () => {
   it("bit flips and overwritten bytes anywhere: rejected unless nothing changed, never partially applied", async () => {
     const bits = base.length * 8;
-    await runs("bit flips", fc.uniqueArray(fc.nat({ max: bits - 1 }), { minLength: 1, maxLength: 3 }), (flips) => {
-      const bytes = Uint8Array.from(base);
-      for (const b of flips) bytes[b >> 3]! ^= 1 << (b & 7);
-      return bytes;
-    }, 800);
-    await runs("byte writes", fc.array(fc.tuple(fc.nat({ max: base.length - 1 }), fc.nat({ max: 255 })), { minLength: 1, maxLength: 4 }), (writes) => {
-      const bytes = Uint8Array.from(base);
-      for (const [at, v] of writes) bytes[at] = v;
-      return bytes;
-    }, 300);
+    await runs(
+      "bit flips",
+      fc.uniqueArray(fc.nat({ max: bits - 1 }), { minLength: 1, maxLength: 3 }),
+      (flips) => {
+        const bytes = Uint8Array.from(base);
+        for (const b of flips) bytes[b >> 3]! ^= 1 << (b & 7);
+        return bytes;
+      },
+      800,
+    );
+    await runs(
+      "byte writes",
+      fc.array(fc.tuple(fc.nat({ max: base.length - 1 }), fc.nat({ max: 255 })), { minLength: 1, maxLength: 4 }),
+      (writes) => {
+        const bytes = Uint8Array.from(base);
+        for (const [at, v] of writes) bytes[at] = v;
+        return bytes;
+      },
+      300,
+    );
     // Every single-bit flip changes a checksummed byte, so none of them may load.
     expect(outcomes["bit flips"]!.accepted).toBe(0);
   });
@@ -247,12 +276,16 @@ describe("checkpoint fuzz", () => {
     // Two tensors of one size trade places: the header stays valid, the checksums do not.
     const { tensors } = readSafetensorsIndependently(base);
     const pairs = tensors.flatMap((a, i) => tensors.slice(i + 1).flatMap((b) => (a.end - a.begin === b.end - b.begin ? [[a.name, b.name] as const] : [])));
-    await runs("swapped tensors", fc.constantFrom(...pairs), ([a, b]) =>
-      withHeader(base, (h) => {
-        const [ea, eb] = [h[a] as { data_offsets: number[] }, h[b] as { data_offsets: number[] }];
-        [ea.data_offsets, eb.data_offsets] = [eb.data_offsets, ea.data_offsets];
-      }),
-    pairs.length);
+    await runs(
+      "swapped tensors",
+      fc.constantFrom(...pairs),
+      ([a, b]) =>
+        withHeader(base, (h) => {
+          const [ea, eb] = [h[a] as { data_offsets: number[] }, h[b] as { data_offsets: number[] }];
+          [ea.data_offsets, eb.data_offsets] = [eb.data_offsets, ea.data_offsets];
+        }),
+      pairs.length,
+    );
     expect(outcomes["swapped tensors"]!.accepted).toBe(0);
   });
 
@@ -268,14 +301,19 @@ describe("checkpoint fuzz", () => {
   it("new weights with their checksums re-signed load whole", async () => {
     const read = readSafetensorsIndependently(base);
     const dataStart = 8 + read.headerLength;
-    await runs("re-signed tensor data", fc.tuple(fc.nat(), fc.nat(), fc.nat({ max: 255 })), ([t, at, v]) => {
-      const tensor = read.tensors[t % read.tensors.length]!;
-      const bytes = Uint8Array.from(base);
-      bytes[dataStart + tensor.begin + (at % (tensor.end - tensor.begin))] = v;
-      return withHeader(bytes, (h) => {
-        const entry = readSafetensorsIndependently(bytes).tensors.find((x) => x.name === tensor.name)!;
-        (h.__metadata__ as Record<string, string>)[`sha256:${tensor.name}`] = sha256Hex(entry.bytes);
-      });
-    }, 60);
+    await runs(
+      "re-signed tensor data",
+      fc.tuple(fc.nat(), fc.nat(), fc.nat({ max: 255 })),
+      ([t, at, v]) => {
+        const tensor = read.tensors[t % read.tensors.length]!;
+        const bytes = Uint8Array.from(base);
+        bytes[dataStart + tensor.begin + (at % (tensor.end - tensor.begin))] = v;
+        return withHeader(bytes, (h) => {
+          const entry = readSafetensorsIndependently(bytes).tensors.find((x) => x.name === tensor.name)!;
+          (h.__metadata__ as Record<string, string>)[`sha256:${tensor.name}`] = sha256Hex(entry.bytes);
+        });
+      },
+      60,
+    );
   });
 });

@@ -27,7 +27,6 @@ import {
 } from "../src/index.js";
 import { blobs, quiet, readSafetensorsIndependently, ResumableClassifier, sha256Hex, withHeader, withMeta } from "./helpers.js";
 
-
 const loader = (seed = 1) => new DataLoader(blobs(32, seed), { batchSize: 8, shuffle: true, seed });
 
 /** 16-mixed (so a gradient scaler), Adam with a per-step StepLR, top-2 checkpoints and early stopping. */
@@ -105,7 +104,12 @@ describe("checkpoint format", () => {
     const overflow = (l: Parameters<ResumableClassifier["lossHook"]>[0], i: number) => (i === 1 ? l.mul(1e30) : l);
     const run = async (ckptPath?: string, saveAt?: string) => {
       const callbacks: Callback[] = saveAt
-        ? [{ onTrainBatchEnd: async (t: Trainer, _m: LightningModule, _o: unknown, _b: unknown, i: number) => void (t.currentEpoch === 1 && i === 2 && (await t.saveCheckpoint(saveAt))) }]
+        ? [
+            {
+              onTrainBatchEnd: async (t: Trainer, _m: LightningModule, _o: unknown, _b: unknown, i: number) =>
+                void (t.currentEpoch === 1 && i === 2 && (await t.saveCheckpoint(saveAt))),
+            },
+          ]
         : [];
       const trainer = new Trainer(quiet({ precision: "16-mixed", maxEpochs: 3, callbacks, seed: 4 }));
       const model = trainer.initModule(() => new ResumableClassifier("sgd", true, overflow));
@@ -122,7 +126,10 @@ describe("checkpoint format", () => {
   });
 
   it("rejects a checkpoint of another format version", async () => {
-    await rejects(withMeta(base, (m) => void (m.format = 1)), /format 1 is not supported \(expected 3, or 2, which is still read\): it was written by an older nbit/);
+    await rejects(
+      withMeta(base, (m) => void (m.format = 1)),
+      /format 1 is not supported \(expected 3, or 2, which is still read\): it was written by an older nbit/,
+    );
   });
 });
 
@@ -158,9 +165,9 @@ describe("crafted checkpoints cannot reach files or objects", () => {
       /ModelCheckpoint state field "options" must be absent \(unknown field\)/,
     );
     const checkpoint = new ModelCheckpoint({ dirpath: join(dir, "mine") });
-    expect(() => checkpoint.loadStateDict({ dirpath: null, bestModelPath: "", bestModelScore: null, lastModelPath: "", kept: [], options: { dirpath: "/x" } })).toThrow(
-      InvalidArgumentError,
-    );
+    expect(() =>
+      checkpoint.loadStateDict({ dirpath: null, bestModelPath: "", bestModelScore: null, lastModelPath: "", kept: [], options: { dirpath: "/x" } }),
+    ).toThrow(InvalidArgumentError);
     expect(checkpoint.options.dirpath).toBe(join(dir, "mine"));
   });
 
@@ -191,42 +198,109 @@ describe("crafted checkpoints cannot reach files or objects", () => {
       ["growthInterval", 0, /growthInterval must be an integer >= 1; got 0/],
       ["growthTracker", 5000, /growthTracker must be an integer in \[0, 1999\]; got 5000/],
     ] as const)
-      await rejects(withMeta(base, (m) => void (m.plugin.scaler[field] = value)), message);
+      await rejects(
+        withMeta(base, (m) => void (m.plugin.scaler[field] = value)),
+        message,
+      );
     const scaler = new GradScaler();
-    expect(() => scaler.loadStateDict({ scale: -1, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, growthTracker: 0 })).toThrow(InvalidArgumentError);
+    expect(() => scaler.loadStateDict({ scale: -1, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, growthTracker: 0 })).toThrow(
+      InvalidArgumentError,
+    );
     expect(() => scaler.loadStateDict({ scale: 8, growthFactor: 0.5, backoffFactor: 2, growthInterval: 2000, growthTracker: 0 })).toThrow(InvalidArgumentError);
     expect(scaler.stateDict()).toEqual({ scale: 65536, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000, growthTracker: 0 });
-    for (const options of [{ initScale: 0 }, { initScale: -1 }, { initScale: NaN }, { growthFactor: 0.5 }, { backoffFactor: 2 }, { growthInterval: 0 }, { growthInterval: 1.5 }])
+    for (const options of [
+      { initScale: 0 },
+      { initScale: -1 },
+      { initScale: NaN },
+      { growthFactor: 0.5 },
+      { backoffFactor: 2 },
+      { growthInterval: 0 },
+      { growthInterval: 1.5 },
+    ])
       expect(() => new GradScaler(options)).toThrow(InvalidArgumentError);
   });
 
   it("validates restored scheduler and optimizer state", async () => {
-    await rejects(withMeta(base, (m) => void (m.scheduler.lastEpoch = "abc")), /StepLR state lastEpoch must be an integer >= 0; got "abc"/);
-    await rejects(withMeta(base, (m) => void (m.scheduler.lastEpoch = -1)), /lastEpoch must be an integer >= 0; got -1/);
-    await rejects(withMeta(base, (m) => void (m.scheduler.baseLrs = [-0.1])), /baseLrs\[0\] must be a finite number >= 0; got -0\.1/);
-    await rejects(withMeta(base, (m) => void (m.scheduler = null)), /has no learning-rate scheduler state, but this run configures a scheduler/);
-    await rejects(withMeta(base, (m) => void (m.optimizer.paramGroups[0].lr = -1)), /Adam state paramGroups\[0\] lr must be a finite number >= 0; got -1/);
-    await rejects(withMeta(base, (m) => void (m.optimizer.paramGroups[0].betas = [1, 0.999])), /betas\[0\] must be a finite number in \[0, 1\); got 1/);
-    await rejects(withMeta(base, (m) => void (m.optimizer.paramGroups[0].momentum = 0.9)), /field "momentum" must be absent \(not a hyperparameter of this optimizer\)/);
-    await rejects(withMeta(base, (m) => void (m.optimizer.steps["0"] = 2.5)), /steps\[0\] must be an integer >= 0; got 2\.5/);
-    await rejects(withMeta(base, (m) => void (m.optimizer.scalars["x:int64"] = 1)), /scalar "x:int64"/);
-    await rejects(withMeta(base, (m) => void (m.optimizer.stateNames["0"] = ["expAvg"])), /Adam state state\[0\] must be the tensors expAvg, expAvgSq; got "expAvg"/);
-    await rejects(withMeta(base, (m) => void (m.optimizer.stateNames["9"] = [])), /Optimizer state names parameter "9", which does not exist/);
+    await rejects(
+      withMeta(base, (m) => void (m.scheduler.lastEpoch = "abc")),
+      /StepLR state lastEpoch must be an integer >= 0; got "abc"/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.scheduler.lastEpoch = -1)),
+      /lastEpoch must be an integer >= 0; got -1/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.scheduler.baseLrs = [-0.1])),
+      /baseLrs\[0\] must be a finite number >= 0; got -0\.1/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.scheduler = null)),
+      /has no learning-rate scheduler state, but this run configures a scheduler/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.optimizer.paramGroups[0].lr = -1)),
+      /Adam state paramGroups\[0\] lr must be a finite number >= 0; got -1/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.optimizer.paramGroups[0].betas = [1, 0.999])),
+      /betas\[0\] must be a finite number in \[0, 1\); got 1/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.optimizer.paramGroups[0].momentum = 0.9)),
+      /field "momentum" must be absent \(not a hyperparameter of this optimizer\)/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.optimizer.steps["0"] = 2.5)),
+      /steps\[0\] must be an integer >= 0; got 2\.5/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.optimizer.scalars["x:int64"] = 1)),
+      /scalar "x:int64"/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.optimizer.stateNames["0"] = ["expAvg"])),
+      /Adam state state\[0\] must be the tensors expAvg, expAvgSq; got "expAvg"/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.optimizer.stateNames["9"] = [])),
+      /Optimizer state names parameter "9", which does not exist/,
+    );
   });
 
   it("rejects an invalid loop position instead of hanging or training nothing", async () => {
-    await rejects(withMeta(base, (m) => void (m.loop.globalStep = "abc")), /metadata field "loop\.globalStep" must be an integer >= 0; got "abc"/);
-    await rejects(withMeta(base, (m) => void (m.loop.globalStep = 1.5)), /loop\.globalStep" must be an integer/);
-    await rejects(withMeta(base, (m) => void (m.loop.skippedSteps = 9)), /skippedSteps" must be an integer in \[0, 8\]; got 9/);
+    await rejects(
+      withMeta(base, (m) => void (m.loop.globalStep = "abc")),
+      /metadata field "loop\.globalStep" must be an integer >= 0; got "abc"/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.loop.globalStep = 1.5)),
+      /loop\.globalStep" must be an integer/,
+    );
+    await rejects(
+      withMeta(base, (m) => void (m.loop.skippedSteps = 9)),
+      /skippedSteps" must be an integer in \[0, 8\]; got 9/,
+    );
     // A flipped bit in the key: the checksum catches it; re-signed, the schema does.
     const flipped = (resign: boolean) => withMeta(base, (m) => JSON.stringify(m).replace('"globalStep"', '"globalStdp"'), resign);
     await rejects(flipped(false), /the nbit metadata does not match its sha256 checksum/);
     await rejects(flipped(true), /metadata field "loop\.globalStdp" must be absent \(unknown field\)/);
-    await rejects(withMeta(base, (m) => void delete m.loop), /metadata field "loop" must be present/);
+    await rejects(
+      withMeta(base, (m) => void delete m.loop),
+      /metadata field "loop" must be present/,
+    );
     for (const field of ["precision", "optimizer", "scheduler", "plugin", "callbacks", "rng"])
-      await rejects(withMeta(base, (m) => void delete m[field]), new RegExp(`metadata field "${field}" must be present`));
-    await rejects(withMeta(base, (m) => void (m.rng = [0, 0, 0, 0])), /"rng" must be 4 integers/);
-    await rejects(withMeta(base, () => "[1, 2]"), /metadata is an array of 2, not an object/);
+      await rejects(
+        withMeta(base, (m) => void delete m[field]),
+        new RegExp(`metadata field "${field}" must be present`),
+      );
+    await rejects(
+      withMeta(base, (m) => void (m.rng = [0, 0, 0, 0])),
+      /"rng" must be 4 integers/,
+    );
+    await rejects(
+      withMeta(base, () => "[1, 2]"),
+      /metadata is an array of 2, not an object/,
+    );
   });
 
   it("applies nothing of a checkpoint that does not fit the module (no half-loaded module)", async () => {
@@ -262,7 +336,10 @@ describe("the safetensors decoder validates every entry", () => {
       [(h) => void (h.a.dtype = "toString"), /tensor "a" has unsupported dtype "toString"/],
       [(h) => void (h.a.extra = 1), /tensor "a" has an unknown header field "extra"/],
       [(h) => void (h.b.data_offsets = [4, 8]), /tensor "b" starts at byte 4, inside tensor "a" \(bytes 0-8\): overlapping/],
-      [(h) => void ((h.a.shape = [3]), (h.a.data_offsets = [0, 12]), (h.b.data_offsets = [12, 16])), /tensor "b" ends at byte 16 of the data but the file has 12 \(truncated or corrupt\)/],
+      [
+        (h) => void ((h.a.shape = [3]), (h.a.data_offsets = [0, 12]), (h.b.data_offsets = [12, 16])),
+        /tensor "b" ends at byte 16 of the data but the file has 12 \(truncated or corrupt\)/,
+      ],
       [(h) => void ((h.a.shape = [1]), (h.a.data_offsets = [0, 4])), /tensor "b" starts at byte 8, but the data before it ends at byte 4: a gap/],
       [(h) => void (h.__metadata__.note = 3), /__metadata__ value "note" is 3; the format allows strings only/],
       [() => "[1,2]", /header is not a JSON object|does not start with/],
@@ -318,7 +395,13 @@ describe("callbacks restore what they saved, and nothing else", () => {
     const restored = new EarlyStopping({ monitor: "val_loss" });
     restored.loadStateDict(saved);
     expect(restored.best).toBeNaN();
-    for (const bad of [null, [], { best: null, waitCount: -1, stoppedEpoch: null }, { best: "abc", waitCount: 0, stoppedEpoch: null }, { best: 1, waitCount: 0 }])
+    for (const bad of [
+      null,
+      [],
+      { best: null, waitCount: -1, stoppedEpoch: null },
+      { best: "abc", waitCount: 0, stoppedEpoch: null },
+      { best: 1, waitCount: 0 },
+    ])
       expect(() => restored.loadStateDict(bad)).toThrow(NbitError);
     expect(restored.waitCount).toBe(0);
   });
@@ -355,9 +438,14 @@ describe("callbacks restore what they saved, and nothing else", () => {
     await trainer.fit(model, loader());
     const path = join(dir, "counters.safetensors");
     await trainer.saveCheckpoint(path);
-    writeFileSync(path, withMeta(readFileSync(path), (m) => void ((m.callbacks.a.count = 10), (m.callbacks.b.count = "x"))));
+    writeFileSync(
+      path,
+      withMeta(readFileSync(path), (m) => void ((m.callbacks.a.count = 10), (m.callbacks.b.count = "x"))),
+    );
     a.count = 5;
-    await expect(trainer.fit(model, loader(), undefined, { ckptPath: path })).rejects.toThrow(/Checkpoint .*: callback "b" rejected its state: count must be a number/);
+    await expect(trainer.fit(model, loader(), undefined, { ckptPath: path })).rejects.toThrow(
+      /Checkpoint .*: callback "b" rejected its state: count must be a number/,
+    );
     expect([a.count, b.count]).toEqual([5, 4]);
   });
 });
@@ -397,7 +485,13 @@ describe("atomic writes", () => {
 
 describe("loop limits with checkpoints", () => {
   it("a run resumed at maxSteps trains nothing more", async () => {
-    const trainer = new Trainer(quiet({ precision: "16-mixed", maxSteps: 8, callbacks: [new ModelCheckpoint({ dirpath: join(dir, "ckpts"), saveTopK: 2 }), new EarlyStopping({ monitor: "train_loss", patience: 100 })] }));
+    const trainer = new Trainer(
+      quiet({
+        precision: "16-mixed",
+        maxSteps: 8,
+        callbacks: [new ModelCheckpoint({ dirpath: join(dir, "ckpts"), saveTopK: 2 }), new EarlyStopping({ monitor: "train_loss", patience: 100 })],
+      }),
+    );
     const model = trainer.initModule(() => new ResumableClassifier("adam", true));
     await trainer.fit(model, loader(), undefined, { ckptPath: basePath });
     expect(trainer.globalStep).toBe(8);

@@ -194,7 +194,12 @@ describe("BatchNorm under the Trainer", () => {
     const path = join(dir, "mid.safetensors");
     const run = async (precision: "32-true" | "bf16-mixed", ckptPath?: string, saveAt?: string) => {
       const callbacks: Callback[] = saveAt
-        ? [{ onTrainBatchEnd: async (t: Trainer, _m: LightningModule, _o: unknown, _b: unknown, i: number) => void (t.currentEpoch === 1 && i === 1 && (await t.saveCheckpoint(saveAt))) }]
+        ? [
+            {
+              onTrainBatchEnd: async (t: Trainer, _m: LightningModule, _o: unknown, _b: unknown, i: number) =>
+                void (t.currentEpoch === 1 && i === 1 && (await t.saveCheckpoint(saveAt))),
+            },
+          ]
         : [];
       const trainer = new Trainer(quiet({ precision, maxEpochs: 3, callbacks, seed: 5 }));
       const model = trainer.initModule(() => new TinyCnn());

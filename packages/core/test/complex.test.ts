@@ -45,7 +45,13 @@ const values = async (z: ComplexTensor): Promise<C[]> => {
   const { real, imag } = await z.data();
   return Array.from(real, (r, i) => [r, imag[i]!]);
 };
-const c128 = (zs: readonly C[], shape?: number[]) => complexTensor(zs.map((z) => z[0]), zs.map((z) => z[1]), shape ?? [zs.length], "complex128");
+const c128 = (zs: readonly C[], shape?: number[]) =>
+  complexTensor(
+    zs.map((z) => z[0]),
+    zs.map((z) => z[1]),
+    shape ?? [zs.length],
+    "complex128",
+  );
 
 /** Smith's division in double, in c10::complex's operation order. */
 function smith([a, b]: C, [c, d]: C): C {
@@ -64,7 +70,8 @@ describe("complex dtypes", () => {
   it("follow the precision's parameter dtype: complex128 under 64-true, complex64 under 32-true and mixed", () => {
     expect(precisionPluginFor("64-true").initContext(() => complexZeros([2]).dtype)).toBe("complex128");
     expect(precisionPluginFor("32-true").initContext(() => complexTensor([1], [2]).dtype)).toBe("complex64");
-    for (const mixed of ["16-mixed", "bf16-mixed"] as const) expect(precisionPluginFor(mixed).initContext(() => complexNormalParameter([2], 1).dtype)).toBe("complex64");
+    for (const mixed of ["16-mixed", "bf16-mixed"] as const)
+      expect(precisionPluginFor(mixed).initContext(() => complexNormalParameter([2], 1).dtype)).toBe("complex64");
     expect(complexZeros([1]).dtype).toBe("complex64");
     const w = precisionPluginFor("64-true").initContext(() => complexNormalParameter([3], 1));
     expect([w.real.dtype, w.imag.dtype]).toEqual(["float64", "float64"]);
@@ -95,8 +102,20 @@ describe("complex dtypes", () => {
 });
 
 describe("complex arithmetic", () => {
-  const x: C[] = [[1.5, -2.25], [0.1, 0.7], [-3, 0.5], [2, 0], [1e-3, 4]];
-  const y: C[] = [[0.3, 1.1], [-2, 0.25], [0.5, -7], [0, 0], [6, 1e-3]];
+  const x: C[] = [
+    [1.5, -2.25],
+    [0.1, 0.7],
+    [-3, 0.5],
+    [2, 0],
+    [1e-3, 4],
+  ];
+  const y: C[] = [
+    [0.3, 1.1],
+    [-2, 0.25],
+    [0.5, -7],
+    [0, 0],
+    [6, 1e-3],
+  ];
 
   it("adds, subtracts, multiplies and conjugates exactly as in double arithmetic", async () => {
     const [a, b] = [c128(x), c128(y)];
@@ -148,7 +167,9 @@ describe("complex arithmetic", () => {
         expect(prod[i * 4 + j]![1]).toBeCloseTo(im, 14);
       }
     const m = c128(A, [2, 3]);
-    expect(await values(m.sum())).toEqual([[A.reduce((s, z) => s + z[0], 0), A.reduce((s, z) => s + z[1], 0)]].map(([r, i]) => [expect.closeTo(r!, 14), expect.closeTo(i!, 14)]));
+    expect(await values(m.sum())).toEqual(
+      [[A.reduce((s, z) => s + z[0], 0), A.reduce((s, z) => s + z[1], 0)]].map(([r, i]) => [expect.closeTo(r!, 14), expect.closeTo(i!, 14)]),
+    );
     const colMean = await values(m.mean(0));
     colMean.forEach(([r, i], j) => {
       expect(r).toBeCloseTo((A[j]![0] + A[3 + j]![0]) / 2, 15);
@@ -192,33 +213,105 @@ describe("complex autograd (PyTorch's convention: z.grad = dL/dx + i dL/dy)", ()
     return grad;
   }
 
-  const W: C[] = [[0.3, -1.2], [2.1, 0.4], [-0.7, 0.9], [1.5, 1.5], [-0.2, -2.2], [0.8, 0.05]];
-  const X = c128([[1, 0.5], [-0.3, 2], [0.7, -1.1], [2, 0.2], [-1, -1], [0.4, 0.6]], [3, 2]);
+  const W: C[] = [
+    [0.3, -1.2],
+    [2.1, 0.4],
+    [-0.7, 0.9],
+    [1.5, 1.5],
+    [-0.2, -2.2],
+    [0.8, 0.05],
+  ];
+  const X = c128(
+    [
+      [1, 0.5],
+      [-0.3, 2],
+      [0.7, -1.1],
+      [2, 0.2],
+      [-1, -1],
+      [0.4, 0.6],
+    ],
+    [3, 2],
+  );
   // Divisors with |c| > |d| and |c| < |d|, so both of Smith's branches are differentiated.
-  const D = c128([[2, 0.5], [0.3, -1.7], [-0.4, 3], [1.9, -0.1]], [2, 2]);
-  const T = c128([[1, 1], [0, -1], [2, 0], [-1, 0.5]], [2, 2]);
+  const D = c128(
+    [
+      [2, 0.5],
+      [0.3, -1.7],
+      [-0.4, 3],
+      [1.9, -0.1],
+    ],
+    [2, 2],
+  );
+  const T = c128(
+    [
+      [1, 1],
+      [0, -1],
+      [2, 0],
+      [-1, 0.5],
+    ],
+    [2, 2],
+  );
 
   it("matches float64 finite differences through matmul, div, abs, conj, mean, sum and real/imag", async () => {
     await check((w) => w.matmul(X).div(D).sub(T).abs().square().mean(), W, [2, 3]);
-    await check((w) => w.conj().mul(w.T.matmul(D).mean(1).reshape([1, 3])).real.sum().add(w.sum().imag), W, [2, 3]);
-    await check((w) => D.div(w.reshape([3, 2]).matmul(D).sum(0, true).add(complexTensor(3, 1, [], "complex128"))).abs().sum(), W, [2, 3]);
+    await check(
+      (w) =>
+        w
+          .conj()
+          .mul(w.T.matmul(D).mean(1).reshape([1, 3]))
+          .real.sum()
+          .add(w.sum().imag),
+      W,
+      [2, 3],
+    );
+    await check(
+      (w) =>
+        D.div(
+          w
+            .reshape([3, 2])
+            .matmul(D)
+            .sum(0, true)
+            .add(complexTensor(3, 1, [], "complex128")),
+        )
+          .abs()
+          .sum(),
+      W,
+      [2, 3],
+    );
     await check((w) => viewAsReal(w.mul(w)).square().sum(), W, [2, 3]);
   });
 
   it("gives 2z for |z|², sgn(z) for |z| and 0 for |z| at 0", async () => {
-    const zs: C[] = [[3, -4], [0, 0], [-1, 2]];
+    const zs: C[] = [
+      [3, -4],
+      [0, 0],
+      [-1, 2],
+    ];
     const z = c128(zs).requireGrad();
     z.mul(z.conj()).real.sum().backward();
     expect(await values(z.grad!)).toEqual(zs.map(([a, b]) => [2 * a, 2 * b]));
     const y = c128(zs).requireGrad();
     y.abs().sum().backward();
-    expect(await values(y.grad!)).toEqual([[0.6, -0.8], [0, 0], [-1 / Math.sqrt(5), 2 / Math.sqrt(5)]]);
+    expect(await values(y.grad!)).toEqual([
+      [0.6, -0.8],
+      [0, 0],
+      [-1 / Math.sqrt(5), 2 / Math.sqrt(5)],
+    ]);
   });
 
   it("backpropagates a complex gradient G of out = c z as G conj(c), and needs one for a complex output", async () => {
-    const z = c128([[1, 2], [3, -1]]).requireGrad();
-    const c = c128([[0.5, -2], [1, 1]]);
-    const G = c128([[1, 0], [-2, 3]]);
+    const z = c128([
+      [1, 2],
+      [3, -1],
+    ]).requireGrad();
+    const c = c128([
+      [0.5, -2],
+      [1, 1],
+    ]);
+    const G = c128([
+      [1, 0],
+      [-2, 3],
+    ]);
     z.mul(c).backward(G);
     const want = (await values(G.mul(c.conj()))) as C[];
     expect(await values(z.grad!)).toEqual(want);
@@ -243,7 +336,12 @@ class ComplexGain extends LightningModule {
 }
 
 /** Inputs x and targets y = g ⊙ x for g = (1 - 2i, 0.5 + 0.5i, -1, 3i), as real views [n, 4, 2]. */
-const GAIN: C[] = [[1, -2], [0.5, 0.5], [-1, 0], [0, 3]];
+const GAIN: C[] = [
+  [1, -2],
+  [0.5, 0.5],
+  [-1, 0],
+  [0, 3],
+];
 
 function gainData(n: number): TensorDataset {
   const gen = new Generator(11);
@@ -261,21 +359,43 @@ describe("complex parameters", () => {
     expect([...model.namedParameters()].map(([n, p]) => `${n}:${p.dtype}`)).toEqual(["g.real:float64", "g.imag:float64"]);
     expect(model.parameterCount()).toBe(8);
     const copy = withParamDType("float64", () => new ComplexGain());
-    const state = Object.fromEntries(await Promise.all(Object.entries(model.stateDict()).map(async ([k, t]) => [k, { data: await t.toHost(), shape: t.shape, dtype: t.dtype }] as const)));
+    const state = Object.fromEntries(
+      await Promise.all(Object.entries(model.stateDict()).map(async ([k, t]) => [k, { data: await t.toHost(), shape: t.shape, dtype: t.dtype }] as const)),
+    );
     copy.loadStateDict(state);
     expect(await values(copy.g)).toEqual(await values(model.g));
   });
 
   it("take the same optimizer steps as their real view would (PyTorch's optimizers use view_as_real)", async () => {
-    const zs: C[] = [[0.5, -1], [2, 0.25], [-0.75, 1.5]];
-    const grads: C[] = [[0.1, 0.2], [-0.3, 0.05], [1, -2]];
+    const zs: C[] = [
+      [0.5, -1],
+      [2, 0.25],
+      [-0.75, 1.5],
+    ];
+    const grads: C[] = [
+      [0.1, 0.2],
+      [-0.3, 0.05],
+      [1, -2],
+    ];
     const w = new ComplexParameter(c128(zs));
     const v = new Parameter(tensor(zs.flat(), [3, 2], "float64"));
     const [opt1, opt2] = [new Adam([w.real, w.imag], { lr: 0.1, weightDecay: 0.01 }), new Adam([v], { lr: 0.1, weightDecay: 0.01 })];
     for (let step = 0; step < 3; step++) {
-      w.real.grad = tensor(grads.map((z) => z[0] * (step + 1)), [3], "float64");
-      w.imag.grad = tensor(grads.map((z) => z[1] * (step + 1)), [3], "float64");
-      v.grad = tensor(grads.flat().map((g) => g * (step + 1)), [3, 2], "float64");
+      w.real.grad = tensor(
+        grads.map((z) => z[0] * (step + 1)),
+        [3],
+        "float64",
+      );
+      w.imag.grad = tensor(
+        grads.map((z) => z[1] * (step + 1)),
+        [3],
+        "float64",
+      );
+      v.grad = tensor(
+        grads.flat().map((g) => g * (step + 1)),
+        [3, 2],
+        "float64",
+      );
       opt1.step();
       opt2.step();
     }
@@ -294,7 +414,14 @@ describe("complex parameters", () => {
 describe("a complex model trained in 64-true on the reference backend", () => {
   it("learns g (loss down 100-fold, g within 0.05), and its checkpoint stores the parts as g.real / g.imag (F64) and restores them", async () => {
     const dir = mkdtempSync(join(tmpdir(), "nbit-complex-"));
-    const options = { accelerator: referenceAccelerator(), precision: "64-true" as const, logger: false as const, enableProgressBar: false, enableCheckpointing: false, seed: 5 };
+    const options = {
+      accelerator: referenceAccelerator(),
+      precision: "64-true" as const,
+      logger: false as const,
+      enableProgressBar: false,
+      enableCheckpointing: false,
+      seed: 5,
+    };
     const trainer = new Trainer({ ...options, maxEpochs: 30 });
     const model = trainer.initModule(() => new ComplexGain());
     expect(model.g.dtype).toBe("complex128");

@@ -45,7 +45,12 @@ const loader = () => new DataLoader(blobs(12), { batchSize: 4 });
 
 describe("configureModel", () => {
   it("creates parameters and tensor() constants in the precision's dtype, once per module", async () => {
-    for (const [precision, dtype] of [["bf16-true", "bfloat16"], ["16-true", "float16"], ["64-true", "float64"], ["16-mixed", "float32"]] as const) {
+    for (const [precision, dtype] of [
+      ["bf16-true", "bfloat16"],
+      ["16-true", "float16"],
+      ["64-true", "float64"],
+      ["16-mixed", "float32"],
+    ] as const) {
       const trainer = new Trainer(quiet({ precision, maxEpochs: 1 }));
       const model = new Deferred();
       expect(model.parameters()).toEqual([]);

@@ -38,7 +38,13 @@ class CountingGraphBackend extends ReferenceBackend {
         const values = [...(inputs as TypedBuffer[])];
         const infos = [...program.inputs, ...program.instructions];
         for (const ins of program.instructions)
-          values.push(executeInstruction(ins, ins.inputs.map((i) => values[i]!), ins.inputs.map((i) => infos[i]!)));
+          values.push(
+            executeInstruction(
+              ins,
+              ins.inputs.map((i) => values[i]!),
+              ins.inputs.map((i) => infos[i]!),
+            ),
+          );
         return program.outputs.map((o) => values[o]!);
       },
     };
@@ -63,7 +69,10 @@ describe("graph capture", () => {
     const model = mlp();
     const optimizer = new Adam(model.parameters(), { lr: 0.01 });
     const plugin = precisionPluginFor("32-true");
-    const x = tensor(Array.from({ length: 24 }, (_, i) => Math.sin(i)), [4, 6]);
+    const x = tensor(
+      Array.from({ length: 24 }, (_, i) => Math.sin(i)),
+      [4, 6],
+    );
     const y = tensor([0, 1, 2, 1], [4], "int32");
     for (let step = 0; step < 5; step++) await plugin.optimizerStep(optimizer, crossEntropy(model.forward(x), y));
     expect(backend.runs).toBe(5);
@@ -101,8 +110,14 @@ describe("lowering", () => {
   it("rounds a 16-bit linear's weight gradient in the weight's layout, with no transposed copy", async () => {
     const model = mlp();
     const plugin = precisionPluginFor("bf16-mixed");
-    const x = tensor(Array.from({ length: 24 }, (_, i) => Math.sin(i)), [4, 6]);
-    await plugin.optimizerStep(new SGD(model.parameters(), { lr: 0.1 }), plugin.forwardContext(() => crossEntropy(model.forward(x), tensor([0, 1, 2, 1], [4], "int32"))));
+    const x = tensor(
+      Array.from({ length: 24 }, (_, i) => Math.sin(i)),
+      [4, 6],
+    );
+    await plugin.optimizerStep(
+      new SGD(model.parameters(), { lr: 0.1 }),
+      plugin.forwardContext(() => crossEntropy(model.forward(x), tensor([0, 1, 2, 1], [4], "int32"))),
+    );
     const program = backend.compiled.at(-1)!;
     const producer = (v: number) => program.instructions[v - program.inputs.length];
     // A transpose may feed a matmul (the backend folds it in), but never copies a rounded value.
@@ -117,7 +132,11 @@ describe("lowering", () => {
   it("refuses ops a backend lacks with the backend, op and dtype named", async () => {
     const partial: Backend = Object.assign(new ReferenceBackend(), {
       name: "partial",
-      capabilities: new KernelRegistry("partial", referenceKernels(["float32"], ["float32", "int32", "bool"])).capabilities("eager", { float32: "native", int32: "native", bool: "native" }),
+      capabilities: new KernelRegistry("partial", referenceKernels(["float32"], ["float32", "int32", "bool"])).capabilities("eager", {
+        float32: "native",
+        int32: "native",
+        bool: "native",
+      }),
     });
     await new Runtime(partial).run(async () => {
       await expect(tensor([1], [1], "float64").exp().data()).rejects.toThrow(UnsupportedOpError);
@@ -129,7 +148,9 @@ describe("lowering", () => {
 
   it("names the op and shapes on a shape mismatch", () => {
     expect(() => tensor([1, 2, 3], [3]).add(tensor([1, 2], [2]))).toThrow(ShapeError);
-    expect(() => tensor([1, 2, 3, 4], [2, 2]).matmul(tensor([1, 2, 3], [3, 1]))).toThrow("matmul: inner dimensions differ (2 vs 3) (got shapes [2, 2] and [3, 1])");
+    expect(() => tensor([1, 2, 3, 4], [2, 2]).matmul(tensor([1, 2, 3], [3, 1]))).toThrow(
+      "matmul: inner dimensions differ (2 vs 3) (got shapes [2, 2] and [3, 1])",
+    );
     expect(() => new Linear(4, 2).forward(tensor([1, 2, 3], [1, 3]))).toThrow(/linear: input features 3 do not match the weight's 4/);
   });
 });
@@ -171,7 +192,11 @@ describe("optimizers", () => {
     const opt = new SGD(p.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 0.01 });
     let w = [1, -2];
     let buf: number[] | null = null;
-    for (const g of [[0.5, 0.25], [-1, 2], [0.1, 0.1]]) {
+    for (const g of [
+      [0.5, 0.25],
+      [-1, 2],
+      [0.1, 0.1],
+    ]) {
       const got = await stepWith(opt, p, g);
       const d = g.map((gi, i) => gi + 0.01 * w[i]!);
       buf = buf ? buf.map((b, i) => 0.9 * b + d[i]!) : d;
@@ -247,7 +272,10 @@ describe("GradScaler", () => {
 
 describe("precision plugins", () => {
   it("initContext creates parameters directly in the precision's dtype; true-half halves memory", () => {
-    const bytes = (p: Parameters<typeof precisionPluginFor>[0]) => precisionPluginFor(p).initContext(() => mlp()).parameterBytes();
+    const bytes = (p: Parameters<typeof precisionPluginFor>[0]) =>
+      precisionPluginFor(p)
+        .initContext(() => mlp())
+        .parameterBytes();
     expect(bytes("32-true")).toBe((6 * 8 + 8 + 8 * 3 + 3) * 4);
     expect(bytes("bf16-true")).toBe(bytes("32-true") / 2);
     expect(bytes("16-true")).toBe(bytes("32-true") / 2);

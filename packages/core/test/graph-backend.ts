@@ -14,7 +14,13 @@ export class ReleasingGraphBackend extends ReferenceBackend {
         const values = [...(inputs as TypedBuffer[])];
         const infos = [...program.inputs, ...program.instructions];
         for (const ins of program.instructions)
-          values.push(executeInstruction(ins, ins.inputs.map((i) => values[i]!), ins.inputs.map((i) => infos[i]!)));
+          values.push(
+            executeInstruction(
+              ins,
+              ins.inputs.map((i) => values[i]!),
+              ins.inputs.map((i) => infos[i]!),
+            ),
+          );
         return program.outputs.map((o) => values[o]!);
       },
       dispose: () => void this.released.push(program),

@@ -27,7 +27,11 @@ export const reference = (name = "ref", supportedPrecisions: readonly Precision[
 
 export function blobs(n: number, seed = 1, label = (i: number) => i % 3) {
   const g = new Generator(seed);
-  const centers = [[2, 0, 1, -1], [-2, 1, 0, 1], [0, -2, -1, 0]];
+  const centers = [
+    [2, 0, 1, -1],
+    [-2, 1, 0, 1],
+    [0, -2, -1, 0],
+  ];
   const x: number[] = [];
   const y: number[] = [];
   for (let i = 0; i < n; i++) {

@@ -84,7 +84,9 @@ async function trainAndSave<M extends LightningModule>(make: () => M, name: stri
 }
 
 const hostOf = async (m: LightningModule) =>
-  withRuntime(new Runtime(new ReferenceBackend()), async () => Promise.all(Object.values(m.stateDict()).map(async (t) => Array.from(await t.cast("float32").data()))));
+  withRuntime(new Runtime(new ReferenceBackend()), async () =>
+    Promise.all(Object.values(m.stateDict()).map(async (t) => Array.from(await t.cast("float32").data()))),
+  );
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "nbit-hparams-"));
@@ -222,7 +224,9 @@ describe("loadFromCheckpoint", () => {
     // A prototype key anywhere in the metadata is refused while parsing.
     expect(() => Counting.loadFromCheckpoint(crafted((m) => void (m.hparams = JSON.parse('{"__proto__": {"polluted": 1}}'))))).toThrow(CheckpointError);
     // Changed without re-signing: the checksum names the metadata as corrupt.
-    expect(() => Counting.loadFromCheckpoint(crafted((m) => void (m.hparams = { hidden: 6, optimizer: "sgd" }), false))).toThrow(/does not match its sha256 checksum/);
+    expect(() => Counting.loadFromCheckpoint(crafted((m) => void (m.hparams = { hidden: 6, optimizer: "sgd" }), false))).toThrow(
+      /does not match its sha256 checksum/,
+    );
     expect(built).toBe(0);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });

@@ -15,7 +15,10 @@ class Casting extends Classifier {
   }
 }
 
-async function warningsOf(precision: "16-mixed" | "bf16-mixed" | "32-true" | "16-true", castLogits: (logits: Tensor, labels: Tensor) => Tensor): Promise<string[]> {
+async function warningsOf(
+  precision: "16-mixed" | "bf16-mixed" | "32-true" | "16-true",
+  castLogits: (logits: Tensor, labels: Tensor) => Tensor,
+): Promise<string[]> {
   const warnings: string[] = [];
   const trainer = new Trainer(quiet({ precision, maxEpochs: 2, warn: (m) => warnings.push(m) }));
   const loader = new DataLoader(blobs(16), { batchSize: 4 });
@@ -29,7 +32,13 @@ describe("manual casts under a mixed precision", () => {
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatch(/^Tensor\.float\(\) inside trainingStep under precision "16-mixed": Lightning's precision docs say: do not cast manually\./);
     const each = await warningsOf("bf16-mixed", (logits) => logits.to("float32").half().cast("float32").bfloat16().double());
-    expect(each.map((w) => w.split(" inside")[0])).toEqual(['Tensor.to("float32")', "Tensor.half()", 'Tensor.cast("float32")', "Tensor.bfloat16()", "Tensor.double()"]);
+    expect(each.map((w) => w.split(" inside")[0])).toEqual([
+      'Tensor.to("float32")',
+      "Tensor.half()",
+      'Tensor.cast("float32")',
+      "Tensor.bfloat16()",
+      "Tensor.double()",
+    ]);
   });
 
   it("warn for an autocast nested with another dtype, not for one with the precision's own", async () => {

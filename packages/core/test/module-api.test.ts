@@ -29,7 +29,13 @@ describe("module.device and module.dtype", () => {
 describe("parameterBytes: the bytes actually held", () => {
   // Classifier: Linear(4, 16) and Linear(16, 3), 131 parameters.
   it("on the reference backend 16-bit parameters take 2 bytes each, before and after the run places them", async () => {
-    for (const [precision, bytes] of [["16-true", 2], ["bf16-true", 2], ["32-true", 4], ["64-true", 8], ["16-mixed", 4]] as const) {
+    for (const [precision, bytes] of [
+      ["16-true", 2],
+      ["bf16-true", 2],
+      ["32-true", 4],
+      ["64-true", 8],
+      ["16-mixed", 4],
+    ] as const) {
       const trainer = new Trainer(quiet({ precision, maxEpochs: 1 }));
       const model = trainer.initModule(() => new Classifier());
       expect(model.parameterCount()).toBe(131);

@@ -22,7 +22,6 @@ import {
   type Program,
 } from "../src/index.js";
 
-
 /** The reference kernels without some ops, counting what reaches the engine. */
 function backendWithout(ops: readonly string[], execution: "eager" | "graph") {
   const kernels = new KernelRegistry<HostKernel>("no-conv", referenceKernels());
@@ -84,8 +83,14 @@ describe("declared kernels", () => {
     it(`rejects a program that needs a kernel the backend lacks when it is lowered (${execution})`, async () => {
       const { backend, calls } = backendWithout(["conv2d"], execution);
       const g = new Generator(1);
-      const x = tensor(Float32Array.from({ length: 75 }, () => g.normal()), [1, 3, 5, 5]);
-      const w = tensor(Float32Array.from({ length: 54 }, () => g.normal()), [2, 3, 3, 3]);
+      const x = tensor(
+        Float32Array.from({ length: 75 }, () => g.normal()),
+        [1, 3, 5, 5],
+      );
+      const w = tensor(
+        Float32Array.from({ length: 54 }, () => g.normal()),
+        [2, 3, 3, 3],
+      );
       const y = conv2d(x, w).relu().sum();
       const failure = await new Runtime(backend).run(() => y.data()).catch((e: unknown) => e);
       expect(failure).toBeInstanceOf(UnsupportedOpError);
@@ -103,7 +108,15 @@ describe("the float-format table", () => {
       expect(format.maxFinite).toBe(biggest);
       expect(format.epsilon).toBe(2 ** -(format.mantissaBits + 1));
       const g = new Generator(7);
-      const values = [0, -0, Infinity, -Infinity, format.maxFinite, format.maxFinite * (1 + format.epsilon), 2 ** (format.minExponent - format.mantissaBits - 1)];
+      const values = [
+        0,
+        -0,
+        Infinity,
+        -Infinity,
+        format.maxFinite,
+        format.maxFinite * (1 + format.epsilon),
+        2 ** (format.minExponent - format.mantissaBits - 1),
+      ];
       for (let i = 0; i < 20_000; i++) values.push((g.random() - 0.5) * 2 ** (g.int(80) - 40));
       const fast = format.decode(format.encode(Float32Array.from(values)));
       values.forEach((v, i) => expect(Object.is(fast[i], roundToFormat(v, format)), `${dtype}(${v})`).toBe(true));
@@ -114,7 +127,14 @@ describe("the float-format table", () => {
 describe("transposeShape", () => {
   it("permutes the shape and rejects what is not a permutation of the axes", () => {
     expect(transposeShape([2, 3, 4], [2, 0, 1])).toEqual([4, 2, 3]);
-    for (const perm of [[0, 0, 1], [0, 1], [0, 1, 3], [0, 1, -1], [0, 1.5, 2], [1, 1, 1]])
+    for (const perm of [
+      [0, 0, 1],
+      [0, 1],
+      [0, 1, 3],
+      [0, 1, -1],
+      [0, 1.5, 2],
+      [1, 1, 1],
+    ])
       expect(() => transposeShape([2, 3, 4], perm)).toThrow(/not a permutation/);
   });
 

@@ -6,7 +6,13 @@ import { ReleasingGraphBackend } from "./graph-backend.js";
 import { quiet } from "./helpers.js";
 
 /** One program per length n: a distinct shape, so a distinct cache key. */
-const programOfLength = (runtime: Runtime, n: number) => runtime.run(() => tensor(Array.from({ length: n }, (_, i) => i)).mul(2).add(1).data());
+const programOfLength = (runtime: Runtime, n: number) =>
+  runtime.run(() =>
+    tensor(Array.from({ length: n }, (_, i) => i))
+      .mul(2)
+      .add(1)
+      .data(),
+  );
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe("compiled-program cache", () => {

@@ -1,6 +1,19 @@
 import { describe, expect, it } from "vitest";
 import { formatDuration, formatProgressLine, type ProgressFields } from "../src/trainer/progress-bar.js";
-import { DataLoader, LightningModule, Linear, ProgressBar, ReferenceBackend, SGD, TensorDataset, Trainer, mseLoss, type Accelerator, type Batch, type Tensor } from "../src/index.js";
+import {
+  DataLoader,
+  LightningModule,
+  Linear,
+  ProgressBar,
+  ReferenceBackend,
+  SGD,
+  TensorDataset,
+  Trainer,
+  mseLoss,
+  type Accelerator,
+  type Batch,
+  type Tensor,
+} from "../src/index.js";
 
 const fields: ProgressFields = { epoch: "Epoch 3/10", done: 45, total: 133, eta: "0:07", rate: "2345 samples/s", metrics: "train_loss=0.3456" };
 

@@ -1,5 +1,17 @@
 import { beforeEach, describe, expect } from "vitest";
-import { Generator, GradScaler, Parameter, ReferenceBackend, Runtime, clipGradients, layerNorm, ones, roundScalar, tensor, type HalfDType } from "../src/index.js";
+import {
+  Generator,
+  GradScaler,
+  Parameter,
+  ReferenceBackend,
+  Runtime,
+  clipGradients,
+  layerNorm,
+  ones,
+  roundScalar,
+  tensor,
+  type HalfDType,
+} from "../src/index.js";
 import { itOn } from "./scoped.js";
 
 let runtime: Runtime;
@@ -36,12 +48,15 @@ describe("GradScaler keeps its scale as PyTorch does", () => {
 
 describe("clipGradients by norm", () => {
   it("takes the norm of float64 gradients in float64", async () => {
-    const values = [
-      Array.from({ length: 7 }, (_, i) => 1 / 3 + i * 0.1234567891),
-      Array.from({ length: 5 }, (_, i) => -Math.PI / (i + 1)),
-    ];
+    const values = [Array.from({ length: 7 }, (_, i) => 1 / 3 + i * 0.1234567891), Array.from({ length: 5 }, (_, i) => -Math.PI / (i + 1))];
     const params = values.map((v) => {
-      const p = new Parameter(tensor(v.map(() => 0), [v.length], "float64"));
+      const p = new Parameter(
+        tensor(
+          v.map(() => 0),
+          [v.length],
+          "float64",
+        ),
+      );
       p.grad = tensor(v, [v.length], "float64");
       return p;
     });
@@ -94,7 +109,9 @@ describe("16-bit reductions and softmax accumulate in float32 and round once", (
   /** Exact (float64) per-row results, rounded once into `dtype`. */
   const rounded = (dtype: HalfDType, f: (row: number[]) => number[]) => {
     const input = rows.map((v) => roundScalar(v, dtype));
-    return Array.from({ length: 4 }, (_, r) => f(input.slice(r * 16, r * 16 + 16))).flat().map((v) => roundScalar(v, dtype));
+    return Array.from({ length: 4 }, (_, r) => f(input.slice(r * 16, r * 16 + 16)))
+      .flat()
+      .map((v) => roundScalar(v, dtype));
   };
   const softmax = (row: number[]) => {
     const m = Math.max(...row);
@@ -116,7 +133,11 @@ describe("16-bit reductions and softmax accumulate in float32 and round once", (
   });
 
   it("bfloat16 sum adds 1 and four 2^-8 to 1.015625 (a bfloat16 running sum stays at 1)", async () => {
-    expect(await tensor([1, 2 ** -8, 2 ** -8, 2 ** -8, 2 ** -8], [5], "bfloat16").sum().item()).toBe(1.015625);
+    expect(
+      await tensor([1, 2 ** -8, 2 ** -8, 2 ** -8, 2 ** -8], [5], "bfloat16")
+        .sum()
+        .item(),
+    ).toBe(1.015625);
   });
 
   for (const dtype of ["float16", "bfloat16"] as const) {

@@ -14,9 +14,25 @@ function train(precision: Precision, steps: number, replay: boolean, batchOf: (s
     const losses: number[] = [];
     for (let step = 0; step < steps; step++) {
       const n = batchOf(step);
-      const x = plugin.convertInput(tensor(Array.from({ length: n * 6 }, (_, i) => Math.sin(i + step)), [n, 6]));
-      const y = tensor(Array.from({ length: n }, (_, i) => (i + step) % 3), [n], "int32");
-      losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), y)))).loss);
+      const x = plugin.convertInput(
+        tensor(
+          Array.from({ length: n * 6 }, (_, i) => Math.sin(i + step)),
+          [n, 6],
+        ),
+      );
+      const y = tensor(
+        Array.from({ length: n }, (_, i) => (i + step) % 3),
+        [n],
+        "int32",
+      );
+      losses.push(
+        (
+          await plugin.optimizerStep(
+            optimizer,
+            plugin.forwardContext(() => crossEntropy(model.forward(x), y)),
+          )
+        ).loss,
+      );
     }
     return { losses, stats: { ...runtime.stats }, compiled: backend.compiled.length };
   });

@@ -22,7 +22,6 @@ import {
 } from "../src/index.js";
 import { blobs, Classifier, quiet } from "./helpers.js";
 
-
 const loader = (n: number, batchSize = 4, seed = 1) => new DataLoader(blobs(n, seed), { batchSize });
 
 /** Records every hook call by name (with the stage for setup and teardown). */
@@ -80,7 +79,15 @@ describe("callback hooks", () => {
     await trainer.validate(model, loader(4));
     await trainer.test(model, loader(4));
     await trainer.predict(model, loader(4));
-    expect(recorder.calls).toEqual(["setup:validate", "onValidationEpochEnd", "teardown:validate", "setup:test", "teardown:test", "setup:predict", "teardown:predict"]);
+    expect(recorder.calls).toEqual([
+      "setup:validate",
+      "onValidationEpochEnd",
+      "teardown:validate",
+      "setup:test",
+      "teardown:test",
+      "setup:predict",
+      "teardown:predict",
+    ]);
   });
 
   it("skip the optimizer-step hook inside gradient accumulation, and see the loss backward differentiates", async () => {
@@ -88,7 +95,10 @@ describe("callback hooks", () => {
     const seen: number[] = [];
     const lossProbe: Callback = { onBeforeBackward: async (_t, _m, loss: Tensor) => void seen.push(await loss.item()) };
     const trainer = new Trainer(quiet({ maxEpochs: 1, accumulateGradBatches: 2, callbacks: [recorder, lossProbe] }));
-    await trainer.fit(trainer.initModule(() => new Classifier()), loader(8));
+    await trainer.fit(
+      trainer.initModule(() => new Classifier()),
+      loader(8),
+    );
     const batches = recorder.calls.filter((c) => batchHooks.includes(c));
     expect(batches).toEqual(["onTrainBatchStart", "onBeforeBackward", "onAfterBackward", "onTrainBatchEnd", ...batchHooks]);
     // Lightning hands on_before_backward the loss divided by accumulate_grad_batches.
@@ -114,10 +124,13 @@ describe("callback hooks", () => {
   it("call onException with the error, skip teardown and rethrow", async () => {
     const recorder = new Recorder();
     const trainer = new Trainer(quiet({ maxEpochs: 1, callbacks: [recorder] }));
-    const model = trainer.initModule(() => new Classifier("adam", false, (l, i) => {
-      if (i === 1) throw new Error("boom");
-      return l;
-    }));
+    const model = trainer.initModule(
+      () =>
+        new Classifier("adam", false, (l, i) => {
+          if (i === 1) throw new Error("boom");
+          return l;
+        }),
+    );
     await expect(trainer.fit(model, loader(8))).rejects.toThrow("boom");
     expect(recorder.calls.at(-1)).toBe("onException:boom");
     expect(recorder.calls).not.toContain("teardown:fit");
@@ -131,11 +144,19 @@ describe("ckptPath", () => {
   it('"last" resumes from the ModelCheckpoint\'s last file, also in a new Trainer', async () => {
     const dir = dirs();
     const first = new Trainer(quiet({ maxEpochs: 2, callbacks: [new ModelCheckpoint({ dirpath: dir, saveLast: true })] }));
-    await first.fit(first.initModule(() => new Classifier()), loader(12));
+    await first.fit(
+      first.initModule(() => new Classifier()),
+      loader(12),
+    );
     expect(first.globalStep).toBe(6);
     const recorder = new Recorder();
     const second = new Trainer(quiet({ maxEpochs: 3, callbacks: [recorder, new ModelCheckpoint({ dirpath: dir, saveLast: true })] }));
-    await second.fit(second.initModule(() => new Classifier()), loader(12), undefined, { ckptPath: "last" });
+    await second.fit(
+      second.initModule(() => new Classifier()),
+      loader(12),
+      undefined,
+      { ckptPath: "last" },
+    );
     expect(second.globalStep).toBe(9);
     expect(second.losses).toHaveLength(3);
     expect(recorder.calls.slice(0, 3)).toEqual(["setup:fit", "onLoadCheckpoint:6", "onFitStart"]);
@@ -143,16 +164,32 @@ describe("ckptPath", () => {
 
   it('"last" picks the most recently written of several last files', async () => {
     const [a, b] = [dirs(), dirs()];
-    const trainer = new Trainer(quiet({ maxEpochs: 1, callbacks: [new ModelCheckpoint({ dirpath: a, saveLast: true }), new ModelCheckpoint({ dirpath: b, saveLast: true, monitor: "train_loss" })] }));
-    await trainer.fit(trainer.initModule(() => new Classifier()), loader(8));
+    const trainer = new Trainer(
+      quiet({
+        maxEpochs: 1,
+        callbacks: [new ModelCheckpoint({ dirpath: a, saveLast: true }), new ModelCheckpoint({ dirpath: b, saveLast: true, monitor: "train_loss" })],
+      }),
+    );
+    await trainer.fit(
+      trainer.initModule(() => new Classifier()),
+      loader(8),
+    );
     utimesSync(join(a, "last.safetensors"), new Date(), new Date(Date.now() + 60_000));
     const recorder = new Recorder();
     trainer.callbacks.push(recorder);
-    await trainer.validate(trainer.initModule(() => new Classifier()), loader(4), { ckptPath: "last" });
+    await trainer.validate(
+      trainer.initModule(() => new Classifier()),
+      loader(4),
+      { ckptPath: "last" },
+    );
     expect(recorder.calls).toContain("onLoadCheckpoint:2");
     const info: CheckpointInfo[] = [];
     trainer.callbacks.push({ onLoadCheckpoint: (_t, _m, c) => void info.push(c) });
-    await trainer.test(trainer.initModule(() => new Classifier()), loader(4), { ckptPath: "last" });
+    await trainer.test(
+      trainer.initModule(() => new Classifier()),
+      loader(4),
+      { ckptPath: "last" },
+    );
     expect(info.map((i) => i.path)).toEqual([join(a, "last.safetensors")]);
   });
 
@@ -168,7 +205,11 @@ describe("ckptPath", () => {
     const best = await trainer.validate(fresh, loader(12, 4, 9), { ckptPath: "best" });
     expect(best.val_loss).not.toBeCloseTo(before.val_loss!, 3);
     expect(best.val_loss).toBeCloseTo(checkpoint.bestModelScore!, 6);
-    const tested = await trainer.test(trainer.initModule(() => new Classifier()), loader(12, 4, 9), { ckptPath: "best" });
+    const tested = await trainer.test(
+      trainer.initModule(() => new Classifier()),
+      loader(12, 4, 9),
+      { ckptPath: "best" },
+    );
     expect(tested.test_acc).toBeGreaterThan(0.8);
   });
 
@@ -176,7 +217,9 @@ describe("ckptPath", () => {
     const none = new Trainer(quiet());
     const model = none.initModule(() => new Classifier());
     await expect(none.fit(model, loader(8), undefined, { ckptPath: "last" })).rejects.toThrow(CheckpointNotFoundError);
-    await expect(none.validate(model, loader(8), { ckptPath: "best" })).rejects.toThrow(/validate\(ckptPath: "best"\): the Trainer has no ModelCheckpoint callback/);
+    await expect(none.validate(model, loader(8), { ckptPath: "best" })).rejects.toThrow(
+      /validate\(ckptPath: "best"\): the Trainer has no ModelCheckpoint callback/,
+    );
     const unsaved = new Trainer(quiet({ callbacks: [new ModelCheckpoint({ dirpath: dirs() })] }));
     await expect(unsaved.test(model, loader(8), { ckptPath: "best" })).rejects.toThrow(/has not saved a checkpoint yet/);
     await expect(unsaved.fit(model, loader(8), undefined, { ckptPath: "last" })).rejects.toThrow(/no last checkpoint exists.*saveLast: true/);
@@ -208,7 +251,12 @@ describe("model summary", () => {
     ]);
     const table = formatSummary(deep).split("\n");
     expect(table[0]).toMatch(/^ *\| Name +\| Type +\| Params \| DType +\| Bytes$/);
-    expect(table.find((row) => row.startsWith("1 |"))?.split("|").map((c) => c.trim())).toEqual(["1", names[0], "Linear", "80", "bfloat16", "160 B"]);
+    expect(
+      table
+        .find((row) => row.startsWith("1 |"))
+        ?.split("|")
+        .map((c) => c.trim()),
+    ).toEqual(["1", names[0], "Linear", "80", "bfloat16", "160 B"]);
     expect(table.at(-1)).toBe("262 B   Total parameter bytes (as held)");
   });
 
@@ -218,7 +266,10 @@ describe("model summary", () => {
     expect(trainer.callbacks.some((c) => c instanceof ModelSummary)).toBe(true);
     expect(new Trainer(quiet()).callbacks.some((c) => c instanceof ModelSummary)).toBe(false);
     const own = new Trainer(quiet({ maxEpochs: 1, callbacks: [new ModelSummary({ write: (t) => printed.push(t) })] }));
-    await own.fit(own.initModule(() => new Classifier()), loader(8));
+    await own.fit(
+      own.initModule(() => new Classifier()),
+      loader(8),
+    );
     expect(printed).toHaveLength(1);
     expect(printed[0]).toContain("131     Total params");
   });
@@ -286,7 +337,17 @@ describe("LightningDataModule", () => {
 
 describe("Trainer option keys", () => {
   it("accept the new loop options and suggest them for snake_case", () => {
-    const options: TrainerOptions = { fastDevRun: 1, valCheckInterval: 0.5, maxTime: "00:00:01:00", minEpochs: 1, minSteps: 1, numSanityValSteps: -1, limitTestBatches: 0.5, limitPredictBatches: 2, enableModelSummary: false };
+    const options: TrainerOptions = {
+      fastDevRun: 1,
+      valCheckInterval: 0.5,
+      maxTime: "00:00:01:00",
+      minEpochs: 1,
+      minSteps: 1,
+      numSanityValSteps: -1,
+      limitTestBatches: 0.5,
+      limitPredictBatches: 2,
+      enableModelSummary: false,
+    };
     expect(() => new Trainer(quiet(options))).not.toThrow();
     expect(() => new Trainer(quiet({ fast_dev_run: true } as unknown as TrainerOptions))).toThrow(/Did you mean "fastDevRun"/);
     expect(() => new Trainer(quiet({ enableModelSummary: "no" } as unknown as TrainerOptions))).toThrow(/enableModelSummary must be true or false/);

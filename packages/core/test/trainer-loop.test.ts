@@ -17,7 +17,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { blobs, Classifier, quiet } from "./helpers.js";
 
-
 /** A Classifier that counts its steps (sanity-check ones apart) and logs a constant validation metric. */
 class Counting extends Classifier {
   trainSteps = 0;
@@ -56,7 +55,13 @@ const setup = (options: TrainerOptions) => {
 
 describe("batch limits", () => {
   it("limit test and predict batches by count or fraction; 0 disables", async () => {
-    for (const [limit, expected] of [[0.5, 3], [2, 2], [0, 0], [1, 1], [100, 6]] as const) {
+    for (const [limit, expected] of [
+      [0.5, 3],
+      [2, 2],
+      [0, 0],
+      [1, 1],
+      [100, 6],
+    ] as const) {
       const { trainer, model } = setup({ limitTestBatches: limit, limitPredictBatches: limit });
       const metrics = await trainer.test(model, loader(24));
       expect(model.testSteps).toBe(expected);
@@ -79,7 +84,8 @@ describe("batch limits", () => {
   });
 
   it("reject limits Lightning rejects, naming the option", async () => {
-    for (const limitTestBatches of [1.5, -1, Number.NaN, "1"]) expect(() => new Trainer(quiet({ limitTestBatches } as unknown as TrainerOptions))).toThrow(/limitTestBatches/);
+    for (const limitTestBatches of [1.5, -1, Number.NaN, "1"])
+      expect(() => new Trainer(quiet({ limitTestBatches } as unknown as TrainerOptions))).toThrow(/limitTestBatches/);
     const { trainer, model } = setup({ limitPredictBatches: 0.1 });
     await expect(trainer.predict(model, loader(8))).rejects.toThrow(/limitPredictBatches must be at least 0.5/);
   });
@@ -89,7 +95,10 @@ describe("fastDevRun", () => {
   it("runs n batches of each loop in one epoch, without sanity check, logger or checkpoints", async () => {
     const dir = mkdtempSync(join(tmpdir(), "nbit-fastdev-"));
     const logger = new MemoryLogger();
-    for (const [fastDevRun, n] of [[true, 1], [3, 3]] as const) {
+    for (const [fastDevRun, n] of [
+      [true, 1],
+      [3, 3],
+    ] as const) {
       const checkpoint = new ModelCheckpoint({ dirpath: join(dir, String(n)), saveLast: true });
       const early = new EarlyStopping({ monitor: "missing_metric" });
       const { trainer, model } = setup({ fastDevRun, maxEpochs: 10, logger, callbacks: [checkpoint, early] });
@@ -136,7 +145,12 @@ describe("valCheckInterval", () => {
 
 describe("numSanityValSteps", () => {
   it("runs 2 validation batches before training by default, all with -1, none with 0; their metrics are discarded", async () => {
-    for (const [numSanityValSteps, expected] of [[undefined, 2], [-1, 3], [0, 0], [1, 1]] as const) {
+    for (const [numSanityValSteps, expected] of [
+      [undefined, 2],
+      [-1, 3],
+      [0, 0],
+      [1, 1],
+    ] as const) {
       const logger = new MemoryLogger();
       const { trainer, model } = setup({ maxEpochs: 1, logger, numSanityValSteps });
       let trainedBeforeSanity = false;
@@ -173,7 +187,11 @@ describe("maxTime and the Timer", () => {
     const seen = new ValidationSteps();
     const timer = new Timer({ duration: 5000, clock: () => trainer.globalStep * 1000 });
     ({ trainer } = setup({ callbacks: [timer, seen], numSanityValSteps: 0 }));
-    await trainer.fit(trainer.initModule(() => new Counting()), loader(48), loader(8));
+    await trainer.fit(
+      trainer.initModule(() => new Counting()),
+      loader(48),
+      loader(8),
+    );
     expect(seen.steps).toEqual([5]);
   });
 
@@ -182,12 +200,20 @@ describe("maxTime and the Timer", () => {
     let first!: Trainer;
     const firstTimer = new Timer({ clock: () => first.globalStep * 1000 });
     ({ trainer: first } = setup({ maxEpochs: 1, callbacks: [firstTimer, new ModelCheckpoint({ dirpath: dir, saveLast: true })] }));
-    await first.fit(first.initModule(() => new Counting()), loader(12));
+    await first.fit(
+      first.initModule(() => new Counting()),
+      loader(12),
+    );
     const resumed = new Timer({ clock: () => 0 });
     const elapsedAtLoad: number[] = [];
     const probe: Callback = { onLoadCheckpoint: () => void elapsedAtLoad.push(resumed.timeElapsed("fit")) };
     const { trainer } = setup({ maxEpochs: 1, callbacks: [resumed, probe, new ModelCheckpoint({ dirpath: dir, saveLast: true })] });
-    await trainer.fit(trainer.initModule(() => new Counting()), loader(12), undefined, { ckptPath: "last" });
+    await trainer.fit(
+      trainer.initModule(() => new Counting()),
+      loader(12),
+      undefined,
+      { ckptPath: "last" },
+    );
     expect(elapsedAtLoad).toEqual([3000]);
   });
 
@@ -240,7 +266,10 @@ describe("maxTime and the Timer", () => {
 
 describe("minEpochs and minSteps", () => {
   it("EarlyStopping cannot stop before minEpochs", async () => {
-    for (const [minEpochs, epochs] of [[undefined, 2], [5, 5]] as const) {
+    for (const [minEpochs, epochs] of [
+      [undefined, 2],
+      [5, 5],
+    ] as const) {
       const early = new EarlyStopping({ monitor: "constant", patience: 0 });
       const { trainer, model } = setup({ maxEpochs: 20, minEpochs, callbacks: [early], numSanityValSteps: 0 });
       await trainer.fit(model, loader(8), loader(8));
@@ -253,7 +282,10 @@ describe("minEpochs and minSteps", () => {
     let trainer!: Trainer;
     const timer = new Timer({ duration: 2000, clock: () => trainer.globalStep * 1000 });
     ({ trainer } = setup({ callbacks: [timer], maxEpochs: -1, minSteps: 7 }));
-    await trainer.fit(trainer.initModule(() => new Counting()), loader(12));
+    await trainer.fit(
+      trainer.initModule(() => new Counting()),
+      loader(12),
+    );
     expect(trainer.globalStep).toBe(7);
     expect(() => new Trainer(quiet({ minSteps: -1 }))).toThrow(/minSteps must be an integer >= 0/);
   });

@@ -83,7 +83,9 @@ describe("Trainer option types", () => {
 describe("Trainer options from plain JavaScript", () => {
   it("reject an unknown key with the closest option", () => {
     const e = unknownOption({ ...quiet, accelerator: acc, maxEpoch: 1 });
-    expect(e.message).toMatch(/^Unknown Trainer option "maxEpoch"\. Did you mean "maxEpochs"\? Trainer options are: accelerator, registry, devices, precision, /);
+    expect(e.message).toMatch(
+      /^Unknown Trainer option "maxEpoch"\. Did you mean "maxEpochs"\? Trainer options are: accelerator, registry, devices, precision, /,
+    );
     expect(e.option).toBe("maxEpoch");
     expect(e.suggestion).toBe("maxEpochs");
   });

@@ -27,7 +27,6 @@ import {
 } from "../src/index.js";
 import { blobs, Classifier, quiet, reference } from "./helpers.js";
 
-
 describe("Trainer", () => {
   it("fits, validates and tests with logged metrics", async () => {
     const logger = new MemoryLogger();
@@ -44,13 +43,26 @@ describe("Trainer", () => {
     const metrics = await trainer.test(model, new DataLoader(blobs(30, 11), { batchSize: 7 }));
     expect(metrics.test_acc).toBeGreaterThan(0.8);
     const predictions = await trainer.predict(model, new DataLoader(blobs(10, 2), { batchSize: 4 }));
-    expect(predictions.map((p) => p.shape)).toEqual([[4, 3], [4, 3], [2, 3]]);
+    expect(predictions.map((p) => p.shape)).toEqual([
+      [4, 3],
+      [4, 3],
+      [2, 3],
+    ]);
   });
 
   it("creates parameters in the precision's dtype with initModule", () => {
-    for (const [precision, dtype] of [["bf16-true", "bfloat16"], ["64-true", "float64"], ["bf16-mixed", "float32"]] as const) {
+    for (const [precision, dtype] of [
+      ["bf16-true", "bfloat16"],
+      ["64-true", "float64"],
+      ["bf16-mixed", "float32"],
+    ] as const) {
       const trainer = new Trainer(quiet({ precision }));
-      expect(trainer.initModule(() => new Classifier()).parameters().every((p) => p.dtype === dtype)).toBe(true);
+      expect(
+        trainer
+          .initModule(() => new Classifier())
+          .parameters()
+          .every((p) => p.dtype === dtype),
+      ).toBe(true);
     }
   });
 
@@ -70,9 +82,12 @@ describe("Trainer", () => {
     const model = new Classifier("sgd", false, (loss, i) => (i === 2 ? loss.mul(NaN) : loss));
     const run = trainer.fit(model, new DataLoader(blobs(64), { batchSize: 8 }));
     await expect(run).rejects.toThrow(NonFiniteLossError);
-    await expect(new Trainer(quiet({ maxEpochs: 1 })).fit(new Classifier("sgd", false, (l, i) => (i === 2 ? l.mul(Infinity) : l)), new DataLoader(blobs(64), { batchSize: 8 }))).rejects.toThrow(
-      /The loss is Infinity at global step 2 \(epoch 0, batch 2\) with precision "32-true"/,
-    );
+    await expect(
+      new Trainer(quiet({ maxEpochs: 1 })).fit(
+        new Classifier("sgd", false, (l, i) => (i === 2 ? l.mul(Infinity) : l)),
+        new DataLoader(blobs(64), { batchSize: 8 }),
+      ),
+    ).rejects.toThrow(/The loss is Infinity at global step 2 \(epoch 0, batch 2\) with precision "32-true"/);
   });
 
   it("does not advance the LR scheduler on steps the scaler skipped, and warns", async () => {
@@ -119,7 +134,10 @@ describe("Trainer", () => {
     expect(checkpoint.bestModelScore).toBe(Math.min(...checkpoint.kept.map((k) => k.score)));
     expect(logger.rows.some((r) => r["lr-Adam"] === 0.01)).toBe(true);
     await expect(
-      new Trainer(quiet({ maxEpochs: 1, callbacks: [new EarlyStopping({ monitor: "val_nope" })] })).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 })),
+      new Trainer(quiet({ maxEpochs: 1, callbacks: [new EarlyStopping({ monitor: "val_nope" })] })).fit(
+        new Classifier(),
+        new DataLoader(blobs(16), { batchSize: 8 }),
+      ),
     ).rejects.toThrow(/EarlyStopping is monitoring "val_nope", which was not logged. Logged metrics: .*train_loss/);
   });
 
@@ -127,7 +145,9 @@ describe("Trainer", () => {
     const dir = mkdtempSync(join(tmpdir(), "nbit-log-"));
     const trainer = new Trainer(quiet({ maxEpochs: 2, logger: new CSVLogger(dir, "run"), logEveryNSteps: 2 }));
     await trainer.fit(new Classifier(), new DataLoader(blobs(32), { batchSize: 8 }));
-    const csv = readFileSync(join(dir, "run", "version_0", "metrics.csv"), "utf8").trim().split("\n");
+    const csv = readFileSync(join(dir, "run", "version_0", "metrics.csv"), "utf8")
+      .trim()
+      .split("\n");
     expect(csv[0]).toBe("step,train_loss,epoch");
     expect(csv.length).toBeGreaterThanOrEqual(5);
   });
@@ -191,13 +211,21 @@ describe("checkpoints", () => {
     );
     const truncated = join(dir, "t.safetensors");
     writeFileSync(truncated, bytes.subarray(0, bytes.length - 40));
-    await expect(new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: truncated })).rejects.toThrow(CheckpointError);
-    await expect(new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: truncated })).rejects.toThrow(/truncated or corrupt/);
+    await expect(new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: truncated })).rejects.toThrow(
+      CheckpointError,
+    );
+    await expect(new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: truncated })).rejects.toThrow(
+      /truncated or corrupt/,
+    );
     const garbage = join(dir, "g.safetensors");
     writeFileSync(garbage, Buffer.concat([Buffer.from([8, 0, 0, 0, 0, 0, 0, 0]), Buffer.from("{nope!!}")]));
-    await expect(new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: garbage })).rejects.toThrow(/not valid JSON/);
+    await expect(new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: garbage })).rejects.toThrow(
+      /not valid JSON/,
+    );
     expect(existsSync(join(dir, "missing.safetensors"))).toBe(false);
-    await expect(new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: join(dir, "missing.safetensors") })).rejects.toThrow(/cannot be read/);
+    await expect(
+      new Trainer(quiet()).fit(new Classifier(), new DataLoader(blobs(16), { batchSize: 8 }), undefined, { ckptPath: join(dir, "missing.safetensors") }),
+    ).rejects.toThrow(/cannot be read/);
   });
 
   it("safetensors keeps 16-bit tensors 16-bit and round-trips every dtype", () => {

@@ -25,7 +25,6 @@ import {
 } from "../src/index.js";
 import { blobs, Classifier, quiet } from "./helpers.js";
 
-
 const loader = (n = 32) => new DataLoader(blobs(n), { batchSize: 8 });
 const weights = async (m: Classifier) => Array.from(await m.net.parameters()[0]!.data());
 
@@ -165,7 +164,9 @@ describe("hyperparameters are validated where they are defined", () => {
     const bad = { ...state, paramGroups: [{ ...state.paramGroups[0]!, lr: -1 }] };
     expect(() => optimizer.loadStateDict(bad)).toThrow(/SGD state paramGroups\[0\] lr must be a finite number >= 0; got -1/);
     expect(optimizer.paramGroups[0]!.lr).toBe(0.05);
-    expect(() => optimizer.loadStateDict({ ...state, paramGroups: [{ ...state.paramGroups[0]!, nesterov: true, dampening: 0.5 }] })).toThrow(/SGD state paramGroups\[0\] nesterov must be used with momentum > 0 and dampening 0/);
+    expect(() => optimizer.loadStateDict({ ...state, paramGroups: [{ ...state.paramGroups[0]!, nesterov: true, dampening: 0.5 }] })).toThrow(
+      /SGD state paramGroups\[0\] nesterov must be used with momentum > 0 and dampening 0/,
+    );
   });
 
   it("trainer options", () => {
@@ -195,7 +196,10 @@ describe("hyperparameters are validated where they are defined", () => {
     const cases: [() => unknown, RegExp][] = [
       [() => new TensorDataset({ data: [1, 2], sampleShape: [-2] }), /TensorDataset field 0 sampleShape\[0\] must be an integer >= 0; got -2/],
       [() => new TensorDataset({ data: [1, 2], sampleShape: [1.5] }), /sampleShape\[0\] must be an integer/],
-      [() => new TensorDataset({ data: [1, 2], sampleShape: [], dtype: "int64" as never }), /TensorDataset field 0 dtype must be one of "float64", .*; got "int64"/],
+      [
+        () => new TensorDataset({ data: [1, 2], sampleShape: [], dtype: "int64" as never }),
+        /TensorDataset field 0 dtype must be one of "float64", .*; got "int64"/,
+      ],
       [() => new DataLoader(blobs(4), { batchSize: 0 }), /DataLoader batchSize must be an integer >= 1; got 0/],
       [() => new DataLoader(blobs(4), { seed: NaN }), /DataLoader seed must be/],
       [() => new EarlyStopping({ monitor: "val_loss", patience: -1 }), /EarlyStopping patience must be an integer >= 0; got -1/],
@@ -214,7 +218,9 @@ describe("hyperparameters are validated where they are defined", () => {
 
 describe("typed errors instead of TypeErrors", () => {
   it("accelerator: null", () => {
-    expect(() => new Trainer({ ...quiet(), accelerator: null as never })).toThrow(/Trainer accelerator must be a registered name, "auto" or an Accelerator instance; got null/);
+    expect(() => new Trainer({ ...quiet(), accelerator: null as never })).toThrow(
+      /Trainer accelerator must be a registered name, "auto" or an Accelerator instance; got null/,
+    );
   });
 
   it("configureOptimizers() returning undefined or a malformed config", async () => {
@@ -253,7 +259,9 @@ describe("typed errors instead of TypeErrors", () => {
   });
 
   it("a ckptPath that is not a path", async () => {
-    await expect(new Trainer(quiet()).fit(new Classifier(), loader(), undefined, { ckptPath: "" })).rejects.toThrow(/fit ckptPath must be a checkpoint path, "last" or "best"; got ""/);
+    await expect(new Trainer(quiet()).fit(new Classifier(), loader(), undefined, { ckptPath: "" })).rejects.toThrow(
+      /fit ckptPath must be a checkpoint path, "last" or "best"; got ""/,
+    );
   });
 });
 

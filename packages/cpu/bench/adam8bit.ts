@@ -46,6 +46,11 @@ const adam = await run((p) => new Adam(p, { lr: LR }));
 const eight = await run((p) => new Adam8bit(p, { lr: LR }));
 console.log(`MLP ${IN}-${H}-${H}-${OUT}, batch ${BATCH}, ${STEPS} steps, lr ${LR}, 32-true on CPU; loss = mean of the last 20 steps`);
 console.log(`${"optimizer".padEnd(10)}${"loss".padStart(10)}${"state bytes".padStart(14)}${"steps/s".padStart(10)}`);
-for (const [name, r] of [["Adam", adam], ["Adam8bit", eight]] as const)
+for (const [name, r] of [
+  ["Adam", adam],
+  ["Adam8bit", eight],
+] as const)
   console.log(`${name.padEnd(10)}${r.last.toFixed(4).padStart(10)}${String(r.stateBytes).padStart(14)}${r.stepsPerSecond.toFixed(1).padStart(10)}`);
-console.log(`\nstate bytes ratio ${(eight.stateBytes / adam.stateBytes).toFixed(4)} (target <= 0.27); loss difference ${((100 * (eight.last - adam.last)) / adam.last).toFixed(2)}% (target within 2%)`);
+console.log(
+  `\nstate bytes ratio ${(eight.stateBytes / adam.stateBytes).toFixed(4)} (target <= 0.27); loss difference ${((100 * (eight.last - adam.last)) / adam.last).toFixed(2)}% (target within 2%)`,
+);

@@ -109,7 +109,9 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
     return output;
   };
   const round = (v: string) =>
-    bf16 ? n("Cast", [n("Cast", [v], `${v}_bf16`, [{ name: "to", int: FLOAT_FORMATS.bfloat16.onnxType }])], `${v}_r`, [{ name: "to", int: OnnxType.FLOAT }]) : v;
+    bf16
+      ? n("Cast", [n("Cast", [v], `${v}_bf16`, [{ name: "to", int: FLOAT_FORMATS.bfloat16.onnxType }])], `${v}_r`, [{ name: "to", int: OnnxType.FLOAT }])
+      : v;
   const f32 = (v: number) => new Uint8Array(Float32Array.of(v).buffer);
   const i64 = (v: number[]) => new Uint8Array(BigInt64Array.from(v.map(BigInt)).buffer);
   const initializers = [
@@ -165,7 +167,12 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
   });
   const init = new Generator(1);
   const state: Record<string, ortTypes.Tensor> = {};
-  for (const p of params) state[p.name] = new ort.Tensor("float32", new Float32Array(p.dims.reduce((a, b) => a * b, 1)).map(() => (init.random() - 0.5) * 0.1), p.dims);
+  for (const p of params)
+    state[p.name] = new ort.Tensor(
+      "float32",
+      new Float32Array(p.dims.reduce((a, b) => a * b, 1)).map(() => (init.random() - 0.5) * 0.1),
+      p.dims,
+    );
   const batches = batchesFor(shape);
   let loss = 0;
   return {

@@ -51,5 +51,7 @@ for (const shape of [SMALL, MEDIUM, STANDARD]) {
   const paths = { hand: await handBuiltPath(shape, { threads: 1 }), before: path(before, shape), after: path(after, shape) };
   const r = await interleave(paths, { rounds: ROUNDS, steps: STEPS, warmup: WARMUP });
   if (paths.before.loss() !== paths.after.loss()) throw new Error(`the builds reach different losses: ${paths.before.loss()} and ${paths.after.loss()}`);
-  console.log(`MLP ${shape.name}: before / hand-built ${spread(ratios(r.before, r.hand))}, after / hand-built ${spread(ratios(r.after, r.hand))}, after / before ${spread(ratios(r.after, r.before))}`);
+  console.log(
+    `MLP ${shape.name}: before / hand-built ${spread(ratios(r.before, r.hand))}, after / hand-built ${spread(ratios(r.after, r.hand))}, after / before ${spread(ratios(r.after, r.before))}`,
+  );
 }

@@ -12,7 +12,11 @@ const BENCHES = {
 } as const;
 const name = process.argv[2] ?? "standard";
 if (!(name in BENCHES)) {
-  console.error(`unknown bench "${name}"; one of:\n${Object.entries(BENCHES).map(([k, v]) => `  ${k.padEnd(9)} ${v}`).join("\n")}`);
+  console.error(
+    `unknown bench "${name}"; one of:\n${Object.entries(BENCHES)
+      .map(([k, v]) => `  ${k.padEnd(9)} ${v}`)
+      .join("\n")}`,
+  );
   process.exit(2);
 }
 await import(`./${name}.ts`);

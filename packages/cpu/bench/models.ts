@@ -20,7 +20,9 @@ for (const shape of [SMALL, MEDIUM, STANDARD]) {
   };
   const rates = await interleave(paths, { rounds: ROUNDS, steps: STEPS, warmup: WARMUP });
   console.log(`\nMLP ${shape.name}: ${(probe.work() / 1e6).toFixed(1)} M work per step (float32-equivalent FLOP), ${threads} thread(s)`);
-  console.log(`  steps/s (min / median / max): hand-built ${spread(rates.handBuilt, 1)}, nbit ${spread(rates.nbit, 1)}, nbit literal ${spread(rates.literal, 1)}`);
+  console.log(
+    `  steps/s (min / median / max): hand-built ${spread(rates.handBuilt, 1)}, nbit ${spread(rates.nbit, 1)}, nbit literal ${spread(rates.literal, 1)}`,
+  );
   console.log(`  nbit / hand-built:         ${spread(ratios(rates.nbit, rates.handBuilt))}`);
   console.log(`  nbit literal / hand-built: ${spread(ratios(rates.literal, rates.handBuilt))}`);
   console.log(`  nbit / nbit literal:       ${spread(ratios(rates.nbit, rates.literal))}`);

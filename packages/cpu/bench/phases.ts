@@ -10,7 +10,9 @@ import { crossEntropy, manualSeed, precisionPluginFor, realize, Runtime, SGD, Te
 import { CpuAccelerator } from "../src/index.js";
 import { batchesFor, env, handBuiltPath, median, MEDIUM, mlp, SMALL, STANDARD, type MlpShape } from "./common.js";
 
-const { binding } = createRequire(import.meta.url)("onnxruntime-node/dist/binding.js") as { binding: { InferenceSession: new () => { run(...args: unknown[]): unknown } } };
+const { binding } = createRequire(import.meta.url)("onnxruntime-node/dist/binding.js") as {
+  binding: { InferenceSession: new () => { run(...args: unknown[]): unknown } };
+};
 let native = 0;
 const NativeSession = binding.InferenceSession;
 binding.InferenceSession = class extends NativeSession {
@@ -35,7 +37,18 @@ const { model, optimizer } = withRuntime(runtime, () => {
   return { model, optimizer: new SGD(model.parameters(), { lr: shape.lr }) };
 });
 const hand = await handBuiltPath(shape, { threads: 1 });
-const PHASES = ["forward", "backward", "optimizer.step", "realize, JS", "realize, native run", "loss read", "nbit step", "hand-built, native run", "hand-built, rest", "hand-built step"] as const;
+const PHASES = [
+  "forward",
+  "backward",
+  "optimizer.step",
+  "realize, JS",
+  "realize, native run",
+  "loss read",
+  "nbit step",
+  "hand-built, native run",
+  "hand-built, rest",
+  "hand-built step",
+] as const;
 type Phase = (typeof PHASES)[number];
 const perRound = Object.fromEntries(PHASES.map((p) => [p, [] as number[]])) as Record<Phase, number[]>;
 let sums = {} as Record<Phase, number>;

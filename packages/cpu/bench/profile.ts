@@ -45,7 +45,10 @@ for (const who of ["hand", "nbit"]) {
   // The step program is the session with the most runs.
   const files = readdirSync(dir).filter((f) => f.startsWith(who));
   // A session that never ran leaves an empty file.
-  const profiles = files.map((f) => readFileSync(join(dir, f), "utf8")).filter((text) => text.trim()).map((text) => JSON.parse(text) as ProfileEvent[]);
+  const profiles = files
+    .map((f) => readFileSync(join(dir, f), "utf8"))
+    .filter((text) => text.trim())
+    .map((text) => JSON.parse(text) as ProfileEvent[]);
   const events = profiles.sort((a, b) => b.filter((e) => e.name === "model_run").length - a.filter((e) => e.name === "model_run").length)[0]!;
   const runs = events.filter((e) => e.name === "model_run");
   const kernels = events.filter((e) => e.cat === "Node" && e.name.endsWith("_kernel_time"));
@@ -57,7 +60,9 @@ for (const who of ["hand", "nbit"]) {
   for (const e of timed) byOp.set(e.args!.op_name!, [...(byOp.get(e.args!.op_name!) ?? []), e.dur]);
   const rows = [...byOp].map(([op, durations]) => ({ op, perRun: durations.length / n, us: median(durations) * (durations.length / n) }));
   const total = rows.reduce((a, r) => a + r.us, 0);
-  console.log(`\n${who === "hand" ? "hand-built" : "nbit"}: run ${median(runs.slice(WARMUP).map((e) => e.dur)).toFixed(0)} us (median), kernels ${total.toFixed(0)} us (sum of per-op medians), ${perRun.toFixed(0)} nodes`);
+  console.log(
+    `\n${who === "hand" ? "hand-built" : "nbit"}: run ${median(runs.slice(WARMUP).map((e) => e.dur)).toFixed(0)} us (median), kernels ${total.toFixed(0)} us (sum of per-op medians), ${perRun.toFixed(0)} nodes`,
+  );
   for (const r of rows.sort((a, b) => b.us - a.us)) console.log(`  ${r.op.padEnd(22)}${r.us.toFixed(1).padStart(9)} us  x${r.perRun.toFixed(0)}`);
 }
 rmSync(dir, { recursive: true, force: true });

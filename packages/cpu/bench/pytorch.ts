@@ -13,7 +13,9 @@ import { env, interleave, MEDIUM, nbitPath, ratios, SMALL, spread, STANDARD, typ
 
 const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "STANDARD").toUpperCase() as "STANDARD"] ?? STANDARD;
 const [ROUNDS, STEPS, WARMUP] = [env("BENCH_ROUNDS", 5), env("BENCH_STEPS", 30), env("BENCH_WARMUP", 10)];
-const python = [process.env.BENCH_PYTHON, "python3", "/usr/bin/python3"].find((p) => p && spawnSync(p, ["-c", "import torch"], { stdio: "ignore" }).status === 0);
+const python = [process.env.BENCH_PYTHON, "python3", "/usr/bin/python3"].find(
+  (p) => p && spawnSync(p, ["-c", "import torch"], { stdio: "ignore" }).status === 0,
+);
 if (!python) {
   console.log("PyTorch is absent: no python3 on PATH (nor /usr/bin/python3) can `import torch`, so there is nothing to compare against.");
   console.log("Install it (Debian: apt-get install python3-torch) or point BENCH_PYTHON at an interpreter that has it.");
@@ -22,7 +24,10 @@ if (!python) {
 
 /** PyTorch in a child process with a float32 and a float64 model; each step resolves to that process's own step seconds. */
 async function torchProcess(threads: number, extraEnv: Record<string, string>) {
-  const child = spawn(python!, [fileURLToPath(new URL("./torch_mlp.py", import.meta.url))], { env: { ...process.env, ...extraEnv }, stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(python!, [fileURLToPath(new URL("./torch_mlp.py", import.meta.url))], {
+    env: { ...process.env, ...extraEnv },
+    stdio: ["pipe", "pipe", "inherit"],
+  });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async () => JSON.parse((await lines.next()).value as string) as Record<string, number | string>;
   child.stdin!.write(`${JSON.stringify({ dims: shape.dims, batch: shape.batch, lr: shape.lr, threads })}\n`);
@@ -51,11 +56,16 @@ let header = false;
 for (const [variant, extraEnv] of Object.entries(variants)) {
   const torch = await torchProcess(threads, extraEnv);
   if (!header) {
-    console.log(`MLP ${shape.name}, SGD lr ${shape.lr}; ${threads} thread(s) each (nbit intra-op, torch.set_num_threads), PyTorch ${torch.hello.torch} via ${python}`);
+    console.log(
+      `MLP ${shape.name}, SGD lr ${shape.lr}; ${threads} thread(s) each (nbit intra-op, torch.set_num_threads), PyTorch ${torch.hello.torch} via ${python}`,
+    );
     console.log(`${ROUNDS} rounds of ${STEPS} steps per path after ${WARMUP} warm-up, paths alternating step by step; nbit spinning off`);
     header = true;
   }
-  const rates = await interleave({ "nbit 32-true": nbit32, "torch fp32": torch.fp32, "nbit 64-true": nbit64, "torch fp64": torch.fp64 }, { rounds: ROUNDS, steps: STEPS, warmup: WARMUP });
+  const rates = await interleave(
+    { "nbit 32-true": nbit32, "torch fp32": torch.fp32, "nbit 64-true": nbit64, "torch fp64": torch.fp64 },
+    { rounds: ROUNDS, steps: STEPS, warmup: WARMUP },
+  );
   torch.close();
   console.log(`\nPyTorch ${variant}: steps/s (min / median / max)`);
   for (const [name, r] of Object.entries(rates)) console.log(`  ${name.padEnd(14)}${spread(r as number[], 1)}`);

@@ -46,7 +46,9 @@ function path(replay: boolean) {
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-console.log(`MLP ${IN}-${H}-${H}-${OUT}, batch ${BATCH}, 32-true, 1 thread: JS cost per step (wall minus session.run), ${ROUNDS} rounds of ${STEPS} alternated steps`);
+console.log(
+  `MLP ${IN}-${H}-${H}-${OUT}, batch ${BATCH}, 32-true, 1 thread: JS cost per step (wall minus session.run), ${ROUNDS} rounds of ${STEPS} alternated steps`,
+);
 console.log(`${"round".padEnd(6)}${"replay ms".padStart(11)}${"lowered ms".padStart(12)}${"ratio".padStart(8)}`);
 const ratios: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
@@ -60,7 +62,9 @@ for (let r = 0; r < ROUNDS; r++) {
   }
   const [m1, m0] = [median(costOn), median(costOff)];
   ratios.push(m1 / m0);
-  console.log(`${String(r + 1).padEnd(6)}${m1.toFixed(3).padStart(11)}${m0.toFixed(3).padStart(12)}${(m1 / m0).toFixed(2).padStart(8)}   (replayed ${on.runtime.stats.programsReplayed} of ${on.runtime.stats.programsRun})`);
+  console.log(
+    `${String(r + 1).padEnd(6)}${m1.toFixed(3).padStart(11)}${m0.toFixed(3).padStart(12)}${(m1 / m0).toFixed(2).padStart(8)}   (replayed ${on.runtime.stats.programsReplayed} of ${on.runtime.stats.programsRun})`,
+  );
   await Promise.all([on.runtime.dispose(), off.runtime.dispose()]);
 }
 const sorted = [...ratios].sort((a, b) => a - b);

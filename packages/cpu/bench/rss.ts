@@ -48,15 +48,34 @@ const createBackend = accelerator.createBackend.bind(accelerator);
 let backend: ReturnType<typeof createBackend> | undefined;
 accelerator.createBackend = () => (backend = createBackend());
 manualSeed(0);
-const trainer = new Trainer({ accelerator, precision, maxSteps: STEPS, maxEpochs: -1, logger: false, enableProgressBar: false, enableModelSummary: false, enableCheckpointing: false, callbacks: [probe] });
-console.log(`MLP ${SMALL.name}, ${precision}, SGD with StepLR(step 1 epoch, gamma 0.99) on an epoch interval, ${STEPS_PER_EPOCH} steps per epoch, ${STEPS} steps`);
+const trainer = new Trainer({
+  accelerator,
+  precision,
+  maxSteps: STEPS,
+  maxEpochs: -1,
+  logger: false,
+  enableProgressBar: false,
+  enableModelSummary: false,
+  enableCheckpointing: false,
+  callbacks: [probe],
+});
+console.log(
+  `MLP ${SMALL.name}, ${precision}, SGD with StepLR(step 1 epoch, gamma 0.99) on an epoch interval, ${STEPS_PER_EPOCH} steps per epoch, ${STEPS} steps`,
+);
 console.log(`RSS before fit: ${mb().toFixed(0)} MiB`);
-await trainer.fit(trainer.initModule(() => new Net()), new DataLoader(data, { batchSize: batch, shuffle: true, seed: 1 }));
+await trainer.fit(
+  trainer.initModule(() => new Net()),
+  new DataLoader(data, { batchSize: batch, shuffle: true, seed: 1 }),
+);
 for (const s of samplesAt)
   console.log(`  step ${String(s.step).padStart(5)}: RSS ${s.rss.toFixed(0)} MiB (V8 new space ${s.young.toFixed(0)} MiB, old space ${s.old.toFixed(0)} MiB)`);
 const measured = samplesAt.filter((s) => s.step >= 500);
 const after = measured.map((s) => s.rss);
 console.log(`onnxruntime sessions created: ${backend?.sessionsCreated}; ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-console.log(`RSS from step 500 to ${STEPS}: ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} MiB, growth ${((after.at(-1)! / after[0]! - 1) * 100).toFixed(1)}% (target: within 10%)`);
+console.log(
+  `RSS from step 500 to ${STEPS}: ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} MiB, growth ${((after.at(-1)! / after[0]! - 1) * 100).toFixed(1)}% (target: within 10%)`,
+);
 const [first, last] = [measured[0]!, measured.at(-1)!];
-console.log(`  of the growth: V8 new space ${(last.young - first.young).toFixed(0)} MiB, V8 old space ${(last.old - first.old).toFixed(0)} MiB, the rest ${(last.rss - first.rss - (last.young - first.young) - (last.old - first.old)).toFixed(0)} MiB`);
+console.log(
+  `  of the growth: V8 new space ${(last.young - first.young).toFixed(0)} MiB, V8 old space ${(last.old - first.old).toFixed(0)} MiB, the rest ${(last.rss - first.rss - (last.young - first.young) - (last.old - first.old)).toFixed(0)} MiB`,
+);

@@ -49,7 +49,10 @@ for (const p of ["32-true", "bf16-mixed", "64-true"] as const) {
       const model = plugin.initContext(() => mlp(STANDARD.dims));
       const optimizer = kind === "sgd" ? new SGD(model.parameters(), { lr: STANDARD.lr, momentum: 0.9 }) : new Adam(model.parameters(), { lr: 1e-3 });
       const x = plugin.convertInput(Tensor.fromHost(b!.x, [batch, inputs], "float32"));
-      await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), Tensor.fromHost(b!.y, [batch], "int32"))));
+      await plugin.optimizerStep(
+        optimizer,
+        plugin.forwardContext(() => crossEntropy(model.forward(x), Tensor.fromHost(b!.y, [batch], "int32"))),
+      );
       params = model.parameterBytes();
       states.push(optimizer.stateBytes());
     });

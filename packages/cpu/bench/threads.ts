@@ -6,7 +6,9 @@ import { env, interleave, MEDIUM, nbitPath, ratios, SMALL, spread, STANDARD } fr
 
 const [ROUNDS, STEPS, WARMUP] = [env("BENCH_ROUNDS", 5), env("BENCH_STEPS", 40), env("BENCH_WARMUP", 10)];
 console.log(`nbit, 1 vs 2 intra-op threads, spinning off; ${ROUNDS} rounds of ${STEPS} steps per path after ${WARMUP} warm-up`);
-console.log(`${"model".padEnd(34)}${"M work/step".padStart(11)}  ${"1 thread, steps/s".padEnd(24)}${"2 threads".padEnd(24)}2 threads / 1 thread (min / median / max)`);
+console.log(
+  `${"model".padEnd(34)}${"M work/step".padStart(11)}  ${"1 thread, steps/s".padEnd(24)}${"2 threads".padEnd(24)}2 threads / 1 thread (min / median / max)`,
+);
 for (const shape of [SMALL, MEDIUM, STANDARD])
   for (const precision of ["32-true", "64-true"] as const) {
     const one = nbitPath(shape, precision, { threads: 1 });

@@ -91,7 +91,14 @@ export async function exportOnnxBytes(model: Module, exampleInput: Tensor, optio
 
   const graph = lowerProgram(first.program, CPU_KERNELS, {
     bindInput: (i) => {
-      if (i === 0) return { input: { name: inputName, type: physicalType(exampleInput.dtype), dims: symbolic(first.program.inputs[0]!.shape, second ? second.program.inputs[0]!.shape : undefined) } };
+      if (i === 0)
+        return {
+          input: {
+            name: inputName,
+            type: physicalType(exampleInput.dtype),
+            dims: symbolic(first.program.inputs[0]!.shape, second ? second.program.inputs[0]!.shape : undefined),
+          },
+        };
       const info = first.program.inputs[i]!;
       return { ...initializer(`w${i}`, weights[i - 1]!, info, weightType) };
     },
@@ -251,7 +258,15 @@ function initializer(name: string, host: HostArray, info: ValueInfo, weightType:
   const values = isHalfDType(info.dtype) ? hostToFloat32(host, info.dtype) : (host as Float32Array);
   if (weightType === "float16") {
     const bits = numbersToHost(values, "float16") as Uint16Array;
-    return { initializer: { name, type: FLOAT_FORMATS.float16.onnxType, dims, raw: new Uint8Array(bits.buffer.slice(bits.byteOffset, bits.byteOffset + bits.byteLength)) }, cast: OnnxType.FLOAT };
+    return {
+      initializer: {
+        name,
+        type: FLOAT_FORMATS.float16.onnxType,
+        dims,
+        raw: new Uint8Array(bits.buffer.slice(bits.byteOffset, bits.byteOffset + bits.byteLength)),
+      },
+      cast: OnnxType.FLOAT,
+    };
   }
   return { initializer: { name, type: OnnxType.FLOAT, dims, raw: new Uint8Array(Float32Array.from(values).buffer) } };
 }

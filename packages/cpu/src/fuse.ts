@@ -35,10 +35,15 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
   const gemm =
     (transA: number, transB: number): Fusion["lower"] =>
     (ctx, args, out) =>
-      ctx.node("Gemm", args, [out], [
-        { name: "transA", int: transA },
-        { name: "transB", int: transB },
-      ]);
+      ctx.node(
+        "Gemm",
+        args,
+        [out],
+        [
+          { name: "transA", int: transA },
+          { name: "transB", int: transB },
+        ],
+      );
 
   // Max pools by input, for pairing a gradient's maxPool2dIndices with its forward maxPool2d.
   const maxPools = new Map<number, number[]>();
@@ -142,11 +147,14 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
     if (operands && (operands.transA || operands.transB)) fusions.set(v, { inputs: [operands.x, operands.y], lower: gemm(operands.transA, operands.transB) });
     // log_softmax as core writes it: s - log(sum(exp(s))) with s = x - max(x), over one axis.
     const logSoftmaxOf = ins.op === "sub" && GEMM_DTYPES.has(ins.dtype) ? matchLogSoftmax(ins, instruction) : undefined;
-    if (logSoftmaxOf) fusions.set(v, { inputs: [logSoftmaxOf.x], lower: (ctx, args, out) => ctx.node("LogSoftmax", args, [out], [{ name: "axis", int: logSoftmaxOf.axis }]) });
+    if (logSoftmaxOf)
+      fusions.set(v, { inputs: [logSoftmaxOf.x], lower: (ctx, args, out) => ctx.node("LogSoftmax", args, [out], [{ name: "axis", int: logSoftmaxOf.axis }]) });
     // softmax as core writes it: e / sum(e) with e = exp(x - max(x)), over one axis.
     // (Only when nothing else reads the exponentials or their sum, as a backward pass through the division does.)
-    const softmaxOf = ins.op === "div" && GEMM_DTYPES.has(ins.dtype) && uses[ins.inputs[0]!] === 2 && uses[ins.inputs[1]!] === 1 ? matchSoftmax(ins, instruction) : undefined;
-    if (softmaxOf) fusions.set(v, { inputs: [softmaxOf.x], lower: (ctx, args, out) => ctx.node("Softmax", args, [out], [{ name: "axis", int: softmaxOf.axis }]) });
+    const softmaxOf =
+      ins.op === "div" && GEMM_DTYPES.has(ins.dtype) && uses[ins.inputs[0]!] === 2 && uses[ins.inputs[1]!] === 1 ? matchSoftmax(ins, instruction) : undefined;
+    if (softmaxOf)
+      fusions.set(v, { inputs: [softmaxOf.x], lower: (ctx, args, out) => ctx.node("Softmax", args, [out], [{ name: "axis", int: softmaxOf.axis }]) });
     // An elementwise op with an expanded operand: ONNX broadcasting reads the unexpanded value.
     const broadcastOp = BROADCASTING[ins.op];
     if (broadcastOp && !fusions.has(v)) {
@@ -164,7 +172,16 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
 }
 
 /** Elementwise ops whose ONNX op broadcasts its operands numpy-style, and that op. */
-const BROADCASTING: Partial<Record<Instruction["op"], string>> = { add: "Add", sub: "Sub", mul: "Mul", div: "Div", maximum: "Max", less: "Less", equal: "Equal", where: "Where" };
+const BROADCASTING: Partial<Record<Instruction["op"], string>> = {
+  add: "Add",
+  sub: "Sub",
+  mul: "Mul",
+  div: "Div",
+  maximum: "Max",
+  less: "Less",
+  equal: "Equal",
+  where: "Where",
+};
 
 /** Numpy-style broadcast of shapes, or [-1] when they do not broadcast. */
 function broadcastShape(shapes: readonly (readonly number[])[]): number[] {
@@ -226,12 +243,17 @@ const poolAttributes = (ins: Instruction) => [
 ];
 
 const convNode = (ctx: LoweringContext, conv: Instruction, args: readonly string[], out: string) =>
-  ctx.node("Conv", args, [out], [
-    { name: "strides", ints: conv.attrs.stride! },
-    { name: "pads", ints: pads(conv.attrs.padding!) },
-    { name: "dilations", ints: conv.attrs.dilation! },
-    { name: "group", int: conv.attrs.groups! },
-  ]);
+  ctx.node(
+    "Conv",
+    args,
+    [out],
+    [
+      { name: "strides", ints: conv.attrs.stride! },
+      { name: "pads", ints: pads(conv.attrs.padding!) },
+      { name: "dilations", ints: conv.attrs.dilation! },
+      { name: "group", int: conv.attrs.groups! },
+    ],
+  );
 
 /**
  * reshape(transpose(reshape(x, s1), p), s2) where both reshapes only add or drop axes of size 1:
@@ -254,12 +276,24 @@ function axisMove(
   const big = (shape: readonly number[]) => shape.flatMap((d, a) => (d > 1 ? [a] : []));
   const xBig = big(xShape);
   const s1Big = big(s1);
-  if (!sameShape(xBig.map((a) => xShape[a]!), s1Big.map((a) => s1[a]!))) return undefined;
+  if (
+    !sameShape(
+      xBig.map((a) => xShape[a]!),
+      s1Big.map((a) => s1[a]!),
+    )
+  )
+    return undefined;
   // s1's axis a is x's axis xOf[a].
   const xOf = new Map(s1Big.map((a, k) => [a, xBig[k]!]));
   const order = perm.filter((a) => s1[a]! > 1).map((a) => xOf.get(a)!);
   const outBig = big(outer.shape);
-  if (!sameShape(outBig.map((a) => outer.shape[a]!), order.map((a) => xShape[a]!))) return undefined;
+  if (
+    !sameShape(
+      outBig.map((a) => outer.shape[a]!),
+      order.map((a) => xShape[a]!),
+    )
+  )
+    return undefined;
   const ones = xShape.flatMap((d, a) => (d > 1 ? [] : [a]));
   let [nextBig, nextOne] = [0, 0];
   return { x, perm: outer.shape.map((d) => (d > 1 ? order[nextBig++]! : ones[nextOne++]!)) };

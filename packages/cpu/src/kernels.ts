@@ -58,13 +58,18 @@ const cast: OnnxLowering = (ctx, ins, [x], out) => {
 };
 
 const conv: OnnxLowering = (ctx, ins, args, out) =>
-  ctx.node(ins.op === "conv2d" ? "Conv" : "ConvTranspose", args, [out], [
-    { name: "strides", ints: ins.attrs.stride! },
-    { name: "pads", ints: pads(ins.attrs.padding!) },
-    { name: "dilations", ints: ins.attrs.dilation! },
-    { name: "group", int: ins.attrs.groups! },
-    ...(ins.op === "convTranspose2d" ? [{ name: "output_padding", ints: ins.attrs.outputPadding! }] : []),
-  ]);
+  ctx.node(
+    ins.op === "conv2d" ? "Conv" : "ConvTranspose",
+    args,
+    [out],
+    [
+      { name: "strides", ints: ins.attrs.stride! },
+      { name: "pads", ints: pads(ins.attrs.padding!) },
+      { name: "dilations", ints: ins.attrs.dilation! },
+      { name: "group", int: ins.attrs.groups! },
+      ...(ins.op === "convTranspose2d" ? [{ name: "output_padding", ints: ins.attrs.outputPadding! }] : []),
+    ],
+  );
 
 const poolAttributes = (ins: Instruction): Attribute[] => [
   { name: "kernel_shape", ints: ins.attrs.kernel! },
@@ -96,10 +101,15 @@ const indexAdd: OnnxLowering = (ctx, ins, [base, index, updates], out) => {
     ctx.node("Reshape", [index!, ctx.int64s(shape.map((d, i) => (i === axis ? d : 1)))], [column]);
     ctx.node("Expand", [column, ctx.int64s(shape)], [expanded]);
   }
-  ctx.node("ScatterElements", [base!, expanded, updates!], [out], [
-    { name: "axis", int: axis },
-    { name: "reduction", string: "add" },
-  ]);
+  ctx.node(
+    "ScatterElements",
+    [base!, expanded, updates!],
+    [out],
+    [
+      { name: "axis", int: axis },
+      { name: "reduction", string: "add" },
+    ],
+  );
 };
 
 /**
@@ -127,21 +137,42 @@ export const CPU_KERNELS = new KernelRegistry<OnnxLowering>("cpu", [
   spec("max", NUMERIC, reduce("ReduceMax")),
   spec("reshape", STORED, withShape("Reshape")),
   spec("expand", STORED, withShape("Expand")),
-  spec("transpose", STORED, simple("Transpose", (ins) => [{ name: "perm", ints: ins.attrs.perm! }])),
+  spec(
+    "transpose",
+    STORED,
+    simple("Transpose", (ins) => [{ name: "perm", ints: ins.attrs.perm! }]),
+  ),
   spec("matmul", FLOATS, simple("MatMul")),
   spec("cast", STORED, cast),
   spec("conv2d", ["float32"], conv),
   spec("convTranspose2d", ["float32"], conv),
   spec("maxPool2d", FLOATS, maxPool),
   spec("maxPool2dIndices", FLOATS, maxPool),
-  spec("avgPool2d", ["float32"], simple("AveragePool", (ins) => [...poolAttributes(ins), { name: "count_include_pad", int: 1 }])),
-  spec("gather", STORED, simple("Gather", (ins) => [{ name: "axis", int: ins.attrs.axis! }])),
+  spec(
+    "avgPool2d",
+    ["float32"],
+    simple("AveragePool", (ins) => [...poolAttributes(ins), { name: "count_include_pad", int: 1 }]),
+  ),
+  spec(
+    "gather",
+    STORED,
+    simple("Gather", (ins) => [{ name: "axis", int: ins.attrs.axis! }]),
+  ),
   spec("indexAdd", NUMERIC, indexAdd),
   spec("slice", STORED, (ctx, ins, [x], out) =>
     ctx.node("Slice", [x!, ctx.int64s(ins.attrs.starts!), ctx.int64s(ins.attrs.ends!), ctx.int64s(ins.shape.map((_, i) => i))], [out]),
   ),
   spec("pad", STORED, (ctx, ins, [x], out) =>
-    ctx.node("Pad", [x!, ctx.int64s([...ins.attrs.before!, ...ins.attrs.after!]), ctx.scalar(ins.attrs.fill!, ins.dtype)], [out], [{ name: "mode", string: "constant" }]),
+    ctx.node(
+      "Pad",
+      [x!, ctx.int64s([...ins.attrs.before!, ...ins.attrs.after!]), ctx.scalar(ins.attrs.fill!, ins.dtype)],
+      [out],
+      [{ name: "mode", string: "constant" }],
+    ),
   ),
-  spec("concat", STORED, simple("Concat", (ins) => [{ name: "axis", int: ins.attrs.axis! }])),
+  spec(
+    "concat",
+    STORED,
+    simple("Concat", (ins) => [{ name: "axis", int: ins.attrs.axis! }]),
+  ),
 ]);

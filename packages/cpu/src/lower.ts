@@ -87,7 +87,9 @@ export function lowerProgram(program: Program, kernels: KernelRegistry<OnnxLower
   const base = program.inputs.length;
   // Computed outputs are written straight into the graph's output names; an output that is an
   // input, or a value returned twice, goes through an Identity.
-  const outputs = program.outputs.map((v, k) => options.output?.(k, infos[v]!) ?? { name: `out${k}`, type: physicalType(infos[v]!.dtype), dims: infos[v]!.shape });
+  const outputs = program.outputs.map(
+    (v, k) => options.output?.(k, infos[v]!) ?? { name: `out${k}`, type: physicalType(infos[v]!.dtype), dims: infos[v]!.shape },
+  );
   const outputName = new Map<number, string>();
   program.outputs.forEach((v, k) => {
     if (v >= base && !outputName.has(v)) outputName.set(v, outputs[k]!.name);

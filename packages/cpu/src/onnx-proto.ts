@@ -112,7 +112,9 @@ const ATTR_INTS = 7;
 
 function valueInfo(w: Writer, v: OnnxValue): void {
   w.string(1, v.name).message(2, (type) =>
-    type.message(1, (tensor) => tensor.int(1, v.type).message(2, (shape) => v.dims.forEach((d) => shape.message(1, (dim) => (typeof d === "string" ? dim.string(2, d) : dim.int(1, d)))))),
+    type.message(1, (tensor) =>
+      tensor.int(1, v.type).message(2, (shape) => v.dims.forEach((d) => shape.message(1, (dim) => (typeof d === "string" ? dim.string(2, d) : dim.int(1, d))))),
+    ),
   );
 }
 

@@ -43,7 +43,10 @@ function linearMapData(trueW: readonly (readonly [number, number])[], n: number)
     xs.push(...x.flat());
     for (let o = 0; o < 2; o++) {
       const terms = x.map(([xr, xi], k) => [trueW[o * 3 + k]![0], trueW[o * 3 + k]![1], xr, xi] as const);
-      ys.push(terms.reduce((acc, [a, b, c, d]) => acc + a * c - b * d, 0), terms.reduce((acc, [a, b, c, d]) => acc + a * d + b * c, 0));
+      ys.push(
+        terms.reduce((acc, [a, b, c, d]) => acc + a * c - b * d, 0),
+        terms.reduce((acc, [a, b, c, d]) => acc + a * d + b * c, 0),
+      );
     }
   }
   return new TensorDataset({ data: xs, sampleShape: [3, 2], dtype: "float64" }, { data: ys, sampleShape: [2, 2], dtype: "float64" });
@@ -51,9 +54,24 @@ function linearMapData(trueW: readonly (readonly [number, number])[], n: number)
 
 describe("complex numbers on the cpu backend", () => {
   it("fit a complex linear map y = W x in 64-true as on the reference backend: loss down a million-fold, W within 1e-3", async () => {
-    const trueW = [[1, -0.5], [0.25, 2], [-1.5, 0.75], [0.5, 0.5], [-1, 0], [2, -1]] as const;
+    const trueW = [
+      [1, -0.5],
+      [0.25, 2],
+      [-1.5, 0.75],
+      [0.5, 0.5],
+      [-1, 0],
+      [2, -1],
+    ] as const;
     const train = async (accelerator: Accelerator) => {
-      const trainer = new Trainer({ accelerator, precision: "64-true", maxEpochs: 40, seed: 5, logger: false, enableProgressBar: false, enableCheckpointing: false });
+      const trainer = new Trainer({
+        accelerator,
+        precision: "64-true",
+        maxEpochs: 40,
+        seed: 5,
+        logger: false,
+        enableProgressBar: false,
+        enableCheckpointing: false,
+      });
       const model = trainer.initModule(() => new ComplexMap());
       expect(model.w.dtype).toBe("complex128");
       await trainer.fit(model, new DataLoader(linearMapData(trueW, 64), { batchSize: 16, shuffle: true, seed: 2 }));

@@ -60,10 +60,21 @@ describe("cpu backend", () => {
       const plugin = precisionPluginFor("bf16-mixed");
       const model = new Sequential(new Linear(16, 32), new ReLU(), new Linear(32, 4));
       const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
-      const x = tensor(Array.from({ length: 8 * 16 }, (_, i) => Math.cos(i)), [8, 16]);
+      const x = tensor(
+        Array.from({ length: 8 * 16 }, (_, i) => Math.cos(i)),
+        [8, 16],
+      );
       const y = tensor([0, 1, 2, 3, 0, 1, 2, 3], [8], "int32");
       const losses: number[] = [];
-      for (let i = 0; i < 12; i++) losses.push((await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), y)))).loss);
+      for (let i = 0; i < 12; i++)
+        losses.push(
+          (
+            await plugin.optimizerStep(
+              optimizer,
+              plugin.forwardContext(() => crossEntropy(model.forward(x), y)),
+            )
+          ).loss,
+        );
       expect(programs.length).toBe(2); // the first step (no momentum buffer yet), then one program for every later step
       expect(backend.sessionsCreated).toBe(programs.length);
       expect(losses.at(-1)!).toBeLessThan(losses[0]! * 0.5);
@@ -97,13 +108,33 @@ describe("cpu checkpoints", () => {
       }
     }
     const g = new Generator(3);
-    const data = new TensorDataset({ data: Array.from({ length: 96 * 8 }, () => g.normal()), sampleShape: [8] }, { data: Array.from({ length: 96 }, (_, i) => i % 3), sampleShape: [], dtype: "int32" });
+    const data = new TensorDataset(
+      { data: Array.from({ length: 96 * 8 }, () => g.normal()), sampleShape: [8] },
+      { data: Array.from({ length: 96 }, (_, i) => i % 3), sampleShape: [], dtype: "int32" },
+    );
     const path = join(mkdtempSync(join(tmpdir(), "nbit-cpu-resume-")), "mid.safetensors");
     const run = async (ckptPath?: string) => {
       manualSeed(11);
-      const save = { async onTrainBatchEnd(t: Trainer, _m: unknown, _o: unknown, _b: unknown, i: number) { if (!ckptPath && t.currentEpoch === 0 && i === 5) await t.saveCheckpoint(path); } };
-      const trainer = new Trainer({ accelerator: new CpuAccelerator({ threads: 2 }), precision: "bf16-mixed", maxEpochs: 2, logger: false, enableProgressBar: false, enableCheckpointing: false, callbacks: [save] });
-      await trainer.fit(trainer.initModule(() => new Net()), new DataLoader(data, { batchSize: 8, shuffle: true, seed: 2 }), undefined, ckptPath ? { ckptPath } : {});
+      const save = {
+        async onTrainBatchEnd(t: Trainer, _m: unknown, _o: unknown, _b: unknown, i: number) {
+          if (!ckptPath && t.currentEpoch === 0 && i === 5) await t.saveCheckpoint(path);
+        },
+      };
+      const trainer = new Trainer({
+        accelerator: new CpuAccelerator({ threads: 2 }),
+        precision: "bf16-mixed",
+        maxEpochs: 2,
+        logger: false,
+        enableProgressBar: false,
+        enableCheckpointing: false,
+        callbacks: [save],
+      });
+      await trainer.fit(
+        trainer.initModule(() => new Net()),
+        new DataLoader(data, { batchSize: 8, shuffle: true, seed: 2 }),
+        undefined,
+        ckptPath ? { ckptPath } : {},
+      );
       return trainer.losses;
     };
     const straight = await run();

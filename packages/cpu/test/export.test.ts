@@ -56,7 +56,11 @@ async function exportAndCompare(model: Module, inputShape: number[], classes: nu
     const optimizer = new SGD(model.parameters(), { lr: 0.05 });
     for (let step = 0; step < 3; step++) {
       const x = randomInput(inputShape, 10 + step);
-      const labels = tensor(Array.from({ length: inputShape[0]! }, (_, i) => i % classes), [inputShape[0]!], "int32");
+      const labels = tensor(
+        Array.from({ length: inputShape[0]! }, (_, i) => i % classes),
+        [inputShape[0]!],
+        "int32",
+      );
       const loss = crossEntropy(model.forward(x), labels);
       loss.backward();
       optimizer.step();

@@ -21,7 +21,16 @@ import {
   type Program,
 } from "@nbit/core";
 import { describe, expect, it } from "vitest";
-import { CPU_KERNELS, CpuAccelerator, defaultThreads, lowerProgram, programWork, programToOnnx, SMALL_PROGRAM_WORK, type CpuBackendOptions } from "../src/index.js";
+import {
+  CPU_KERNELS,
+  CpuAccelerator,
+  defaultThreads,
+  lowerProgram,
+  programWork,
+  programToOnnx,
+  SMALL_PROGRAM_WORK,
+  type CpuBackendOptions,
+} from "../src/index.js";
 
 /** Trains a 3-layer MLP with SGD on `backend`; returns each step's loss, the final parameters and the programs compiled. */
 async function train(backend: Backend, precision: Precision, { steps = 5, loss = "crossEntropy" }: { steps?: number; loss?: "crossEntropy" | "mse" } = {}) {
@@ -38,11 +47,19 @@ async function train(backend: Backend, precision: Precision, { steps = 5, loss =
     const g = new Generator(4);
     const losses: number[] = [];
     for (let i = 0; i < steps; i++) {
-      const x = plugin.convertInput(Tensor.fromHost(new Float32Array(8 * 12).map(() => g.normal()), [8, 12], "float32"));
+      const x = plugin.convertInput(
+        Tensor.fromHost(
+          new Float32Array(8 * 12).map(() => g.normal()),
+          [8, 12],
+          "float32",
+        ),
+      );
       const y = new Int32Array(8).map(() => g.int(5));
       const out = plugin.forwardContext(() => {
         const logits = model.forward(x);
-        return loss === "mse" ? mseLoss(logits, Tensor.fromHost(Float32Array.from(y), [8, 1], "float32").expand([8, 5]).cast(logits.dtype)) : crossEntropy(logits, Tensor.fromHost(y, [8], "int32"));
+        return loss === "mse"
+          ? mseLoss(logits, Tensor.fromHost(Float32Array.from(y), [8, 1], "float32").expand([8, 5]).cast(logits.dtype))
+          : crossEntropy(logits, Tensor.fromHost(y, [8], "int32"));
       });
       losses.push((await plugin.optimizerStep(optimizer, out)).loss);
     }
@@ -150,14 +167,31 @@ describe("cpu fused lowering", () => {
     backend.compile = (p) => (programs.push(p), compile(p));
     return withRuntime(new Runtime(backend), async () => {
       manualSeed(1);
-      const model = new Sequential(new Conv2d(1, 3, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2), new Conv2d(3, 4, 3, { padding: 1 }), new ReLU(), new MaxPool2d(2), new Flatten(), new Linear(4 * 2 * 2, 3));
+      const model = new Sequential(
+        new Conv2d(1, 3, 3, { padding: 1 }),
+        new ReLU(),
+        new MaxPool2d(2),
+        new Conv2d(3, 4, 3, { padding: 1 }),
+        new ReLU(),
+        new MaxPool2d(2),
+        new Flatten(),
+        new Linear(4 * 2 * 2, 3),
+      );
       const optimizer = new SGD(model.parameters(), { lr: 0.1 });
       const g = new Generator(5);
       const losses: number[] = [];
       for (let i = 0; i < steps; i++) {
-        const x = Tensor.fromHost(new Float32Array(6 * 64).map(() => g.normal()), [6, 1, 8, 8], "float32");
+        const x = Tensor.fromHost(
+          new Float32Array(6 * 64).map(() => g.normal()),
+          [6, 1, 8, 8],
+          "float32",
+        );
         // MSE keeps the step free of the LogSoftmax fusion, which rounds differently from the literal lowering.
-        const y = Tensor.fromHost(new Float32Array(6 * 3).map(() => g.normal()), [6, 3], "float32");
+        const y = Tensor.fromHost(
+          new Float32Array(6 * 3).map(() => g.normal()),
+          [6, 3],
+          "float32",
+        );
         losses.push((await precisionPluginFor("32-true").optimizerStep(optimizer, mseLoss(model.forward(x), y))).loss);
       }
       const params = await Promise.all(model.parameters().map((p) => p.data()));
@@ -176,10 +210,15 @@ describe("cpu fused lowering", () => {
     // Forward and gradient share each pool's MaxPool, which gives both values and indices.
     expect(count(false, "MaxPool")).toBe(4);
     expect(count(true, "MaxPool")).toBe(2);
-    expect(nodes(true).filter((n) => n.op === "MaxPool").every((n) => n.outputs.length === 2)).toBe(true);
+    expect(
+      nodes(true)
+        .filter((n) => n.op === "MaxPool")
+        .every((n) => n.outputs.length === 2),
+    ).toBe(true);
     // Both forward convolutions take their bias as Conv's third input.
     expect(nodes(true).filter((n) => n.op === "Conv" && n.inputs.length === 3).length).toBe(2);
-    const rank5 = (fuse: boolean) => nodes(fuse).filter((n) => n.op === "Transpose" && (n.attributes?.[0] as { ints?: number[] } | undefined)?.ints?.length === 5).length;
+    const rank5 = (fuse: boolean) =>
+      nodes(fuse).filter((n) => n.op === "Transpose" && (n.attributes?.[0] as { ints?: number[] } | undefined)?.ints?.length === 5).length;
     expect(rank5(false)).toBeGreaterThan(0);
     expect(rank5(true)).toBe(0);
   });
@@ -227,7 +266,10 @@ describe("cpu fused lowering", () => {
     backend.compile = (p) => (programs.push(p), compile(p));
     const values = await withRuntime(new Runtime(backend), () => {
       const x = Tensor.fromHost(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3], "float32").add(1);
-      return x.reshape([6]).add(x.reshape([6]).reshape([3, 2]).reshape([6])).data();
+      return x
+        .reshape([6])
+        .add(x.reshape([6]).reshape([3, 2]).reshape([6]))
+        .data();
     });
     expect(Array.from(values)).toEqual([4, 6, 8, 10, 12, 14]);
     const step = programs.at(-1)!;
@@ -261,4 +303,3 @@ describe("cpu fused lowering", () => {
     got.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-14));
   });
 });
-

@@ -1,4 +1,19 @@
-import { Adam, crossEntropy, DataLoader, LightningModule, Linear, ReLU, realize, Runtime, Sequential, TensorDataset, Trainer, withRuntime, type Batch, type Tensor } from "@nbit/core";
+import {
+  Adam,
+  crossEntropy,
+  DataLoader,
+  LightningModule,
+  Linear,
+  ReLU,
+  realize,
+  Runtime,
+  Sequential,
+  TensorDataset,
+  Trainer,
+  withRuntime,
+  type Batch,
+  type Tensor,
+} from "@nbit/core";
 import { describe, expect, it } from "vitest";
 import { CpuAccelerator } from "../src/index.js";
 
@@ -15,11 +30,21 @@ class Small extends LightningModule {
     return new Adam(this.parameters(), { lr: 0.01 });
   }
 }
-const data = new TensorDataset({ data: Array.from({ length: 32 }, (_, i) => Math.sin(i)), sampleShape: [4] }, { data: [0, 1, 2, 0, 1, 2, 0, 1], sampleShape: [], dtype: "int32" });
+const data = new TensorDataset(
+  { data: Array.from({ length: 32 }, (_, i) => Math.sin(i)), sampleShape: [4] },
+  { data: [0, 1, 2, 0, 1, 2, 0, 1], sampleShape: [], dtype: "int32" },
+);
 
 describe("memory on cpu (onnxruntime): 16-bit floats are held as float32", () => {
   it("bf16-mixed keeps float32 parameters: 4 bytes each", async () => {
-    const trainer = new Trainer({ accelerator: new CpuAccelerator({ threads: 1 }), precision: "bf16-mixed", maxEpochs: 1, logger: false, enableProgressBar: false, enableCheckpointing: false });
+    const trainer = new Trainer({
+      accelerator: new CpuAccelerator({ threads: 1 }),
+      precision: "bf16-mixed",
+      maxEpochs: 1,
+      logger: false,
+      enableProgressBar: false,
+      enableCheckpointing: false,
+    });
     const model = trainer.initModule(() => new Small());
     await trainer.fit(model, new DataLoader(data, { batchSize: 4 }));
     expect(model.parameterBytes()).toBe(67 * 4);

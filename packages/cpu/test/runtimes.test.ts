@@ -77,7 +77,10 @@ describe("one runtime per Trainer", () => {
     ];
     const start = (t: Trainer, seed: number) => {
       manualSeed(seed);
-      return t.fit(t.initModule(() => new Net()), new DataLoader(data, { batchSize: 8, shuffle: true, seed }));
+      return t.fit(
+        t.initModule(() => new Net()),
+        new DataLoader(data, { batchSize: 8, shuffle: true, seed }),
+      );
     };
     const solo: number[][] = [];
     for (const { make, seed } of setups) {
@@ -120,7 +123,10 @@ describe("one runtime per Trainer", () => {
       const fitAndDrop = async (seed: number) => {
         const t = trainer(new CpuAccelerator({ threads: 1 }), "32-true");
         manualSeed(seed);
-        await t.fit(t.initModule(() => new Net()), new DataLoader(data, { batchSize: 8 }));
+        await t.fit(
+          t.initModule(() => new Net()),
+          new DataLoader(data, { batchSize: 8 }),
+        );
       };
       for (let i = 0; i < 3; i++) await fitAndDrop(i);
       expect(counts.open).toBeGreaterThanOrEqual(3);

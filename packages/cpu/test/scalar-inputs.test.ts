@@ -71,7 +71,9 @@ describe("step scalars are program inputs", () => {
     const relative = (a: readonly number[], b: readonly number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!) / Math.max(Math.abs(b[i]!), 1e-300)));
     const lossDiff = relative(onCpu.losses, onReference.losses);
     const paramDiff = Math.max(...onCpu.params.map((v, i) => Math.abs(v - onReference.params[i]!))) / Math.max(...onReference.params.map(Math.abs));
-    console.info(`64-true cpu vs reference, 300 SGD steps: max relative loss difference ${lossDiff.toExponential(2)}, parameters ${paramDiff.toExponential(2)}`);
+    console.info(
+      `64-true cpu vs reference, 300 SGD steps: max relative loss difference ${lossDiff.toExponential(2)}, parameters ${paramDiff.toExponential(2)}`,
+    );
     expect(lossDiff).toBeLessThanOrEqual(1e-12);
     expect(paramDiff).toBeLessThanOrEqual(1e-12);
   });

@@ -22,11 +22,17 @@ for (const precision of accelerator.supportedPrecisions) {
     const plugin = precisionPluginFor(precision);
     const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
     const optimizer = new SGD(model.parameters(), { lr: 0.05 });
-    const step = () => plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(x, [BATCH, IN]))), tensor(y, [BATCH], "int32"))));
+    const step = () =>
+      plugin.optimizerStep(
+        optimizer,
+        plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(x, [BATCH, IN]))), tensor(y, [BATCH], "int32"))),
+      );
     for (let i = 0; i < 2; i++) await step();
     const t0 = performance.now();
     for (let i = 0; i < STEPS; i++) await step();
     const rate = STEPS / ((performance.now() - t0) / 1000);
-    console.log(`${precision.padEnd(12)}${rate.toFixed(2).padStart(9)}${String(model.parameterBytes()).padStart(14)}  ${backend.name} / tfjs ${backend.tf.getBackend()}`);
+    console.log(
+      `${precision.padEnd(12)}${rate.toFixed(2).padStart(9)}${String(model.parameterBytes()).padStart(14)}  ${backend.name} / tfjs ${backend.tf.getBackend()}`,
+    );
   });
 }

@@ -25,14 +25,22 @@ function grouped(tf: Tf, groups: number, x: T4, w: T4, run: (x: T4, w: T4) => T4
   if (groups === 1) return run(x, w);
   const xs = tf.split(x, groups, 3) as T4[];
   const ws = tf.split(w, groups, 3) as T4[];
-  return tf.concat(xs.map((xg, i) => run(xg, ws[i]!)), 3);
+  return tf.concat(
+    xs.map((xg, i) => run(xg, ws[i]!)),
+    3,
+  );
 }
 
 const conv2d: TfjsKernel = (tf, ins, [x, w]) => {
   const [s, p, d] = [ins.attrs.stride!, ins.attrs.padding!, ins.attrs.dilation!];
   const strided = s[0] > 1 || s[1] > 1;
   const dilated = d[0] > 1 || d[1] > 1;
-  const pad: ExplicitPadding = [[0, 0], [p[0], p[0]], [p[1], p[1]], [0, 0]];
+  const pad: ExplicitPadding = [
+    [0, 0],
+    [p[0], p[0]],
+    [p[1], p[1]],
+    [0, 0],
+  ];
   const filter = tf.transpose(w!, [2, 3, 1, 0]) as T4; // [kh, kw, in / groups, out]
   const y = grouped(tf, ins.attrs.groups!, toNHWC(tf, x!), filter, (xg, wg) => {
     // tfjs refuses stride and dilation together: convolve densely, then keep every stride-th output.
@@ -54,7 +62,14 @@ const convTranspose2d: TfjsKernel = (tf, ins, [x, w]) => {
   const [eh, ew] = [d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1];
   let kernel = w! as T4;
   if (d[0] > 1 || d[1] > 1) {
-    const spread = tf.pad(tf.reshape(kernel, [ci, og, kh, 1, kw, 1]), [[0, 0], [0, 0], [0, 0], [0, d[0] - 1], [0, 0], [0, d[1] - 1]]);
+    const spread = tf.pad(tf.reshape(kernel, [ci, og, kh, 1, kw, 1]), [
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      [0, d[0] - 1],
+      [0, 0],
+      [0, d[1] - 1],
+    ]);
     kernel = tf.slice(tf.reshape(spread, [ci, og, kh * d[0], kw * d[1]]), [0, 0, 0, 0], [ci, og, eh, ew]) as T4;
   }
   const filter = tf.transpose(kernel, [2, 3, 1, 0]) as T4; // [eh, ew, out / groups, in]
@@ -62,18 +77,40 @@ const convTranspose2d: TfjsKernel = (tf, ins, [x, w]) => {
   const groups = ins.attrs.groups!;
   const xs = (groups === 1 ? [toNHWC(tf, x!)] : tf.split(toNHWC(tf, x!), groups, 3)) as T4[];
   const fs = (groups === 1 ? [filter] : tf.split(filter, groups, 3)) as T4[];
-  const full = tf.concat(xs.map((xg, i) => tf.conv2dTranspose(xg, fs[i]!, [n, fh, fw, og], mutable(s), "valid")), 3);
+  const full = tf.concat(
+    xs.map((xg, i) => tf.conv2dTranspose(xg, fs[i]!, [n, fh, fw, og], mutable(s), "valid")),
+    3,
+  );
   const [, , oh, ow] = ins.shape as [number, number, number, number];
   // Rows [p, p + out) of the full output; output padding beyond the full output is zeros.
   const keep = [Math.min(oh, fh - p[0]), Math.min(ow, fw - p[1])] as const;
   const cut = tf.slice(full, [0, p[0], p[1], 0], [n, keep[0], keep[1], og * groups]);
-  const padded = keep[0] < oh || keep[1] < ow ? tf.pad(cut, [[0, 0], [0, oh - keep[0]], [0, ow - keep[1]], [0, 0]]) : cut;
+  const padded =
+    keep[0] < oh || keep[1] < ow
+      ? tf.pad(cut, [
+          [0, 0],
+          [0, oh - keep[0]],
+          [0, ow - keep[1]],
+          [0, 0],
+        ])
+      : cut;
   return toNCHW(tf, padded);
 };
 
 /** NCHW input padded by `fill` on both spatial sides. */
 const padSpatial = (tf: Tf, x: T, p: readonly [number, number], fill: number): T =>
-  p[0] || p[1] ? tf.pad(x, [[0, 0], [0, 0], [p[0], p[0]], [p[1], p[1]]], fill) : x;
+  p[0] || p[1]
+    ? tf.pad(
+        x,
+        [
+          [0, 0],
+          [0, 0],
+          [p[0], p[0]],
+          [p[1], p[1]],
+        ],
+        fill,
+      )
+    : x;
 
 /** For each output position of window tap (u, v): its index in the unpadded H x W plane, or -1 in the padding. */
 function tapPositions(ins: Instruction, info: ValueInfo, u: number, v: number): Int32Array {
@@ -203,7 +240,19 @@ export const CUDA_KERNELS = new KernelRegistry<TfjsKernel>("cuda", [
   spec("avgPool2d", F32, avgPool2d),
   spec("gather", STORED, (tf, ins, [x, index]) => tf.gather(x!, index!, ins.attrs.axis!)),
   spec("indexAdd", NUMERIC, indexAdd),
-  spec("slice", STORED, (tf, ins, [x]) => tf.slice(x!, [...ins.attrs.starts!], ins.shape.map((d) => d))),
-  spec("pad", STORED, (tf, ins, [x]) => tf.pad(x!, ins.attrs.before!.map((b, i) => [b, ins.attrs.after![i]!] as [number, number]), ins.attrs.fill!)),
+  spec("slice", STORED, (tf, ins, [x]) =>
+    tf.slice(
+      x!,
+      [...ins.attrs.starts!],
+      ins.shape.map((d) => d),
+    ),
+  ),
+  spec("pad", STORED, (tf, ins, [x]) =>
+    tf.pad(
+      x!,
+      ins.attrs.before!.map((b, i) => [b, ins.attrs.after![i]!] as [number, number]),
+      ins.attrs.fill!,
+    ),
+  ),
   spec("concat", STORED, (tf, ins, inputs) => tf.concat([...inputs], ins.attrs.axis!)),
 ]);

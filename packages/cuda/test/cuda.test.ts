@@ -37,7 +37,9 @@ describe("the cuda accelerator, where a GPU is and where none is", () => {
       expect(registry.resolve("auto").name).toBe("cuda");
       return;
     }
-    expect(status.reason).toMatch(/^@tensorflow\/tfjs-node-gpu (is not installed \(an optional dependency|failed to load: |loaded, but TensorFlow found no CUDA GPU)/);
+    expect(status.reason).toMatch(
+      /^@tensorflow\/tfjs-node-gpu (is not installed \(an optional dependency|failed to load: |loaded, but TensorFlow found no CUDA GPU)/,
+    );
     expect(new CudaAccelerator().deviceCount()).toBe(0);
     expect(() => new Trainer({ accelerator: "gpu", registry, logger: false, enableProgressBar: false })).toThrow(
       /Accelerator "gpu" is not available:\n {2}- cuda: @tensorflow\/tfjs-node-gpu [^\n]*\nAvailable accelerators: "cpu-test"/,
@@ -77,9 +79,41 @@ describe("16-bit rounding with tfjs ops", () => {
   };
 
   const edges = new Float32Array([
-    0, -0, 1, -1, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 65504, 65519.99, 65520, -65520, 1e6, 2 ** -24, 2 ** -25, 3 * 2 ** -25,
-    2 ** -14 - 2 ** -25, 2 ** -26, -(2 ** -30), Infinity, -Infinity, NaN, 3.4028234663852886e38, -3.4e38, 1.1754943508222875e-38, 1e-40, 1.4e-45,
-    2 ** -133, 2 ** -134, 3 * 2 ** -134, 0.1, 1 / 3, 2 ** 127, 2 ** -126, 0.5 - 2 ** -26,
+    0,
+    -0,
+    1,
+    -1,
+    1 + 2 ** -11,
+    1 + 3 * 2 ** -11,
+    1 + 2 ** -8,
+    1 + 3 * 2 ** -8,
+    65504,
+    65519.99,
+    65520,
+    -65520,
+    1e6,
+    2 ** -24,
+    2 ** -25,
+    3 * 2 ** -25,
+    2 ** -14 - 2 ** -25,
+    2 ** -26,
+    -(2 ** -30),
+    Infinity,
+    -Infinity,
+    NaN,
+    3.4028234663852886e38,
+    -3.4e38,
+    1.1754943508222875e-38,
+    1e-40,
+    1.4e-45,
+    2 ** -133,
+    2 ** -134,
+    3 * 2 ** -134,
+    0.1,
+    1 / 3,
+    2 ** 127,
+    2 ** -126,
+    0.5 - 2 ** -26,
   ]);
 
   it("matches core bit for bit on edge cases", () => {
@@ -108,11 +142,21 @@ describe("training on tfjs", () => {
       const plugin = precisionPluginFor("16-mixed");
       const model = new Sequential(new Linear(8, 16), new ReLU(), new Linear(16, 3));
       const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
-      const x = tensor(Array.from({ length: 32 * 8 }, (_, i) => Math.sin(i)), [32, 8]);
-      const y = tensor(Array.from({ length: 32 }, (_, i) => i % 3), [32], "int32");
+      const x = tensor(
+        Array.from({ length: 32 * 8 }, (_, i) => Math.sin(i)),
+        [32, 8],
+      );
+      const y = tensor(
+        Array.from({ length: 32 }, (_, i) => i % 3),
+        [32],
+        "int32",
+      );
       const counts: number[] = [];
       for (let step = 0; step < 30; step++) {
-        await plugin.optimizerStep(optimizer, plugin.forwardContext(() => crossEntropy(model.forward(x), y)));
+        await plugin.optimizerStep(
+          optimizer,
+          plugin.forwardContext(() => crossEntropy(model.forward(x), y)),
+        );
         const gc = (globalThis as { gc?: () => void }).gc;
         if (gc) {
           gc();

@@ -43,8 +43,18 @@ const data = new TensorDataset(
 
 async function fitOnTfjs(): Promise<Trainer> {
   manualSeed(3);
-  const trainer = new Trainer({ accelerator: new CudaAccelerator("tfjs-cpu"), precision: "16-mixed", maxEpochs: 2, logger: false, enableProgressBar: false, enableCheckpointing: false });
-  await trainer.fit(trainer.initModule(() => new Net()), new DataLoader(data, { batchSize: 8 }));
+  const trainer = new Trainer({
+    accelerator: new CudaAccelerator("tfjs-cpu"),
+    precision: "16-mixed",
+    maxEpochs: 2,
+    logger: false,
+    enableProgressBar: false,
+    enableCheckpointing: false,
+  });
+  await trainer.fit(
+    trainer.initModule(() => new Net()),
+    new DataLoader(data, { batchSize: 8 }),
+  );
   return trainer;
 }
 

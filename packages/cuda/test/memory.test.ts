@@ -1,4 +1,17 @@
-import { Adam, crossEntropy, DataLoader, LightningModule, Linear, ModelSummary, ReLU, Sequential, TensorDataset, Trainer, type Batch, type Tensor } from "@nbit/core";
+import {
+  Adam,
+  crossEntropy,
+  DataLoader,
+  LightningModule,
+  Linear,
+  ModelSummary,
+  ReLU,
+  Sequential,
+  TensorDataset,
+  Trainer,
+  type Batch,
+  type Tensor,
+} from "@nbit/core";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -20,14 +33,25 @@ class Small extends LightningModule {
     return new Adam(this.parameters(), { lr: 0.01 });
   }
 }
-const data = new TensorDataset({ data: Array.from({ length: 32 }, (_, i) => Math.sin(i)), sampleShape: [4] }, { data: [0, 1, 2, 0, 1, 2, 0, 1], sampleShape: [], dtype: "int32" });
+const data = new TensorDataset(
+  { data: Array.from({ length: 32 }, (_, i) => Math.sin(i)), sampleShape: [4] },
+  { data: [0, 1, 2, 0, 1, 2, 0, 1], sampleShape: [], dtype: "int32" },
+);
 
 describe("memory on cuda (tfjs kernels): what 16-bit parameters really take", () => {
   for (const precision of ["16-true", "bf16-true"] as const) {
     it(`${precision}: parameters and Adam state are held as float32, 4 bytes each, and parameterBytes says so`, async () => {
       const summaries: string[] = [];
       const callbacks = [new ModelSummary({ write: (text) => summaries.push(text) })];
-      const trainer = new Trainer({ accelerator: new CudaAccelerator("tfjs-cpu"), precision, maxEpochs: 1, logger: false, enableProgressBar: false, enableCheckpointing: false, callbacks });
+      const trainer = new Trainer({
+        accelerator: new CudaAccelerator("tfjs-cpu"),
+        precision,
+        maxEpochs: 1,
+        logger: false,
+        enableProgressBar: false,
+        enableCheckpointing: false,
+        callbacks,
+      });
       const model = trainer.initModule(() => new Small());
       // In host memory, before the run places them, the 16-bit values take 2 bytes each.
       expect(model.parameterBytes()).toBe(67 * 2);

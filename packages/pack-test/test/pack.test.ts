@@ -58,7 +58,14 @@ describe("the published tarballs", () => {
       const files = p.files.map((f) => f.path);
       // The conformance kit is vitest suites, and vitest is ESM only.
       const commonjs = p.name !== "@nbit/conformance";
-      const expected = ["LICENSE", "README.md", "package.json", "dist/index.js", "dist/index.d.ts", ...(commonjs ? ["dist/index.cjs", "dist/index.d.cts"] : [])];
+      const expected = [
+        "LICENSE",
+        "README.md",
+        "package.json",
+        "dist/index.js",
+        "dist/index.d.ts",
+        ...(commonjs ? ["dist/index.cjs", "dist/index.d.cts"] : []),
+      ];
       for (const f of expected) expect(files, p.name).toContain(f);
       const manifest = JSON.parse(readFileSync(join(dir, "node_modules", p.name, "package.json"), "utf8"));
       expect(manifest.exports["."].import).toEqual({ types: "./dist/index.d.ts", default: "./dist/index.js" });

@@ -15,12 +15,26 @@ class Small extends LightningModule {
     return new Adam(this.parameters(), { lr: 0.01 });
   }
 }
-const data = new TensorDataset({ data: Array.from({ length: 32 }, (_, i) => Math.sin(i)), sampleShape: [4] }, { data: [0, 1, 2, 0, 1, 2, 0, 1], sampleShape: [], dtype: "int32" });
+const data = new TensorDataset(
+  { data: Array.from({ length: 32 }, (_, i) => Math.sin(i)), sampleShape: [4] },
+  { data: [0, 1, 2, 0, 1, 2, 0, 1], sampleShape: [], dtype: "int32" },
+);
 
 describe("memory on tpu: bf16-true halves what the parameters take", () => {
-  for (const [precision, bytes] of [["bf16-true", 2], ["32-true", 4], ["bf16-mixed", 4]] as const) {
+  for (const [precision, bytes] of [
+    ["bf16-true", 2],
+    ["32-true", 4],
+    ["bf16-mixed", 4],
+  ] as const) {
     it(`${precision}: ${bytes} bytes per parameter, also once placed on the backend`, async () => {
-      const trainer = new Trainer({ accelerator: new TpuAccelerator(), precision, maxEpochs: 1, logger: false, enableProgressBar: false, enableCheckpointing: false });
+      const trainer = new Trainer({
+        accelerator: new TpuAccelerator(),
+        precision,
+        maxEpochs: 1,
+        logger: false,
+        enableProgressBar: false,
+        enableCheckpointing: false,
+      });
       const model = trainer.initModule(() => new Small());
       await trainer.fit(model, new DataLoader(data, { batchSize: 4 }));
       expect(model.parameterBytes()).toBe(67 * bytes);

@@ -186,7 +186,10 @@ export class ComplexTensor {
    */
   backward(gradient?: ComplexTensor): void {
     if (!gradient)
-      throw new DTypeError("backward", "a gradient can be created implicitly only for a real scalar output; pass a complex gradient or backpropagate a real loss");
+      throw new DTypeError(
+        "backward",
+        "a gradient can be created implicitly only for a real scalar output; pass a complex gradient or backpropagate a real loss",
+      );
     if (!sameShape(gradient.shape, this.shape)) throw new ShapeError("backward", [this.shape, gradient.shape], "the gradient must have the output's shape");
     this.real.mul(gradient.real.detach()).sum().add(this.imag.mul(gradient.imag.detach()).sum()).backward();
   }
@@ -243,7 +246,12 @@ export function complex(real: Tensor, imag: Tensor): ComplexTensor {
  * A complex tensor from the values of its real and imaginary parts. Without a dtype it takes the
  * active precision's: complex128 under 64-true, complex64 under 32-true; 16-bit precisions refuse.
  */
-export function complexTensor(real: ArrayLike<number> | number, imag: ArrayLike<number> | number, shape?: readonly number[], dtype?: ComplexDType): ComplexTensor {
+export function complexTensor(
+  real: ArrayLike<number> | number,
+  imag: ArrayLike<number> | number,
+  shape?: readonly number[],
+  dtype?: ComplexDType,
+): ComplexTensor {
   const part = COMPLEX_PART_DTYPE[resolveComplexDType(dtype)];
   const [re, im] = [real, imag].map((v) => (typeof v === "number" ? [v] : v)) as [ArrayLike<number>, ArrayLike<number>];
   if (re.length !== im.length) throw new ShapeError("complexTensor", [[re.length], [im.length]], "real and imaginary values differ in count");

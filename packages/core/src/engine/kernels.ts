@@ -32,7 +32,11 @@ export class KernelRegistry<K> {
   /** Adds kernels; a later registration for the same op and dtype replaces the earlier one. */
   register(...specs: readonly KernelSpec<K>[]): this {
     for (const spec of specs) {
-      if (!Object.hasOwn(OPS, spec.op)) throw new NbitError("UNKNOWN_OP", `Backend "${this.backend}" registers a kernel for "${spec.op}", which is not a primitive. Primitives: ${PRIMITIVE_OPS.join(", ")}.`);
+      if (!Object.hasOwn(OPS, spec.op))
+        throw new NbitError(
+          "UNKNOWN_OP",
+          `Backend "${this.backend}" registers a kernel for "${spec.op}", which is not a primitive. Primitives: ${PRIMITIVE_OPS.join(", ")}.`,
+        );
       let byDType = this.kernels.get(spec.op);
       if (!byDType) this.kernels.set(spec.op, (byDType = new Map()));
       for (const dtype of spec.dtypes) byDType.set(dtype, spec);

@@ -60,16 +60,19 @@ const requireInt32 = (op: string, v: ValueInfo, what: string): void => {
 
 const sameAs = (inputs: readonly ValueInfo[]): ValueInfo => inputs[0]!;
 
-const binaryRule = (op: string, comparison: boolean) => (inputs: readonly ValueInfo[]): ValueInfo => {
-  const dtype = sameDType(op, inputs);
-  return { dtype: comparison ? "bool" : dtype, shape: broadcastShapes(op, inputs[0]!.shape, inputs[1]!.shape) };
-};
+const binaryRule =
+  (op: string, comparison: boolean) =>
+  (inputs: readonly ValueInfo[]): ValueInfo => {
+    const dtype = sameDType(op, inputs);
+    return { dtype: comparison ? "bool" : dtype, shape: broadcastShapes(op, inputs[0]!.shape, inputs[1]!.shape) };
+  };
 
 function reduceRule(op: string) {
   return ([x]: readonly ValueInfo[], { axes, keepDims }: OpAttrs): ValueInfo => {
     if (!axes || axes.length === 0) throw new ShapeError(op, [x!.shape], "needs at least one axis");
     axes.forEach((a, i) => {
-      if (normalizeAxis(op, x!.shape, a) !== a || (i > 0 && a <= axes[i - 1]!)) throw new ShapeError(op, [x!.shape], `axes [${axes.join(", ")}] must be sorted, distinct and non-negative`);
+      if (normalizeAxis(op, x!.shape, a) !== a || (i > 0 && a <= axes[i - 1]!))
+        throw new ShapeError(op, [x!.shape], `axes [${axes.join(", ")}] must be sorted, distinct and non-negative`);
     });
     return { dtype: x!.dtype, shape: reducedShape(x!.shape, axes, keepDims ?? false) };
   };
@@ -121,10 +124,14 @@ function poolRule(op: string, dilated: boolean, out?: DType) {
     const s = checkPair(op, "stride", at.stride, 1);
     const p = checkPair(op, "padding", at.padding, 0);
     const d = dilated ? checkPair(op, "dilation", at.dilation, 1) : ([1, 1] as const);
-    if (p[0] * 2 > k[0] || p[1] * 2 > k[1]) throw new NbitError("INVALID_ARGUMENT", `${op}: padding ${JSON.stringify(p)} must be at most half the kernel ${JSON.stringify(k)}`);
+    if (p[0] * 2 > k[0] || p[1] * 2 > k[1])
+      throw new NbitError("INVALID_ARGUMENT", `${op}: padding ${JSON.stringify(p)} must be at most half the kernel ${JSON.stringify(k)}`);
     const [n, c, h, w] = x!.shape as [number, number, number, number];
     const shapes = [x!.shape];
-    return { dtype: out ?? x!.dtype, shape: [n, c, slidingOutputSize(op, shapes, h, k[0], s[0], p[0], d[0]), slidingOutputSize(op, shapes, w, k[1], s[1], p[1], d[1])] };
+    return {
+      dtype: out ?? x!.dtype,
+      shape: [n, c, slidingOutputSize(op, shapes, h, k[0], s[0], p[0], d[0]), slidingOutputSize(op, shapes, w, k[1], s[1], p[1], d[1])],
+    };
   };
 }
 
@@ -134,7 +141,8 @@ function checkGroups(op: string, groups: number | undefined): number {
 }
 
 function checkIndexAxis(op: string, v: ValueInfo, axis: number | undefined): number {
-  if (axis === undefined || normalizeAxis(op, v.shape, axis) !== axis) throw new ShapeError(op, [v.shape], `axis ${axis} must be a non-negative axis of the input`);
+  if (axis === undefined || normalizeAxis(op, v.shape, axis) !== axis)
+    throw new ShapeError(op, [v.shape], `axis ${axis} must be a non-negative axis of the input`);
   return axis;
 }
 
@@ -211,7 +219,11 @@ const UNARY = (grad: OpDef["grad"], exact = false): OpDef => ({
   exact,
 });
 
-const BINARY = (op: string, grad: ((g: Tensor, a: Tensor, b: Tensor, out: Tensor) => [Tensor, Tensor]) | undefined, options: { exact?: boolean; comparison?: boolean; accepts?: OpDef["accepts"] } = {}): OpDef => ({
+const BINARY = (
+  op: string,
+  grad: ((g: Tensor, a: Tensor, b: Tensor, out: Tensor) => [Tensor, Tensor]) | undefined,
+  options: { exact?: boolean; comparison?: boolean; accepts?: OpDef["accepts"] } = {},
+): OpDef => ({
   arity: 2,
   attrs: [],
   operand: 0,
@@ -351,7 +363,12 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     operand: 0,
     accepts: "any",
     infer: ([x], { perm }) => ({ dtype: x!.dtype, shape: transposeShape(x!.shape, perm ?? []) }),
-    grad: (g, _, __, { perm }) => [rawTranspose(g, perm!.map((_, i) => perm!.indexOf(i)))],
+    grad: (g, _, __, { perm }) => [
+      rawTranspose(
+        g,
+        perm!.map((_, i) => perm!.indexOf(i)),
+      ),
+    ],
     exact: true,
   },
   expand: {
@@ -422,7 +439,11 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
     accepts: "float",
     infer: convTransposeRule,
     grad: (g, [x, w], _out, at) => {
-      const dx = cropTo(ap("conv2d", [g, w!], { stride: at.stride!, padding: at.padding!, dilation: at.dilation!, groups: at.groups! }), x!.shape[2]!, x!.shape[3]!);
+      const dx = cropTo(
+        ap("conv2d", [g, w!], { stride: at.stride!, padding: at.padding!, dilation: at.dilation!, groups: at.groups! }),
+        x!.shape[2]!,
+        x!.shape[3]!,
+      );
       return [dx, convWeightGrad(g, x!, w!.shape, at)];
     },
     exact: false,
@@ -543,7 +564,11 @@ export const OPS: Readonly<Record<PrimitiveOp, OpDef>> = {
       let total = 0;
       for (const v of inputs) {
         if (v.shape.length !== first.length || v.shape.some((d, i) => i !== ax && d !== first[i]))
-          throw new ShapeError("concat", inputs.map((i) => i.shape), `shapes must match except along axis ${ax}`);
+          throw new ShapeError(
+            "concat",
+            inputs.map((i) => i.shape),
+            `shapes must match except along axis ${ax}`,
+          );
         total += v.shape[ax]!;
       }
       return { dtype, shape: first.map((d, i) => (i === ax ? total : d)) };

@@ -124,10 +124,17 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
 }
 
 /** Output length of a convolution or pooling window sliding over `size` elements. */
-export function slidingOutputSize(op: string, shapes: readonly Shape[], size: number, kernel: number, stride: number, padding: number, dilation: number): number {
+export function slidingOutputSize(
+  op: string,
+  shapes: readonly Shape[],
+  size: number,
+  kernel: number,
+  stride: number,
+  padding: number,
+  dilation: number,
+): number {
   const out = Math.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1;
-  if (out < 1)
-    throw new ShapeError(op, shapes, `the window (kernel ${kernel}, dilation ${dilation}) does not fit an input of ${size} with padding ${padding}`);
+  if (out < 1) throw new ShapeError(op, shapes, `the window (kernel ${kernel}, dilation ${dilation}) does not fit an input of ${size} with padding ${padding}`);
   return out;
 }
 

@@ -320,7 +320,10 @@ const elementwiseDTypes = (compute: readonly DType[]) => ({
  * Core's host kernels over float64 and float32 (and int32/bool where an op takes them). They are
  * the reference backend's kernels and the base that TypeScript backends register or wrap.
  */
-export function referenceKernels(compute: readonly DType[] = ["float64", "float32"], stored: readonly DType[] = ["float64", "float32", "int32", "bool", "uint8", "int8"]): KernelSpec<HostKernel>[] {
+export function referenceKernels(
+  compute: readonly DType[] = ["float64", "float32"],
+  stored: readonly DType[] = ["float64", "float32", "int32", "bool", "uint8", "int8"],
+): KernelSpec<HostKernel>[] {
   const { float, numeric } = elementwiseDTypes(compute);
   const specs: KernelSpec<HostKernel>[] = [];
   for (const [op, expr] of Object.entries(UNARY_EXPR) as [keyof typeof UNARY_EXPR, string][]) {
@@ -360,7 +363,12 @@ export function referenceKernels(compute: readonly DType[] = ["float64", "float3
     });
   }
   const moveIndex = (ins: Instruction, info: ValueInfo) =>
-    ins.op === "expand" ? broadcastIndex(info.shape, ins.shape)! : stridedIndex(ins.shape, ins.attrs.perm!.map((p) => sizeOf(info.shape.slice(p + 1))));
+    ins.op === "expand"
+      ? broadcastIndex(info.shape, ins.shape)!
+      : stridedIndex(
+          ins.shape,
+          ins.attrs.perm!.map((p) => sizeOf(info.shape.slice(p + 1))),
+        );
   const move: HostKernel = (ins, [x], [info]) => {
     const map = moveIndex(ins, info!);
     const out = allocHost(ins.dtype, map.length);
@@ -446,7 +454,15 @@ export function referenceKernels(compute: readonly DType[] = ["float64", "float3
         let offset = 0;
         inputs.forEach((x, i) => {
           const shape = infos[i]!.shape;
-          copyBox(x, shape, zerosAt(shape.length), out, ins.shape, ins.shape.map((_, j) => (j === axis ? offset : 0)), shape);
+          copyBox(
+            x,
+            shape,
+            zerosAt(shape.length),
+            out,
+            ins.shape,
+            ins.shape.map((_, j) => (j === axis ? offset : 0)),
+            shape,
+          );
           offset += shape[axis]!;
         });
         return out;
@@ -464,7 +480,13 @@ export function executeHost(kernels: KernelRegistry<HostKernel>, ins: Instructio
     return { data: out };
   }
   const operand = infos[OPS[ins.op].operand]!.dtype;
-  return { data: kernels.get(ins.op, operand)(ins, inputs.map((b) => b.data), infos) };
+  return {
+    data: kernels.get(ins.op, operand)(
+      ins,
+      inputs.map((b) => b.data),
+      infos,
+    ),
+  };
 }
 
 const ALL_STORED: DType[] = ["float64", "float32", ...ROUNDED_FLOAT_DTYPES, "int32", "bool", "uint8", "int8"];
@@ -473,7 +495,8 @@ const ALL_STORED: DType[] = ["float64", "float32", ...ROUNDED_FLOAT_DTYPES, "int
 export const REFERENCE_KERNELS = new KernelRegistry<HostKernel>("reference", referenceKernels(["float64", "float32"], ALL_STORED));
 
 /** Runs one instruction of a core program with the reference kernels. */
-export const executeInstruction = (ins: Instruction, inputs: readonly TypedBuffer[], infos: readonly ValueInfo[]): TypedBuffer => executeHost(REFERENCE_KERNELS, ins, inputs, infos);
+export const executeInstruction = (ins: Instruction, inputs: readonly TypedBuffer[], infos: readonly ValueInfo[]): TypedBuffer =>
+  executeHost(REFERENCE_KERNELS, ins, inputs, infos);
 
 /**
  * Core's reference backend: plain TypeScript kernels over typed arrays, float64 and float32

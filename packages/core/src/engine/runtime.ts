@@ -137,7 +137,8 @@ export class Runtime {
   }
 
   private checkOpen(): void {
-    if (this.disposed) throw new NbitError("RUNTIME_DISPOSED", `The runtime on backend "${this.backend.name}" was disposed; its tensors can no longer be computed or read.`);
+    if (this.disposed)
+      throw new NbitError("RUNTIME_DISPOSED", `The runtime on backend "${this.backend.name}" was disposed; its tensors can no longer be computed or read.`);
   }
 
   /** Whether dispose() was called. */
@@ -241,10 +242,13 @@ export class Runtime {
     const base = inputs.length;
     program.instructions.forEach((ins, i) => {
       const args = ins.inputs.map((v) => values[v]!);
-      values[base + i] = this.backend.execute!(ins, args, ins.inputs.map((v) => infos[v]!));
+      values[base + i] = this.backend.execute!(
+        ins,
+        args,
+        ins.inputs.map((v) => infos[v]!),
+      );
       this.stats.instructionsRun++;
-      if (this.backend.dispose)
-        for (const v of new Set(ins.inputs)) if (v >= base && lastUse[v] === i) this.backend.dispose(values[v]!);
+      if (this.backend.dispose) for (const v of new Set(ins.inputs)) if (v >= base && lastUse[v] === i) this.backend.dispose(values[v]!);
     });
     return program.outputs.map((o) => values[o]!);
   }
@@ -379,8 +383,7 @@ class ProgramBuilder {
     const taken = new Set<number>();
     const outputs = roots.map((r) => {
       let id = this.ids.get(r)!;
-      if (id < this.inputs.length || taken.has(id))
-        id = this.emit({ op: "reshape", inputs: [id], attrs: { shape: r.shape }, dtype: r.dtype, shape: r.shape });
+      if (id < this.inputs.length || taken.has(id)) id = this.emit({ op: "reshape", inputs: [id], attrs: { shape: r.shape }, dtype: r.dtype, shape: r.shape });
       taken.add(id);
       return id;
     });

@@ -7,17 +7,7 @@ import { autocast, autocastScope, currentRuntime, defaultParamDType, isGradEnabl
 import { LazyNode } from "./node.js";
 import { noteManualCast } from "./cast-watch.js";
 import { OPS, type OpDef, type PrimitiveOp } from "./ops.js";
-import {
-  checkExpand,
-  checkReshape,
-  normalizeAxes,
-  normalizeAxis,
-  sameShape,
-  sizeOf,
-  transposeShape,
-  type OpAttrs,
-  type Shape,
-} from "./primitives.js";
+import { checkExpand, checkReshape, normalizeAxes, normalizeAxis, sameShape, sizeOf, transposeShape, type OpAttrs, type Shape } from "./primitives.js";
 
 type UnaryOp = "neg" | "exp" | "log" | "sqrt" | "tanh";
 type BinaryOp = "add" | "sub" | "mul" | "div" | "maximum" | "less" | "equal";
@@ -83,8 +73,7 @@ export class Tensor {
   }
 
   static fromHost(host: HostArray, shape: Shape, dtype: DType, requiresGrad = false): Tensor {
-    if (host.length !== sizeOf(shape))
-      throw new ShapeError("tensor", [shape], `${host.length} values do not fill the shape`);
+    if (host.length !== sizeOf(shape)) throw new ShapeError("tensor", [shape], `${host.length} values do not fill the shape`);
     return new Tensor(LazyNode.leaf(host, [...shape], dtype), requiresGrad);
   }
 
@@ -129,8 +118,7 @@ export class Tensor {
 
   backward(gradient?: Tensor, { retainGraph = false } = {}): void {
     if (!this.requiresGrad) throw new NbitError("NO_GRAD", "backward() on a tensor that does not require grad");
-    if (!gradient && this.size !== 1)
-      throw new ShapeError("backward", [this.shape], "grad can be created implicitly only for a tensor with one element");
+    if (!gradient && this.size !== 1) throw new ShapeError("backward", [this.shape], "grad can be created implicitly only for a tensor with one element");
     const order = topologicalOrder(this);
     const grads = new Map<Tensor, Tensor>([[this, gradient ?? full(this.shape, 1, this.dtype)]]);
     noGrad(() =>
@@ -310,9 +298,18 @@ export class Tensor {
   }
   /** Drops `axis` (or every axis) of size 1. */
   squeeze(axis?: number): Tensor {
-    if (axis === undefined) return rawReshape(this, this.shape.filter((d) => d !== 1));
+    if (axis === undefined)
+      return rawReshape(
+        this,
+        this.shape.filter((d) => d !== 1),
+      );
     const ax = normalizeAxis("squeeze", this.shape, axis);
-    return this.shape[ax] === 1 ? rawReshape(this, this.shape.filter((_, i) => i !== ax)) : this;
+    return this.shape[ax] === 1
+      ? rawReshape(
+          this,
+          this.shape.filter((_, i) => i !== ax),
+        )
+      : this;
   }
 
   /** torch.matmul: batch dimensions broadcast; a 1-D operand is a row (left) or a column (right) whose axis is dropped. */
@@ -339,14 +336,23 @@ export class Tensor {
   gather(axis: number, index: Tensor): Tensor {
     const ax = normalizeAxis("gather", this.shape, axis);
     if (index.rank !== this.rank || index.shape.some((d, i) => i !== ax && d > this.shape[i]!))
-      throw new ShapeError("gather", [this.shape, index.shape], `index must have rank ${this.rank} and no dimension larger than the input's (but along axis ${ax})`);
+      throw new ShapeError(
+        "gather",
+        [this.shape, index.shape],
+        `index must have rank ${this.rank} and no dimension larger than the input's (but along axis ${ax})`,
+      );
     if (index.dtype !== "int32") throw new DTypeError("gather", `index must be int32, got ${index.dtype}`);
     // Flat positions: the index along `axis`, each other axis's own position, times the row-major strides.
     let flat = rawBinary("mul", index, scalarLike(sizeOf(this.shape.slice(ax + 1)), index));
     index.shape.forEach((d, i) => {
       if (i === ax || d === 1) return;
       const position = arange(d).mul(sizeOf(this.shape.slice(i + 1)));
-      flat = flat.add(rawReshape(position, index.shape.map((e, j) => (j === i ? e : 1))));
+      flat = flat.add(
+        rawReshape(
+          position,
+          index.shape.map((e, j) => (j === i ? e : 1)),
+        ),
+      );
     });
     return rawReshape(this, [this.size]).indexSelect(0, flat);
   }
@@ -363,7 +369,13 @@ export class Tensor {
     const size = this.shape[ax]!;
     const clampIndex = (i: number) => Math.min(Math.max(i < 0 ? i + size : i, 0), size);
     const [s, e] = [clampIndex(start), Math.max(clampIndex(start), clampIndex(end))];
-    if (step > 1) return this.indexSelect(ax, arange(Math.ceil((e - s) / step)).mul(step).add(s));
+    if (step > 1)
+      return this.indexSelect(
+        ax,
+        arange(Math.ceil((e - s) / step))
+          .mul(step)
+          .add(s),
+      );
     if (s === 0 && e === size) return this;
     return apply("slice", [this], { starts: this.shape.map((_, i) => (i === ax ? s : 0)), ends: this.shape.map((d, i) => (i === ax ? e : d)) });
   }
@@ -414,7 +426,11 @@ export const ones = (shape: readonly number[], dtype: DType = defaultParamDType(
 export const zerosLike = (t: Tensor): Tensor => zeros(t.shape, t.dtype);
 
 export function arange(n: number, dtype: DType = "int32"): Tensor {
-  return tensor(Array.from({ length: n }, (_, i) => i), [n], dtype);
+  return tensor(
+    Array.from({ length: n }, (_, i) => i),
+    [n],
+    dtype,
+  );
 }
 
 /** Joins tensors along an existing axis (torch.cat); mixed dtypes promote. */
@@ -430,7 +446,10 @@ export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
 export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
   if (tensors.length === 0) throw new NbitError("INVALID_ARGUMENT", "stack needs at least one tensor");
   const ax = normalizeAxis("stack", tensors[0]!.shape, axis, tensors[0]!.rank + 1);
-  return cat(tensors.map((t) => t.unsqueeze(ax)), ax);
+  return cat(
+    tensors.map((t) => t.unsqueeze(ax)),
+    ax,
+  );
 }
 
 /**
@@ -439,7 +458,10 @@ export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
  */
 export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
   if (pads.length % 2 !== 0 || pads.length / 2 > x.rank || !pads.every((p) => Number.isInteger(p) && p >= 0))
-    throw new NbitError("INVALID_ARGUMENT", `pad: expects (before, after) pairs of non-negative integers for at most ${x.rank} dimensions, got [${pads.join(", ")}]`);
+    throw new NbitError(
+      "INVALID_ARGUMENT",
+      `pad: expects (before, after) pairs of non-negative integers for at most ${x.rank} dimensions, got [${pads.join(", ")}]`,
+    );
   if (pads.every((p) => p === 0)) return x;
   const before = x.shape.map(() => 0);
   const after = x.shape.map(() => 0);
@@ -577,8 +599,7 @@ export function sumTo(g: Tensor, shape: Shape): Tensor {
 // ---- dtype handling -----------------------------------------------------------------------
 
 /** A scalar constant in `like`'s dtype (scalars never promote a tensor, as in PyTorch). */
-export const scalarLike = (value: number, like: Tensor): Tensor =>
-  new Tensor(new LazyNode("const", [], {}, [], like.dtype, roundScalar(value, like.dtype)));
+export const scalarLike = (value: number, like: Tensor): Tensor => new Tensor(new LazyNode("const", [], {}, [], like.dtype, roundScalar(value, like.dtype)));
 
 /**
  * Runs `fn` on `x` widened to float32 when `x` is 16-bit and rounds its result once into `x`'s

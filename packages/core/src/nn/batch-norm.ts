@@ -36,7 +36,8 @@ abstract class BatchNorm extends Module {
     private readonly ranks: readonly number[],
   ) {
     super();
-    if (!Number.isInteger(numFeatures) || numFeatures < 1) throw new NbitError("INVALID_ARGUMENT", `${this.constructor.name}: numFeatures must be a positive integer, got ${numFeatures}`);
+    if (!Number.isInteger(numFeatures) || numFeatures < 1)
+      throw new NbitError("INVALID_ARGUMENT", `${this.constructor.name}: numFeatures must be a positive integer, got ${numFeatures}`);
     if (!(momentum >= 0 && momentum <= 1)) throw new NbitError("INVALID_ARGUMENT", `${this.constructor.name}: momentum must be in [0, 1], got ${momentum}`);
     this.eps = eps;
     this.momentum = momentum;

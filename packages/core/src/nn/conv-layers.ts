@@ -37,7 +37,10 @@ export class Conv2d extends Module {
   ) {
     super();
     if (!Number.isInteger(groups) || groups < 1 || inChannels % groups !== 0 || outChannels % groups !== 0)
-      throw new NbitError("INVALID_ARGUMENT", `Conv2d: groups=${groups} must be a positive integer dividing inChannels (${inChannels}) and outChannels (${outChannels})`);
+      throw new NbitError(
+        "INVALID_ARGUMENT",
+        `Conv2d: groups=${groups} must be a positive integer dividing inChannels (${inChannels}) and outChannels (${outChannels})`,
+      );
     this.kernelSize = pairOf(kernelSize);
     this.stride = pairOf(stride);
     this.padding = pairOf(padding);

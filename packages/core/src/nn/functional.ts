@@ -23,19 +23,33 @@ export function crossEntropy(logits: Tensor, target: Tensor, reduction: Reductio
   const [n, c] = x!.shape as [number, number];
   const logProbs = noGrad(() => x!.logSoftmax(1));
   if (target.dtype === "int32") {
-    if (target.rank !== 1 || target.shape[0] !== n)
-      throw new ShapeError("crossEntropy", [logits.shape, target.shape], `expects ${n} class indices`);
+    if (target.rank !== 1 || target.shape[0] !== n) throw new ShapeError("crossEntropy", [logits.shape, target.shape], `expects ${n} class indices`);
     const checked = checkClassIndices("crossEntropy", target, c, () => oneHot(target, c));
     // Each row's log-probability of its label, picked by one gather from the flattened rows. Labels
     // not checked on the host are clamped, so a bad one reaches the in-graph check, not the gather.
-    const rowStarts = tensor(Int32Array.from({ length: n }, (_, i) => i * c), [n], "int32");
+    const rowStarts = tensor(
+      Int32Array.from({ length: n }, (_, i) => i * c),
+      [n],
+      "int32",
+    );
     const flatIndex = noGrad(() => rowStarts.add(checked ? target : target.maximum(0).minimum(c - 1)));
-    const loss = noGrad(() => reduce(logProbs.reshape([n * c]).indexSelect(0, flatIndex).neg(), reduction));
+    const loss = noGrad(() =>
+      reduce(
+        logProbs
+          .reshape([n * c])
+          .indexSelect(0, flatIndex)
+          .neg(),
+        reduction,
+      ),
+    );
     // Fused gradient, as PyTorch's log_softmax + nll_loss backward: (softmax(x) - onehot(y)) * g, the
     // one-hot part a scatter-add of -g at each label.
     return customGradient(loss, [x!], (g) => {
       const rowGrad = rowGradient(g, n, reduction);
-      const scaled = logProbs.exp().mul(rowGrad).reshape([n * c]);
+      const scaled = logProbs
+        .exp()
+        .mul(rowGrad)
+        .reshape([n * c]);
       return [scaled.indexAdd(0, flatIndex, rowGrad.expand([n, 1]).reshape([n]).neg()).reshape([n, c])];
     });
   }
@@ -44,7 +58,13 @@ export function crossEntropy(logits: Tensor, target: Tensor, reduction: Reductio
   const weights = rawCast(target, x!.dtype).detach();
   const perSample = noGrad(() => weights.mul(logProbs).sum(1).neg());
   const loss = noGrad(() => reduce(perSample, reduction));
-  return customGradient(loss, [x!], (g) => [logProbs.exp().mul(weights.sum(1, true)).sub(weights).mul(rowGradient(g, n, reduction))]);
+  return customGradient(loss, [x!], (g) => [
+    logProbs
+      .exp()
+      .mul(weights.sum(1, true))
+      .sub(weights)
+      .mul(rowGradient(g, n, reduction)),
+  ]);
 }
 
 /** The loss gradient each row receives: g / n for a mean, g for a sum, one per row for none. */
@@ -93,7 +113,8 @@ export interface Conv2dOptions {
 
 const pair = (name: string, value: number | Pair | undefined, fallback: number): Pair => {
   const p: Pair = value === undefined ? [fallback, fallback] : typeof value === "number" ? [value, value] : value;
-  if (p.length !== 2 || !p.every(Number.isInteger)) throw new NbitError("INVALID_ARGUMENT", `${name} must be an integer or a pair of integers, got ${JSON.stringify(value)}`);
+  if (p.length !== 2 || !p.every(Number.isInteger))
+    throw new NbitError("INVALID_ARGUMENT", `${name} must be an integer or a pair of integers, got ${JSON.stringify(value)}`);
   return p;
 };
 

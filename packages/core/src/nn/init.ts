@@ -27,5 +27,4 @@ export const uniformParameter = (shape: readonly number[], low: number, high: nu
 export const normalParameter = (shape: readonly number[], std: number, options: InitOptions = {}): Parameter =>
   makeParameter(shape, (g) => g.normal() * std, options);
 
-export const constantParameter = (shape: readonly number[], value: number, options: InitOptions = {}): Parameter =>
-  makeParameter(shape, () => value, options);
+export const constantParameter = (shape: readonly number[], value: number, options: InitOptions = {}): Parameter => makeParameter(shape, () => value, options);

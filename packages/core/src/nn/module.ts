@@ -36,8 +36,7 @@ export abstract class Module {
   *namedChildren(): Generator<[string, Module]> {
     for (const [key, value] of Object.entries(this)) {
       if (value instanceof Module) yield [key, value];
-      else if (Array.isArray(value))
-        for (const [i, item] of value.entries()) if (item instanceof Module) yield [`${key}.${i}`, item];
+      else if (Array.isArray(value)) for (const [i, item] of value.entries()) if (item instanceof Module) yield [`${key}.${i}`, item];
     }
   }
 
@@ -149,8 +148,7 @@ export abstract class Module {
     for (const [name, entry] of Object.entries(state)) {
       const p = own.get(name);
       if (!p) continue;
-      if (!isPlainObject(entry))
-        throw new InvalidArgumentError(`loadStateDict tensor "${name}"`, "an object with data, shape and dtype", entry);
+      if (!isPlainObject(entry)) throw new InvalidArgumentError(`loadStateDict tensor "${name}"`, "an object with data, shape and dtype", entry);
       const { data, shape, dtype } = entry;
       if (!Array.isArray(shape) || !sameShape(p.shape, shape))
         throw new ShapeError("loadStateDict", [p.shape, Array.isArray(shape) ? shape : []], `tensor "${name}" expected shape [${p.shape.join(", ")}]`);

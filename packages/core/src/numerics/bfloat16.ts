@@ -43,8 +43,7 @@ export function roundFloat32ArrayToBfloat16(values: Float32Array): Float32Array 
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   for (let i = 0; i < bits.length; i++) {
     const x = bits[i]!;
-    bits[i] =
-      (x & 0x7fffffff) > 0x7f800000 ? (x | 0x400000) & 0xffff0000 : ((x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000) >>> 0;
+    bits[i] = (x & 0x7fffffff) > 0x7f800000 ? (x | 0x400000) & 0xffff0000 : ((x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000) >>> 0;
   }
   return values;
 }

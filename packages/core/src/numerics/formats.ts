@@ -47,20 +47,32 @@ const row = (
 });
 
 export const FLOAT_FORMATS = {
-  float16: row(5, 10, 65504, { safetensors: "F16", onnxType: 10 }, {
-    encode: float32ArrayToFloat16,
-    decode: float16ArrayToFloat32,
-    roundInPlace: roundFloat32ArrayToFloat16,
-    toBits: toFloat16Bits,
-    fromBits: fromFloat16Bits,
-  }),
-  bfloat16: row(8, 7, 3.3895313892515355e38, { safetensors: "BF16", onnxType: 16 }, {
-    encode: float32ArrayToBfloat16,
-    decode: bfloat16ArrayToFloat32,
-    roundInPlace: roundFloat32ArrayToBfloat16,
-    toBits: toBfloat16Bits,
-    fromBits: fromBfloat16Bits,
-  }),
+  float16: row(
+    5,
+    10,
+    65504,
+    { safetensors: "F16", onnxType: 10 },
+    {
+      encode: float32ArrayToFloat16,
+      decode: float16ArrayToFloat32,
+      roundInPlace: roundFloat32ArrayToFloat16,
+      toBits: toFloat16Bits,
+      fromBits: fromFloat16Bits,
+    },
+  ),
+  bfloat16: row(
+    8,
+    7,
+    3.3895313892515355e38,
+    { safetensors: "BF16", onnxType: 16 },
+    {
+      encode: float32ArrayToBfloat16,
+      decode: bfloat16ArrayToFloat32,
+      roundInPlace: roundFloat32ArrayToBfloat16,
+      toBits: toBfloat16Bits,
+      fromBits: fromBfloat16Bits,
+    },
+  ),
 } as const satisfies Record<string, FloatFormat>;
 
 export type RoundedFloatDType = keyof typeof FLOAT_FORMATS;

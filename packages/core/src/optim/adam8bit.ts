@@ -83,7 +83,8 @@ export class Adam8bit extends Optimizer<AdamOptions> {
     if (param.dtype !== "float32")
       throw new NbitError("UNSUPPORTED_DTYPE", `${this.constructor.name} updates float32 parameters; got ${param.dtype} (use 32-true or a mixed precision)`);
     const n = param.size;
-    if (n < MIN_8BIT_SIZE) return { expAvg: Tensor.fromHost(new Float32Array(n), param.shape, "float32"), expAvgSq: Tensor.fromHost(new Float32Array(n), param.shape, "float32") };
+    if (n < MIN_8BIT_SIZE)
+      return { expAvg: Tensor.fromHost(new Float32Array(n), param.shape, "float32"), expAvgSq: Tensor.fromHost(new Float32Array(n), param.shape, "float32") };
     const blocks = Math.ceil(n / BLOCK_SIZE);
     // Zero state: every code points at the map's 0 entry.
     const zeroSigned = SIGNED.indexOf(0);
@@ -111,8 +112,12 @@ export class Adam8bit extends Optimizer<AdamOptions> {
         const w = Float32Array.from(await p.data());
         const n = w.length;
         const quantized = "state1" in state;
-        const m = quantized ? dequantizeBlockwise((await state.state1!.toHost()) as Uint8Array, (await state.absmax1!.toHost()) as Float32Array, SIGNED, new Float32Array(n)) : Float32Array.from(await state.expAvg!.data());
-        const v = quantized ? dequantizeBlockwise((await state.state2!.toHost()) as Uint8Array, (await state.absmax2!.toHost()) as Float32Array, UNSIGNED, new Float32Array(n)) : Float32Array.from(await state.expAvgSq!.data());
+        const m = quantized
+          ? dequantizeBlockwise((await state.state1!.toHost()) as Uint8Array, (await state.absmax1!.toHost()) as Float32Array, SIGNED, new Float32Array(n))
+          : Float32Array.from(await state.expAvg!.data());
+        const v = quantized
+          ? dequantizeBlockwise((await state.state2!.toHost()) as Uint8Array, (await state.absmax2!.toHost()) as Float32Array, UNSIGNED, new Float32Array(n))
+          : Float32Array.from(await state.expAvgSq!.data());
         const bc1 = 1 - beta1 ** step;
         const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
         const decay = this.decoupled ? 1 - group.lr * group.weightDecay : 1;

@@ -19,7 +19,8 @@ const STATE_KEYS = ["scale", "growthFactor", "backoffFactor", "growthInterval", 
 export function checkGradScalerState(state: unknown, where = "GradScaler state"): GradScalerState {
   if (!isPlainObject(state)) throw new InvalidArgumentError(where, `an object with ${STATE_KEYS.join(", ")}`, state);
   for (const key of Object.keys(state))
-    if (!(STATE_KEYS as readonly string[]).includes(key)) throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (unknown field)", state[key]);
+    if (!(STATE_KEYS as readonly string[]).includes(key))
+      throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (unknown field)", state[key]);
   const growthInterval = checkInteger(`${where} growthInterval`, state.growthInterval, 1);
   return {
     scale: checkNumber(`${where} scale`, state.scale, { min: 0, minOpen: true, max: FLOAT32_MAX }),

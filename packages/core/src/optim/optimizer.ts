@@ -151,7 +151,10 @@ export abstract class Optimizer<H extends { lr: number }> {
 
   /** Bytes the optimizer state actually takes where it is held (see Module.parameterBytes), or on a backend with `storage`. */
   stateBytes(storage?: StorageMap): number {
-    return [...this.state.values()].reduce((n, s) => n + Object.values(s).reduce((m, t) => m + heldBytes(t, storage ?? t.node.device?.runtime.backend.capabilities.storage), 0), 0);
+    return [...this.state.values()].reduce(
+      (n, s) => n + Object.values(s).reduce((m, t) => m + heldBytes(t, storage ?? t.node.device?.runtime.backend.capabilities.storage), 0),
+      0,
+    );
   }
 
   async stateDict(): Promise<OptimizerStateDict> {
@@ -202,7 +205,8 @@ export abstract class Optimizer<H extends { lr: number }> {
       throw new InvalidArgumentError(`${name} state ${field}`, expected, received);
     };
     if (!isPlainObject(dict)) return invalid("", "an object with paramGroups, state, steps and scalars", dict);
-    for (const key of Object.keys(dict)) if (!["paramGroups", "state", "steps", "scalars"].includes(key)) invalid(`field ${JSON.stringify(key)}`, "absent (unknown field)", dict[key]);
+    for (const key of Object.keys(dict))
+      if (!["paramGroups", "state", "steps", "scalars"].includes(key)) invalid(`field ${JSON.stringify(key)}`, "absent (unknown field)", dict[key]);
     const { paramGroups, state, steps, scalars } = dict;
     if (!Array.isArray(paramGroups) || paramGroups.length !== this.paramGroups.length)
       throw new NbitError(
@@ -217,7 +221,10 @@ export abstract class Optimizer<H extends { lr: number }> {
       const expected = group.params.map((_, j) => first + j);
       first += expected.length;
       if (!Array.isArray(ids) || ids.length !== expected.length)
-        throw new NbitError("STATE_DICT_MISMATCH", `Parameter group ${gi} has ${Array.isArray(ids) ? ids.length : describe(ids)} parameters in the state, ${group.params.length} here`);
+        throw new NbitError(
+          "STATE_DICT_MISMATCH",
+          `Parameter group ${gi} has ${Array.isArray(ids) ? ids.length : describe(ids)} parameters in the state, ${group.params.length} here`,
+        );
       if (ids.some((id, j) => id !== expected[j])) invalid(`paramGroups[${gi}].params`, `the indices [${expected.join(", ")}]`, JSON.stringify(ids));
       return this.restoredHyperparameters(group, saved, `${name} state paramGroups[${gi}]`);
     });
@@ -227,7 +234,11 @@ export abstract class Optimizer<H extends { lr: number }> {
     const restored = Object.entries(state).map(([key, entries]) => {
       const index = /^(0|[1-9][0-9]*)$/.test(key) ? Number(key) : -1;
       const param = params[index];
-      if (!param) throw new NbitError("STATE_DICT_MISMATCH", `Optimizer state names parameter ${JSON.stringify(key)}, which does not exist (this optimizer has ${params.length})`);
+      if (!param)
+        throw new NbitError(
+          "STATE_DICT_MISMATCH",
+          `Optimizer state names parameter ${JSON.stringify(key)}, which does not exist (this optimizer has ${params.length})`,
+        );
       if (!isPlainObject(entries)) return invalid(`state[${key}]`, "an object of tensors", entries);
       const expected = this.initState(param);
       const names = Object.keys(expected);
@@ -238,12 +249,14 @@ export abstract class Optimizer<H extends { lr: number }> {
       const step = Object.hasOwn(steps, key) ? steps[key] : undefined;
       return { param, tensors, step: checkInteger(`${name} state steps[${key}]`, step, 0) };
     });
-    for (const key of Object.keys(steps)) if (!Object.hasOwn(state, key)) invalid(`steps[${JSON.stringify(key)}]`, "absent (no state for that parameter)", steps[key]);
+    for (const key of Object.keys(steps))
+      if (!Object.hasOwn(state, key)) invalid(`steps[${JSON.stringify(key)}]`, "absent (no state for that parameter)", steps[key]);
     const restoredScalars = new Map<string, number>();
     if (scalars !== undefined) {
       if (!isPlainObject(scalars)) return invalid("scalars", "an object of numbers", scalars);
       for (const [key, value] of Object.entries(scalars)) {
-        if (!/^[A-Za-z][A-Za-z0-9]*:(float64|float32|float16|bfloat16)$/.test(key)) invalid(`scalar ${JSON.stringify(key)}`, 'named "<name>:<float dtype>"', key);
+        if (!/^[A-Za-z][A-Za-z0-9]*:(float64|float32|float16|bfloat16)$/.test(key))
+          invalid(`scalar ${JSON.stringify(key)}`, 'named "<name>:<float dtype>"', key);
         restoredScalars.set(key, checkNumber(`${name} state scalar ${JSON.stringify(key)}`, value));
       }
     }
@@ -253,7 +266,9 @@ export abstract class Optimizer<H extends { lr: number }> {
   /** The saved hyperparameters of one group: exactly this group's keys, each of the same kind, then the constructor's rules. */
   private restoredHyperparameters(group: ParamGroup<H>, saved: Record<string, unknown>, where: string): Map<string, unknown> {
     const keys = Object.keys(group).filter((k) => k !== "params");
-    for (const key of Object.keys(saved)) if (key !== "params" && !keys.includes(key)) throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (not a hyperparameter of this optimizer)", saved[key]);
+    for (const key of Object.keys(saved))
+      if (key !== "params" && !keys.includes(key))
+        throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (not a hyperparameter of this optimizer)", saved[key]);
     const restored = new Map<string, unknown>();
     for (const key of keys) {
       const live = (group as Record<string, unknown>)[key];
@@ -261,7 +276,12 @@ export abstract class Optimizer<H extends { lr: number }> {
       const sameKind = Array.isArray(live)
         ? Array.isArray(value) && value.length === live.length && value.every((v) => typeof v === "number")
         : typeof value === typeof live && (typeof value !== "number" || Number.isFinite(value)) && typeof value !== "object";
-      if (!sameKind) throw new InvalidArgumentError(`${where} ${key}`, Array.isArray(live) ? `a list of ${live.length} numbers` : `a ${typeof live === "number" ? "finite number" : typeof live}`, value);
+      if (!sameKind)
+        throw new InvalidArgumentError(
+          `${where} ${key}`,
+          Array.isArray(live) ? `a list of ${live.length} numbers` : `a ${typeof live === "number" ? "finite number" : typeof live}`,
+          value,
+        );
       restored.set(key, value);
     }
     this.rules.check(Object.fromEntries(restored) as H, where);
@@ -278,8 +298,15 @@ function checkSerializedTensor(value: unknown, expected: Tensor, where: string):
   const dtypeFits = knownDType && (dtype === expected.dtype || (isFloatDType(dtype as DType) && isFloatDType(expected.dtype)));
   const shapeFits = Array.isArray(shape) && shape.length === expected.shape.length && shape.every((d, i) => d === expected.shape[i]);
   const dataFits =
-    knownDType && ArrayBuffer.isView(data) && (data as HostArray).constructor === allocHost(dtype as DType, 0).constructor && (data as HostArray).length === expected.size;
+    knownDType &&
+    ArrayBuffer.isView(data) &&
+    (data as HostArray).constructor === allocHost(dtype as DType, 0).constructor &&
+    (data as HostArray).length === expected.size;
   if (!dtypeFits || !shapeFits || !dataFits)
-    throw new InvalidArgumentError(where, `a tensor ${want}`, knownDType && Array.isArray(shape) ? `${String(dtype)}[${shape.map(String).join(", ")}]${dataFits ? "" : " with mismatched data"}` : value);
+    throw new InvalidArgumentError(
+      where,
+      `a tensor ${want}`,
+      knownDType && Array.isArray(shape) ? `${String(dtype)}[${shape.map(String).join(", ")}]${dataFits ? "" : " with mismatched data"}` : value,
+    );
   return { dtype: dtype as DType, shape: [...expected.shape], data: data as HostArray };
 }

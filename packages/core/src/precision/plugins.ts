@@ -156,7 +156,13 @@ export function clipGradients(params: readonly Tensor[], clipValue: number, algo
     if (algorithm !== "norm") throw new NbitError("INVALID_ARGUMENT", `gradientClipAlgorithm must be "norm" or "value", got "${algorithm}"`);
     const opmath = grads.some((p) => p.grad!.dtype === "float64") ? "float64" : "float32";
     let sq: Tensor = full([], 0, opmath);
-    for (const p of grads) sq = sq.add(p.grad!.cast(p.grad!.dtype === "float64" ? "float64" : "float32").square().sum());
+    for (const p of grads)
+      sq = sq.add(
+        p
+          .grad!.cast(p.grad!.dtype === "float64" ? "float64" : "float32")
+          .square()
+          .sum(),
+      );
     // As torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
     const coef = full([], clipValue, opmath).div(sq.sqrt().add(1e-6)).minimum(1);
     for (const p of grads) p.grad = p.grad!.mul(coef.cast(p.grad!.dtype));

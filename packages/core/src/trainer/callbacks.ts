@@ -92,13 +92,15 @@ function decodeScore(where: string, value: unknown): number {
 /** Checks that `state` is an object with exactly `keys`, for a callback's validateStateDict. */
 function stateObject(where: string, state: unknown, keys: readonly string[]): Record<string, unknown> {
   if (!isPlainObject(state)) throw new InvalidArgumentError(where, `an object with ${keys.join(", ")}`, state);
-  for (const key of Object.keys(state)) if (!keys.includes(key)) throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (unknown field)", state[key]);
+  for (const key of Object.keys(state))
+    if (!keys.includes(key)) throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (unknown field)", state[key]);
   for (const key of keys) if (!Object.hasOwn(state, key)) throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "present", undefined);
   return state;
 }
 
 function optionalString(where: string, value: unknown): void {
-  if (value !== undefined && (typeof value !== "string" || value === "" || value.includes("\0"))) throw new InvalidArgumentError(where, "a non-empty string", value);
+  if (value !== undefined && (typeof value !== "string" || value === "" || value.includes("\0")))
+    throw new InvalidArgumentError(where, "a non-empty string", value);
 }
 
 /** True when `path` is a .safetensors file inside `dir` (never `dir` itself or anything outside it). */
@@ -217,7 +219,13 @@ export class ModelCheckpoint implements Callback {
   }
 
   private state(): ModelCheckpointState {
-    return { dirpath: this.savedDir, bestModelPath: this.bestModelPath, bestModelScore: this.bestModelScore, lastModelPath: this.lastModelPath, kept: this.kept.map((k) => ({ ...k })) };
+    return {
+      dirpath: this.savedDir,
+      bestModelPath: this.bestModelPath,
+      bestModelScore: this.bestModelScore,
+      lastModelPath: this.lastModelPath,
+      kept: this.kept.map((k) => ({ ...k })),
+    };
   }
 
   private restore(state: ModelCheckpointState): void {
@@ -230,7 +238,11 @@ export class ModelCheckpoint implements Callback {
 
   stateDict(): unknown {
     const s = this.state();
-    return { ...s, bestModelScore: s.bestModelScore === null ? null : encodeScore(s.bestModelScore), kept: s.kept.map((k) => ({ path: k.path, score: encodeScore(k.score) })) };
+    return {
+      ...s,
+      bestModelScore: s.bestModelScore === null ? null : encodeScore(s.bestModelScore),
+      kept: s.kept.map((k) => ({ path: k.path, score: encodeScore(k.score) })),
+    };
   }
 
   /**
@@ -246,7 +258,11 @@ export class ModelCheckpoint implements Callback {
     const inside = (field: string, path: unknown, optional: boolean): string => {
       if (optional && path === "") return "";
       if (typeof path !== "string" || dirpath === null || !isCheckpointIn(dirpath, path))
-        throw new InvalidArgumentError(`${where} ${field}`, dirpath === null ? '"" (nothing was saved)' : `a .safetensors file inside ${JSON.stringify(dirpath)}`, path);
+        throw new InvalidArgumentError(
+          `${where} ${field}`,
+          dirpath === null ? '"" (nothing was saved)' : `a .safetensors file inside ${JSON.stringify(dirpath)}`,
+          path,
+        );
       return path;
     };
     if (!Array.isArray(s.kept)) throw new InvalidArgumentError(`${where} kept`, "a list of { path, score }", s.kept);
@@ -289,7 +305,8 @@ export class EarlyStopping implements Callback {
 
   constructor(readonly options: EarlyStoppingOptions) {
     if (!isPlainObject(options)) throw new InvalidArgumentError("EarlyStopping options", "an object with a monitor", options);
-    if (typeof options.monitor !== "string" || options.monitor === "") throw new InvalidArgumentError("EarlyStopping monitor", "the name of a logged metric", options.monitor);
+    if (typeof options.monitor !== "string" || options.monitor === "")
+      throw new InvalidArgumentError("EarlyStopping monitor", "the name of a logged metric", options.monitor);
     if (options.mode !== undefined) checkOneOf("EarlyStopping mode", options.mode, ["min", "max"]);
     if (options.patience !== undefined) checkInteger("EarlyStopping patience", options.patience, 0);
     if (options.minDelta !== undefined) checkNumber("EarlyStopping minDelta", options.minDelta, { min: 0 });

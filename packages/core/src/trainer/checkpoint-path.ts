@@ -36,7 +36,8 @@ export function resolveCheckpointPath(call: string, ckptPath: unknown, trainer: 
     throw new CheckpointNotFoundError(ckptPath, call, "the Trainer has no ModelCheckpoint callback (enableCheckpointing is false and none was passed).");
   if (ckptPath === "best") {
     const best = checkpoints[0]!.bestModelPath;
-    if (best === "") throw new CheckpointNotFoundError("best", call, "the ModelCheckpoint has not saved a checkpoint yet (fit first, or give saveTopK a value other than 0).");
+    if (best === "")
+      throw new CheckpointNotFoundError("best", call, "the ModelCheckpoint has not saved a checkpoint yet (fit first, or give saveTopK a value other than 0).");
     return best;
   }
   const candidates = new Set<string>();

@@ -132,7 +132,10 @@ export async function saveCheckpoint(path: string, targets: CheckpointTargets, l
   const tensors: Record<string, StoredTensor> = Object.create(null);
   for (const [name, t] of Object.entries(targets.module.stateDict())) {
     if (name.startsWith(NEW.optimizerRoot) || name === "__metadata__")
-      throw new CheckpointError(path, `cannot be saved: the module's tensor ${JSON.stringify(name)} uses a name the checkpoint reserves; rename that attribute`);
+      throw new CheckpointError(
+        path,
+        `cannot be saved: the module's tensor ${JSON.stringify(name)} uses a name the checkpoint reserves; rename that attribute`,
+      );
     tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await t.toHost() };
   }
   let optimizer: SavedOptimizer | null = null;
@@ -149,7 +152,8 @@ export async function saveCheckpoint(path: string, targets: CheckpointTargets, l
   for (const c of targets.callbacks) {
     if (!c.stateDict) continue;
     const key = callbackKey(c);
-    if (Object.hasOwn(callbacks, key)) throw new CheckpointError(path, `cannot be saved: two callbacks share the state key ${JSON.stringify(key)}; give one a distinct stateKey`);
+    if (Object.hasOwn(callbacks, key))
+      throw new CheckpointError(path, `cannot be saved: two callbacks share the state key ${JSON.stringify(key)}; give one a distinct stateKey`);
     callbacks[key] = c.stateDict();
   }
   const meta: CheckpointMeta = {
@@ -333,7 +337,11 @@ function planRestore(path: string, targets: CheckpointTargets, weightsOnly: bool
   // optimizer validates it against its own groups, rules, state names and shapes.
   let optimizerState: OptimizerStateDict | null = null;
   if ((meta.optimizer === null) !== (targets.optimizer === null))
-    fail(meta.optimizer === null ? "has no optimizer state (it was saved outside fit), but this run has an optimizer" : "has optimizer state, but this run has no optimizer");
+    fail(
+      meta.optimizer === null
+        ? "has no optimizer state (it was saved outside fit), but this run has an optimizer"
+        : "has optimizer state, but this run has no optimizer",
+    );
   if (meta.optimizer !== null && targets.optimizer) {
     const optimizer = targets.optimizer;
     optimizerState = checked(() => {
@@ -362,7 +370,11 @@ function planRestore(path: string, targets: CheckpointTargets, weightsOnly: bool
   if (stray.length) fail(`has tensors that neither the module nor the optimizer state names: ${stray.join(", ")}`);
 
   if ((meta.scheduler === null) !== (targets.scheduler === null))
-    fail(meta.scheduler === null ? "has no learning-rate scheduler state, but this run configures a scheduler" : "has learning-rate scheduler state, but this run configures no scheduler");
+    fail(
+      meta.scheduler === null
+        ? "has no learning-rate scheduler state, but this run configures a scheduler"
+        : "has learning-rate scheduler state, but this run configures no scheduler",
+    );
   const schedulerState = targets.scheduler && checked(() => targets.scheduler!.validateStateDict(meta.scheduler));
 
   const pluginState = checked((): PrecisionPluginState => {

@@ -61,7 +61,9 @@ export abstract class LightningModule extends Module {
    * JSON, every weight's name and shape); nothing is built from a file that fails.
    */
   static loadFromCheckpoint<M extends LightningModule, H extends object>(
-    this: new (hparams: H) => M,
+    this: new (
+      hparams: H,
+    ) => M,
     path: string,
     options: LoadFromCheckpointOptions<H> = {},
   ): M {

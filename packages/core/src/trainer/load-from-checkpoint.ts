@@ -18,7 +18,8 @@ export function loadModuleFromCheckpoint<M extends LightningModule, H extends ob
   options: LoadFromCheckpointOptions<H> = {},
 ): M {
   if (typeof path !== "string" || path === "") throw new InvalidArgumentError("loadFromCheckpoint path", "a checkpoint path", path);
-  if (options.hparams !== undefined && !isPlainObject(options.hparams)) throw new InvalidArgumentError("loadFromCheckpoint hparams", "a plain object", options.hparams);
+  if (options.hparams !== undefined && !isPlainObject(options.hparams))
+    throw new InvalidArgumentError("loadFromCheckpoint hparams", "a plain object", options.hparams);
   const checkpoint = readModuleCheckpoint(path);
   const hparams = { ...checkpoint.hparams, ...checkHyperparameters(options.hparams ?? {}, "loadFromCheckpoint hparams") } as unknown as H;
   const module = new Module(hparams);

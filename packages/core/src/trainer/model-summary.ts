@@ -85,7 +85,11 @@ export function formatSummary(summary: ModelSummaryData): string {
   const header = ["", "Name", "Type", "Params", "DType", "Bytes"];
   const rows = summary.layers.map((l, i) => [String(i), l.name, l.type, readableCount(l.params), l.dtypes.join(", ") || "-", readableBytes(l.bytes)]);
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (cells: string[]) => cells.map((cell, c) => cell.padEnd(widths[c]!)).join(" | ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join(" | ")
+      .trimEnd();
   const rule = "-".repeat(line(header).length);
   const totals: [string, string][] = [
     [readableCount(summary.trainableParams), "Trainable params"],

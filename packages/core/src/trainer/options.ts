@@ -47,11 +47,16 @@ export function resolveLoopSettings(options: TrainerOptions): LoopSettings {
   const o: unknown = options;
   if (!isPlainObject(o)) throw new InvalidArgumentError("Trainer options", "an object", o);
   const acc = o.accelerator;
-  if (acc !== undefined && !(typeof acc === "string" && acc !== "") && !(typeof acc === "object" && acc !== null && typeof (acc as { createBackend?: unknown }).createBackend === "function"))
+  if (
+    acc !== undefined &&
+    !(typeof acc === "string" && acc !== "") &&
+    !(typeof acc === "object" && acc !== null && typeof (acc as { createBackend?: unknown }).createBackend === "function")
+  )
     throw new InvalidArgumentError("Trainer accelerator", 'a registered name, "auto" or an Accelerator instance', acc);
   const devices = o.devices;
   if (devices !== undefined && devices !== "auto" && devices !== -1) checkInteger("Trainer devices", devices, 1);
-  if (o.plugin !== undefined && !(o.plugin instanceof PrecisionPlugin)) throw new InvalidArgumentError("Trainer plugin", "a PrecisionPlugin instance", o.plugin);
+  if (o.plugin !== undefined && !(o.plugin instanceof PrecisionPlugin))
+    throw new InvalidArgumentError("Trainer plugin", "a PrecisionPlugin instance", o.plugin);
   optional(o.maxEpochs, (v) => checkInteger("Trainer maxEpochs", v, -1));
   optional(o.maxSteps, (v) => checkInteger("Trainer maxSteps", v, -1));
   optional(o.accumulateGradBatches, (v) => checkInteger("Trainer accumulateGradBatches", v, 1));
@@ -60,7 +65,11 @@ export function resolveLoopSettings(options: TrainerOptions): LoopSettings {
   if (o.callbacks !== undefined && (!Array.isArray(o.callbacks) || !o.callbacks.every((c) => typeof c === "object" && c !== null)))
     throw new InvalidArgumentError("Trainer callbacks", "a list of callback objects", o.callbacks);
   const logger = o.logger;
-  if (logger !== undefined && typeof logger !== "boolean" && !(typeof logger === "object" && logger !== null && typeof (logger as { logMetrics?: unknown }).logMetrics === "function"))
+  if (
+    logger !== undefined &&
+    typeof logger !== "boolean" &&
+    !(typeof logger === "object" && logger !== null && typeof (logger as { logMetrics?: unknown }).logMetrics === "function")
+  )
     throw new InvalidArgumentError("Trainer logger", "true, false or a Logger", logger);
   for (const flag of ["enableProgressBar", "enableCheckpointing", "deterministic"]) optional(o[flag], (v) => checkBoolean(`Trainer ${flag}`, v));
   // As seed_everything: a seed is an unsigned 32-bit integer.
@@ -82,7 +91,10 @@ export function resolveLoopSettings(options: TrainerOptions): LoopSettings {
   optional(o.minSteps, (v) => checkInteger("Trainer minSteps", v, 0));
   optional(o.numSanityValSteps, (v) => checkInteger("Trainer numSanityValSteps", v, -1));
   optional(o.enableModelSummary, (v) => checkBoolean("Trainer enableModelSummary", v));
-  if (o.registry !== undefined && !(typeof o.registry === "object" && o.registry !== null && typeof (o.registry as { resolve?: unknown }).resolve === "function"))
+  if (
+    o.registry !== undefined &&
+    !(typeof o.registry === "object" && o.registry !== null && typeof (o.registry as { resolve?: unknown }).resolve === "function")
+  )
     throw new InvalidArgumentError("Trainer registry", "an AcceleratorRegistry", o.registry);
   if (o.warn !== undefined && typeof o.warn !== "function") throw new InvalidArgumentError("Trainer warn", "a function", o.warn);
 

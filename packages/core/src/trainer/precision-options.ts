@@ -36,7 +36,11 @@ const pluginName = (p: PrecisionPlugin) => `${p.constructor.name}("${p.precision
  *   and Lightning 1.x's own form `{ ampLevel: "O2", precision: 16 }` is Apex O2;
  * - an explicit `precision` that names another precision than the plugin's is a PrecisionConflictError.
  */
-export function selectPrecisionPlugin(options: PrecisionOptions, accelerator: Accelerator, warn: Warn | null): { precision: Precision; plugin: PrecisionPlugin } {
+export function selectPrecisionPlugin(
+  options: PrecisionOptions,
+  accelerator: Accelerator,
+  warn: Warn | null,
+): { precision: Precision; plugin: PrecisionPlugin } {
   const { plugins, ampBackend, ampLevel } = options;
   if (plugins !== undefined && (!Array.isArray(plugins) || !plugins.every((p) => p instanceof PrecisionPlugin)))
     throw new InvalidArgumentError("Trainer plugins", "a list of PrecisionPlugin instances", plugins);
@@ -44,7 +48,9 @@ export function selectPrecisionPlugin(options: PrecisionOptions, accelerator: Ac
   const given = [...(options.plugin ? [options.plugin] : []), ...(plugins ?? [])];
   if (given.length > 1) throw new PrecisionConflictError(`Received ${given.length} precision plugins (${given.map(pluginName).join(", ")}); pass one.`);
   if (ampBackend === "native" && ampLevel !== undefined)
-    throw new PrecisionConflictError(`ampLevel ${describe(ampLevel)} is an Apex optimization level, but ampBackend is "native"; drop ampLevel or set ampBackend: "apex".`);
+    throw new PrecisionConflictError(
+      `ampLevel ${describe(ampLevel)} is an Apex optimization level, but ampBackend is "native"; drop ampLevel or set ampBackend: "apex".`,
+    );
 
   const apex = ampBackend === "apex" || ampLevel !== undefined;
   let plugin = given[0];

@@ -79,7 +79,11 @@ export function encodeSafetensors(tensors: Readonly<Record<string, StoredTensor>
     if (!code) throw new InvalidArgumentError(`tensor "${name}" dtype`, `one of ${Object.keys(TO_SAFETENSORS).join(", ")}`, t.dtype);
     const count = elementCount(t.shape);
     if (count === null || t.data.length !== count || t.data.BYTES_PER_ELEMENT !== itemSize(t.dtype))
-      throw new InvalidArgumentError(`tensor "${name}"`, `${count ?? "?"} ${t.dtype} values for shape [${String(t.shape)}]`, `${t.data.length} values of ${t.data.BYTES_PER_ELEMENT} bytes`);
+      throw new InvalidArgumentError(
+        `tensor "${name}"`,
+        `${count ?? "?"} ${t.dtype} values for shape [${String(t.shape)}]`,
+        `${t.data.length} values of ${t.data.BYTES_PER_ELEMENT} bytes`,
+      );
     const bytes = count * itemSize(t.dtype);
     header[name] = { dtype: code, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;
@@ -140,7 +144,9 @@ export function decodeSafetensors(bytes: Uint8Array, path = "<memory>"): Decoded
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, too short for a safetensors header`);
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (headerLength > BigInt(Math.min(MAX_SAFETENSORS_HEADER_BYTES, bytes.length - 8)))
-    fail(`header claims ${headerLength} bytes but the file has ${bytes.length - 8} after the length (truncated or corrupt; at most ${MAX_SAFETENSORS_HEADER_BYTES})`);
+    fail(
+      `header claims ${headerLength} bytes but the file has ${bytes.length - 8} after the length (truncated or corrupt; at most ${MAX_SAFETENSORS_HEADER_BYTES})`,
+    );
   const dataStart = 8 + Number(headerLength);
   if (bytes[8] !== 0x7b) fail("header does not start with '{' (the file is corrupt or not a safetensors file)");
   let header: unknown;

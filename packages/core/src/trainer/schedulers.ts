@@ -43,7 +43,8 @@ export abstract class LRScheduler {
     const where = `${this.constructor.name} state`;
     if (!isPlainObject(state)) throw new InvalidArgumentError(where, "an object with lastEpoch and baseLrs", state);
     for (const key of Object.keys(state))
-      if (key !== "lastEpoch" && key !== "baseLrs") throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (unknown field)", state[key]);
+      if (key !== "lastEpoch" && key !== "baseLrs")
+        throw new InvalidArgumentError(`${where} field ${JSON.stringify(key)}`, "absent (unknown field)", state[key]);
     const { lastEpoch, baseLrs } = state;
     if (!Array.isArray(baseLrs)) throw new InvalidArgumentError(`${where} baseLrs`, "a list of learning rates", baseLrs);
     if (baseLrs.length !== this.baseLrs.length)

@@ -81,7 +81,9 @@ export class Timer implements Callback {
     if (!isPlainObject(state) || Object.keys(state).length !== 1 || !isPlainObject(state.timeElapsed))
       throw new InvalidArgumentError(where, "an object { timeElapsed: { fit, validate, test, predict } }", state);
     const elapsed = state.timeElapsed;
-    for (const key of Object.keys(elapsed)) if (!(STAGES as readonly string[]).includes(key)) throw new InvalidArgumentError(`${where} timeElapsed field ${JSON.stringify(key)}`, `one of ${STAGES.join(", ")}`, key);
+    for (const key of Object.keys(elapsed))
+      if (!(STAGES as readonly string[]).includes(key))
+        throw new InvalidArgumentError(`${where} timeElapsed field ${JSON.stringify(key)}`, `one of ${STAGES.join(", ")}`, key);
     for (const stage of STAGES) checkNumber(`${where} timeElapsed.${stage}`, elapsed[stage], { min: 0 });
     return { fit: elapsed.fit as number };
   }

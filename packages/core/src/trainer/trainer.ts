@@ -198,7 +198,10 @@ export class Trainer {
     this.accelerator = typeof options.accelerator === "object" ? options.accelerator : registry.resolve(options.accelerator ?? "auto");
     const devices = options.devices ?? "auto";
     if (devices !== "auto" && devices !== -1 && devices !== 1)
-      throw new NbitError("UNSUPPORTED_DEVICES", `devices=${devices}: nbit trains on one device; "${this.accelerator.name}" has ${this.accelerator.deviceCount()}.`);
+      throw new NbitError(
+        "UNSUPPORTED_DEVICES",
+        `devices=${devices}: nbit trains on one device; "${this.accelerator.name}" has ${this.accelerator.deviceCount()}.`,
+      );
     const selected = selectPrecisionPlugin(options, this.accelerator, emit);
     this.precision = selected.precision;
     this.precisionPlugin = selected.plugin;
@@ -275,7 +278,10 @@ export class Trainer {
     let scheduler: { scheduler: LRScheduler; interval: "step" | "epoch" } | null = null;
     if (lrScheduler instanceof LRScheduler) scheduler = { scheduler: lrScheduler, interval: "epoch" };
     else if (lrScheduler !== undefined) {
-      const { scheduler: s, interval = "epoch" } = (typeof lrScheduler === "object" && lrScheduler !== null ? lrScheduler : {}) as { scheduler?: unknown; interval?: unknown };
+      const { scheduler: s, interval = "epoch" } = (typeof lrScheduler === "object" && lrScheduler !== null ? lrScheduler : {}) as {
+        scheduler?: unknown;
+        interval?: unknown;
+      };
       if (!(s instanceof LRScheduler) || (interval !== "step" && interval !== "epoch")) throw invalid();
       scheduler = { scheduler: s, interval };
     }
@@ -285,7 +291,8 @@ export class Trainer {
   }
 
   private async hook(name: keyof Callback, module: LightningModule, ...args: unknown[]): Promise<void> {
-    for (const c of this.callbacks) await (c[name] as ((t: Trainer, m: LightningModule, ...a: unknown[]) => unknown) | undefined)?.call(c, this, module, ...args);
+    for (const c of this.callbacks)
+      await (c[name] as ((t: Trainer, m: LightningModule, ...a: unknown[]) => unknown) | undefined)?.call(c, this, module, ...args);
   }
 
   /**
@@ -360,7 +367,8 @@ export class Trainer {
   async fit(module: LightningModule, train?: DataLoader | LightningDataModule, val?: DataLoader, options: FitOptions = {}): Promise<void> {
     const source = dataSource("fit", train, options, ["ckptPath", "datamodule"]);
     const ckptPath = resolveCheckpointPath("fit", options.ckptPath, this, this.callbacks);
-    if (source.datamodule && val !== undefined) throw new NbitError("INVALID_ARGUMENT", "fit() was given both a validation DataLoader and a datamodule: pass one of them.");
+    if (source.datamodule && val !== undefined)
+      throw new NbitError("INVALID_ARGUMENT", "fit() was given both a validation DataLoader and a datamodule: pass one of them.");
     await this.runStage("fit", module, source.datamodule, async () => {
       this.configureOptimizers(module);
       this.losses.length = 0;
@@ -380,7 +388,11 @@ export class Trainer {
       const accumulate = this.loop.accumulateGradBatches;
       await this.hook("onFitStart", module);
       if (validation) await this.sanityCheck(module, validation.loader);
-      for (this.currentEpoch = this.position.epoch; this.currentEpoch < this.maxEpochs && !this.stepLimitReached && !(this.shouldStop && this.canStopEarly); this.currentEpoch++) {
+      for (
+        this.currentEpoch = this.position.epoch;
+        this.currentEpoch < this.maxEpochs && !this.stepLimitReached && !(this.shouldStop && this.canStopEarly);
+        this.currentEpoch++
+      ) {
         const skip = this.currentEpoch === this.position.epoch ? this.position.batch : 0;
         await this.trainEpoch(module, trainLoader, skip, accumulate, validation);
         this.position = { epoch: this.currentEpoch + 1, batch: 0 };
@@ -389,7 +401,9 @@ export class Trainer {
         await this.hook("onTrainEpochEnd", module);
       }
       if (this.skippedSteps > 0)
-        this.warn(`The gradient scaler skipped ${this.skippedSteps} optimizer step(s) with Inf/NaN gradients; the learning-rate scheduler was not advanced for them.`);
+        this.warn(
+          `The gradient scaler skipped ${this.skippedSteps} optimizer step(s) with Inf/NaN gradients; the learning-rate scheduler was not advanced for them.`,
+        );
       await this.hook("onFitEnd", module);
     });
   }
@@ -418,7 +432,14 @@ export class Trainer {
       this.currentBatchSize = batch[0]?.shape[0] ?? 1;
       module.logged.clear();
       const location: BatchLocation = { stage: "train", epoch: this.currentEpoch, batchIdx };
-      const userStep = () => watchManualCasts(this, this.precision, plugin.autocastDType, (m) => this.warn(m), () => module.trainingStep(batch, batchIdx));
+      const userStep = () =>
+        watchManualCasts(
+          this,
+          this.precision,
+          plugin.autocastDType,
+          (m) => this.warn(m),
+          () => module.trainingStep(batch, batchIdx),
+        );
       const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(userStep));
       const loss = this.lossOf(module, output);
       const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
@@ -458,13 +479,15 @@ export class Trainer {
       this.losses.push(lossValue);
       await this.collectLogged(module.logged, epochSums);
       this.progressBarMetrics = Object.fromEntries([...module.logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
-      if (boundary && this.globalStep % this.loop.logEveryNSteps === 0) this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
+      if (boundary && this.globalStep % this.loop.logEveryNSteps === 0)
+        this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
       this.position = { epoch: this.currentEpoch, batch: batchIdx + 1 };
       const outcome: BatchOutcome = { loss: lossValue, skipped, optimizerStep: boundary };
       for (const c of this.callbacks) await c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
       // As Lightning: validate every `every` batches, and when a stop request can end training.
       const validateNow = (batchIdx + 1) % (validation?.every ?? 1) === 0 || (this.shouldStop && this.canStopEarly);
-      if (validation && validateNow && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0) await this.evaluationLoop(module, validation.loader, "validate");
+      if (validation && validateNow && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0)
+        await this.evaluationLoop(module, validation.loader, "validate");
     }
     const epochMetrics: Record<string, number> = {};
     for (const [k, { sum, count }] of epochSums) epochMetrics[k] = sum / count;
@@ -493,7 +516,11 @@ export class Trainer {
   private lossOf(module: LightningModule, output: unknown): Tensor {
     const loss = output instanceof Tensor ? output : typeof output === "object" && output !== null ? (output as { loss?: unknown }).loss : undefined;
     if (!(loss instanceof Tensor) || loss.size !== 1)
-      throw new InvalidReturnValueError(`${module.constructor.name}.trainingStep()`, "the loss: a one-element Tensor, or { loss: Tensor }", loss instanceof Tensor ? loss : output);
+      throw new InvalidReturnValueError(
+        `${module.constructor.name}.trainingStep()`,
+        "the loss: a one-element Tensor, or { loss: Tensor }",
+        loss instanceof Tensor ? loss : output,
+      );
     return loss;
   }
 
