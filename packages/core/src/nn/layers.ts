@@ -116,12 +116,12 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const mixed = isHalfDType(input!.dtype) && [weight.dtype, bias.dtype].every((d) => d === "float32" || d === input!.dtype);
   const out = mixed ? input!.dtype : promoteTypes(promoteTypes(input!.dtype, weight.dtype), bias.dtype);
   // 16-bit results are computed in float32 and rounded once, as PyTorch's layer_norm does.
-  const wide = (t: Tensor) => (isHalfDType(out) ? t.cast("float32") : t);
+  const wide = (t: Tensor) => (isHalfDType(out) ? rawCast(t, "float32") : t);
   const h = wide(input!);
   const mu = h.mean(-1, true);
   const centered = h.sub(mu);
   const variance = centered.square().mean(-1, true);
-  return centered.div(variance.add(eps).sqrt()).mul(wide(weight)).add(wide(bias)).cast(out);
+  return rawCast(centered.div(variance.add(eps).sqrt()).mul(wide(weight)).add(wide(bias)), out);
 }
 
 /** A lookup table: rows of the weight picked by int32 indices (a gather; its gradient is a scatter-add). */
