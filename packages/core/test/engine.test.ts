@@ -13,48 +13,20 @@ import {
   ShapeError,
   UnsupportedOpError,
   crossEntropy,
-  executeInstruction,
   manualSeed,
   precisionPluginFor,
   KernelRegistry,
   referenceKernels,
   tensor,
   type Backend,
-  type Program,
-  type TypedBuffer,
 } from "../src/index.js";
+import { ReleasingGraphBackend } from "./graph-backend.js";
 import { itOn } from "./scoped.js";
 
-/** Reference kernels behind a graph interface, counting what core hands over. */
-class CountingGraphBackend extends ReferenceBackend {
-  override readonly capabilities = { ...new ReferenceBackend().capabilities, execution: "graph" as const };
-  compiled: Program[] = [];
-  runs = 0;
-  compile(program: Program) {
-    this.compiled.push(program);
-    return {
-      run: async (inputs: readonly object[]) => {
-        this.runs++;
-        const values = [...(inputs as TypedBuffer[])];
-        const infos = [...program.inputs, ...program.instructions];
-        for (const ins of program.instructions)
-          values.push(
-            executeInstruction(
-              ins,
-              ins.inputs.map((i) => values[i]!),
-              ins.inputs.map((i) => infos[i]!),
-            ),
-          );
-        return program.outputs.map((o) => values[o]!);
-      },
-    };
-  }
-}
-
-let backend: CountingGraphBackend;
+let backend: ReleasingGraphBackend;
 let runtime: Runtime;
 beforeEach(() => {
-  backend = new CountingGraphBackend();
+  backend = new ReleasingGraphBackend();
   runtime = new Runtime(backend);
 });
 const it = itOn(() => runtime);
