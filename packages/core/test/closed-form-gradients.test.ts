@@ -78,7 +78,10 @@ describe("16-bit inputs differentiate in float32 and round once", () => {
   // gradient is the float32 input's gradient rounded once.
   async function gradient(f: (x: Tensor) => Tensor, values: number[], shape: number[], dtype: "float32" | "bfloat16" | "float16", upstream: number[]) {
     const x = new Tensor(tensor(values, shape, dtype).node, true);
-    f(x).mul(tensor(upstream, shape, dtype)).sum().backward();
+    f(x)
+      .mul(tensor(upstream, shape, dtype))
+      .sum()
+      .backward();
     return Array.from(await x.grad!.data());
   }
 

@@ -130,7 +130,10 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const normalized = customGradient(y, [h, w, b], (g) => {
     const gw = g.mul(w);
     const rowMean = (t: Tensor) => t.mean(-1, true);
-    const dx = gw.sub(rowMean(gw)).sub(xhat.mul(rowMean(gw.mul(xhat)))).div(std);
+    const dx = gw
+      .sub(rowMean(gw))
+      .sub(xhat.mul(rowMean(gw.mul(xhat))))
+      .div(std);
     return [rawCast(dx, h.dtype), rawCast(sumTo(g.mul(xhat), w.shape), w.dtype), rawCast(sumTo(g, b.shape), b.dtype)];
   });
   return rawCast(normalized, out);
