@@ -209,9 +209,22 @@ export class Tensor {
   gelu(): Tensor {
     if (isHalfDType(this.dtype)) return rawCast(rawCast(this, "float32").gelu(), this.dtype);
     const x = this;
-    const inner = rawBinary("mul", x, rawBinary("add", scalarLike(1, x), rawBinary("mul", scalarLike(0.044715, x), x.square())));
-    const t = rawUnary("tanh", rawBinary("mul", scalarLike(Math.sqrt(2 / Math.PI), x), inner));
-    return rawBinary("mul", rawBinary("mul", scalarLike(0.5, x), x), rawBinary("add", scalarLike(1, x), t));
+    const k = Math.sqrt(2 / Math.PI);
+    const { squared, t, halfX, onePlusT, y } = noGrad(() => {
+      const squared = x.square();
+      const inner = rawBinary("mul", x, rawBinary("add", scalarLike(1, x), rawBinary("mul", scalarLike(0.044715, x), squared)));
+      const t = rawUnary("tanh", rawBinary("mul", scalarLike(k, x), inner));
+      const [halfX, onePlusT] = [rawBinary("mul", scalarLike(0.5, x), x), rawBinary("add", scalarLike(1, x), t)];
+      return { squared, t, halfX, onePlusT, y: rawBinary("mul", halfX, onePlusT) };
+    });
+    // Closed form, as PyTorch's gelu_backward (tanh): 0.5(1 + t) + 0.5x(1 - t^2) k(1 + 3 * 0.044715 x^2),
+    // reusing the forward's tanh instead of differentiating its decomposition.
+    return customGradient(y, [x], (g) => {
+      const sech2 = rawBinary("sub", scalarLike(1, x), rawBinary("mul", t, t));
+      const innerSlope = rawBinary("add", scalarLike(k, x), rawBinary("mul", scalarLike(3 * 0.044715 * k, x), squared));
+      const slope = rawBinary("add", rawBinary("mul", scalarLike(0.5, x), onePlusT), rawBinary("mul", halfX, rawBinary("mul", sech2, innerSlope)));
+      return [rawBinary("mul", g, slope)];
+    });
   }
   clamp(min: number, max: number): Tensor {
     return this.maximum(min).minimum(max);
@@ -263,8 +276,13 @@ export class Tensor {
   softmax(axis = -1): Tensor {
     const [x] = castFor("softmax", [this]);
     return inFloat32(x!, (x) => {
-      const e = rawUnary("exp", shiftByMax(x, axis));
-      return rawBinary("div", e, rawSum(e, normalizeAxes("softmax", e.shape, axis), true));
+      const ax = normalizeAxes("softmax", x.shape, axis);
+      const y = noGrad(() => {
+        const e = rawUnary("exp", shiftByMax(x, axis));
+        return rawBinary("div", e, rawSum(e, ax, true));
+      });
+      // Closed form, as PyTorch's softmax_backward: y * (g - sum(g * y)), not the quotient rule's graph.
+      return customGradient(y, [x], (g, y) => [rawBinary("mul", y, rawBinary("sub", g, rawSum(rawBinary("mul", g, y), ax, true)))]);
     });
   }
   logSoftmax(axis = -1): Tensor {

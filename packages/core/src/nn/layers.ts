@@ -2,7 +2,8 @@ import { NbitError, ShapeError } from "../errors.js";
 import { defaultGenerator, type Generator } from "../engine/random.js";
 import { isHalfDType, promoteTypes } from "../dtype.js";
 import { normalizeAxis, sizeOf } from "../engine/primitives.js";
-import { Tensor, castFor, rawBinary, rawCast, rawMatmul, rawReshape, rawTranspose, tensor } from "../engine/tensor.js";
+import { Tensor, castFor, customGradient, rawBinary, rawCast, rawMatmul, rawReshape, rawTranspose, sumTo, tensor } from "../engine/tensor.js";
+import { noGrad } from "../engine/context.js";
 import { embedding } from "./functional.js";
 import { constantParameter, normalParameter, uniformParameter, type InitOptions } from "./init.js";
 import { Module, type Parameter } from "./module.js";
@@ -117,11 +118,25 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const out = mixed ? input!.dtype : promoteTypes(promoteTypes(input!.dtype, weight.dtype), bias.dtype);
   // 16-bit results are computed in float32 and rounded once, as PyTorch's layer_norm does.
   const wide = (t: Tensor) => (isHalfDType(out) ? rawCast(t, "float32") : t);
-  const h = wide(input!);
-  const mu = h.mean(-1, true);
-  const centered = h.sub(mu);
-  const variance = centered.square().mean(-1, true);
-  return rawCast(centered.div(variance.add(eps).sqrt()).mul(wide(weight)).add(wide(bias)), out);
+  const [h, w, b] = [wide(input!), wide(weight), wide(bias)];
+  const { xhat, std, y } = noGrad(() => {
+    const centered = h.sub(h.mean(-1, true));
+    const std = centered.square().mean(-1, true).add(eps).sqrt();
+    const xhat = centered.div(std);
+    return { xhat, std, y: xhat.mul(w).add(b) };
+  });
+  // Closed form, as PyTorch's layer_norm_backward: dx = (gw - mean(gw) - xhat * mean(gw * xhat)) / sigma
+  // with gw = g * w, one division by sigma instead of the decomposition's three.
+  const normalized = customGradient(y, [h, w, b], (g) => {
+    const gw = g.mul(w);
+    const rowMean = (t: Tensor) => t.mean(-1, true);
+    const dx = gw
+      .sub(rowMean(gw))
+      .sub(xhat.mul(rowMean(gw.mul(xhat))))
+      .div(std);
+    return [rawCast(dx, h.dtype), rawCast(sumTo(g.mul(xhat), w.shape), w.dtype), rawCast(sumTo(g, b.shape), b.dtype)];
+  });
+  return rawCast(normalized, out);
 }
 
 /** A lookup table: rows of the weight picked by int32 indices (a gather; its gradient is a scatter-add). */
