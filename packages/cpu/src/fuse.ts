@@ -202,13 +202,7 @@ function matchSoftmax(ins: Instruction, instruction: (v: number) => Instruction 
   const sum = instruction(sv);
   const shift = exp?.op === "exp" ? instruction(exp.inputs[0]!) : undefined;
   if (sum?.op !== "sum" || sum.inputs[0] !== ev || shift?.op !== "sub") return undefined;
-  const [x, mv] = shift.inputs as [number, number];
-  const max = instruction(mv);
-  if (max?.op !== "max" || max.inputs[0] !== x) return undefined;
-  const axes = sum.attrs.axes;
-  const sameAxis = (a: readonly number[] | undefined) => a?.length === 1 && a[0] === axes?.[0];
-  if (!sameAxis(axes) || !sameAxis(max.attrs.axes) || !sum.attrs.keepDims || !max.attrs.keepDims) return undefined;
-  return { x, axis: axes![0]! };
+  return matchMaxShift(shift, sum, instruction);
 }
 
 function matchLogSoftmax(ins: Instruction, instruction: (v: number) => Instruction | undefined): { x: number; axis: number } | undefined {
@@ -218,6 +212,11 @@ function matchLogSoftmax(ins: Instruction, instruction: (v: number) => Instructi
   const sum = log?.op === "log" ? instruction(log.inputs[0]!) : undefined;
   const exp = sum?.op === "sum" ? instruction(sum.inputs[0]!) : undefined;
   if (shift?.op !== "sub" || !sum || exp?.op !== "exp" || exp.inputs[0] !== sv) return undefined;
+  return matchMaxShift(shift, sum, instruction);
+}
+
+/** `shift` = x - max(x, axis, keepDims) with `sum` over that same single axis, keepDims: the stable (log-)softmax's frame. */
+function matchMaxShift(shift: Instruction, sum: Instruction, instruction: (v: number) => Instruction | undefined): { x: number; axis: number } | undefined {
   const [x, mv] = shift.inputs as [number, number];
   const max = instruction(mv);
   if (max?.op !== "max" || max.inputs[0] !== x) return undefined;
