@@ -1,2 +1,3 @@
 export { describeBackendConformance, type ConformanceOptions } from "./suite.js";
 export { randomValues, matmulReference } from "./reference.js";
+export { TinyClassifier, tinyClassification } from "./fixtures.js";

@@ -1,42 +1,14 @@
-import {
-  Adam,
-  crossEntropy,
-  DataLoader,
-  LightningModule,
-  Linear,
-  ModelSummary,
-  ReLU,
-  Sequential,
-  TensorDataset,
-  Trainer,
-  type Batch,
-  type Tensor,
-} from "@nbit/core";
+import { DataLoader, ModelSummary, Trainer } from "@nbit/core";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
+import { TinyClassifier, tinyClassification } from "@nbit/conformance";
 import { beforeAll, describe, expect, it } from "vitest";
 import { CudaAccelerator } from "../src/index.js";
 
 beforeAll(async () => {
   await tf.setBackend("cpu");
 });
-/** 67 parameters: Linear(4, 8) and Linear(8, 3). */
-class Small extends LightningModule {
-  readonly net = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 3));
-  forward(x: Tensor): Tensor {
-    return this.net.forward(x);
-  }
-  trainingStep([x, y]: Batch): Tensor {
-    return crossEntropy(this.forward(x!), y!);
-  }
-  configureOptimizers() {
-    return new Adam(this.parameters(), { lr: 0.01 });
-  }
-}
-const data = new TensorDataset(
-  { data: Array.from({ length: 32 }, (_, i) => Math.sin(i)), sampleShape: [4] },
-  { data: [0, 1, 2, 0, 1, 2, 0, 1], sampleShape: [], dtype: "int32" },
-);
+const data = tinyClassification();
 
 describe("memory on cuda (tfjs kernels): what 16-bit parameters really take", () => {
   for (const precision of ["16-true", "bf16-true"] as const) {
@@ -52,7 +24,7 @@ describe("memory on cuda (tfjs kernels): what 16-bit parameters really take", ()
         enableCheckpointing: false,
         callbacks,
       });
-      const model = trainer.initModule(() => new Small());
+      const model = trainer.initModule(() => new TinyClassifier());
       // In host memory, before the run places them, the 16-bit values take 2 bytes each.
       expect(model.parameterBytes()).toBe(67 * 2);
       await trainer.fit(model, new DataLoader(data, { batchSize: 4 }));
