@@ -3,24 +3,8 @@
 // per backend; (2) the relative differences of a bf16-mixed MLP's 50 losses from the reference
 // backend's (the model and data of the conformance kit's agreement test).
 // Run: npm run bench:agreement -w @nbit/cli [-- K]
-import {
-  autocastPolicyOf,
-  crossEntropy,
-  Generator,
-  Linear,
-  manualSeed,
-  precisionPluginFor,
-  ReLU,
-  ReferenceBackend,
-  Runtime,
-  SGD,
-  Sequential,
-  tensor,
-  withRuntime,
-  type Accelerator,
-  type AutocastPolicy,
-  type Backend,
-} from "@nbit/core";
+import { autocastPolicyOf, Generator, ReferenceBackend, Runtime, tensor, withRuntime, type Accelerator, type AutocastPolicy, type Backend } from "@nbit/core";
+import { AGREEMENT_BOUNDS, bf16MixedLosses } from "@nbit/conformance/agreement";
 import { CpuAccelerator } from "@nbit/cpu";
 import { CudaAccelerator } from "@nbit/cuda";
 import { TpuAccelerator } from "@nbit/tpu";
@@ -42,34 +26,8 @@ async function matmulBits(backend: Backend, trial: number): Promise<Uint16Array>
   });
 }
 
-async function mlpLosses(backend: Backend, policy: AutocastPolicy, steps = 50): Promise<number[]> {
-  return withRuntime(new Runtime(backend), async () => {
-    manualSeed(3);
-    const plugin = precisionPluginFor("bf16-mixed", policy);
-    const model = plugin.initContext(() => new Sequential(new Linear(16, 32), new ReLU(), new Linear(32, 32), new ReLU(), new Linear(32, 4)));
-    const optimizer = new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
-    const g = new Generator(5);
-    const centers = Array.from({ length: 4 }, () => Array.from({ length: 16 }, () => g.normal() * 0.3));
-    const x = new Float32Array(128 * 16);
-    const y = new Int32Array(128);
-    for (let i = 0; i < 128; i++) {
-      y[i] = i % 4;
-      for (let f = 0; f < 16; f++) x[i * 16 + f] = centers[y[i]!]![f]! + g.normal();
-    }
-    const input = tensor(x, [128, 16]);
-    const labels = tensor(y, [128], "int32");
-    const losses: number[] = [];
-    for (let s = 0; s < steps; s++)
-      losses.push(
-        (
-          await plugin.optimizerStep(
-            optimizer,
-            plugin.forwardContext(() => crossEntropy(model.forward(input), labels)),
-          )
-        ).loss,
-      );
-    return losses;
-  });
+async function mlpLosses(backend: Backend, policy: AutocastPolicy, steps = AGREEMENT_BOUNDS.steps): Promise<number[]> {
+  return withRuntime(new Runtime(backend), () => bf16MixedLosses(policy, steps));
 }
 
 if (process.argv[3] !== "mlp-only") {
