@@ -32,6 +32,16 @@ export interface ProgramCacheStats {
 
 export const DEFAULT_PROGRAM_CACHE_SIZE = 16;
 
+/** What one realization ran, as seen by a step capture: its inputs, outputs and program. */
+export interface RealizedGraph {
+  /** The program's inputs, in input order (leaves still hold their host data when observed). */
+  readonly leaves: readonly LazyNode[];
+  /** The nodes the program computes, in output order. */
+  readonly roots: readonly LazyNode[];
+  readonly signature: readonly number[];
+  readonly program: Program;
+}
+
 interface CachedProgram {
   readonly compiled: Promise<CompiledProgram>;
   /** Runs in flight: an evicted program is released once the last one settles. */
@@ -52,6 +62,7 @@ export class Runtime {
   /** Lowered programs by graph signature hash (a full signature compare confirms a hit). */
   private readonly replays = new Map<number, { readonly signature: readonly number[]; readonly program: Program }>();
   private readonly replay: boolean;
+  private observer: ((graph: RealizedGraph) => void) | null = null;
 
   constructor(
     readonly backend: Backend,
@@ -97,6 +108,7 @@ export class Runtime {
       ({ inputBuffers, uploadedLeaves } = builder);
       if (this.replay) this.remember(graph, program);
     }
+    this.observer?.({ leaves: graph.leaves, roots: pending, signature: graph.signature, program });
     const buffers = await this.execute(program, inputBuffers);
     if (this.disposed) {
       for (const b of buffers) this.backend.dispose?.(b);
@@ -107,6 +119,36 @@ export class Runtime {
       this.track(n, buffers[i]!);
     });
     for (const leaf of uploadedLeaves) leaf.host = undefined;
+  }
+
+  /**
+   * Calls `observer` with each realization until the returned function is called (a step
+   * capture watching the one program a training step runs).
+   */
+  observeRealizations(observer: (graph: RealizedGraph) => void): () => void {
+    this.observer = observer;
+    return () => {
+      if (this.observer === observer) this.observer = null;
+    };
+  }
+
+  /**
+   * Runs a program realized earlier on new input buffers, without walking, lowering or keying a
+   * graph, and returns its outputs as new leaves (`outputs` gives their dtypes and shapes). The
+   * compiled program comes from the cache as for `realize`, so eviction and dispose hold.
+   */
+  async runProgram(program: Program, inputs: readonly BackendBuffer[], outputs: readonly ValueInfo[]): Promise<LazyNode[]> {
+    this.checkOpen();
+    const buffers = await this.execute(program, inputs);
+    if (this.disposed) {
+      for (const b of buffers) this.backend.dispose?.(b);
+      this.checkOpen();
+    }
+    return buffers.map((buffer, i) => {
+      const node = new LazyNode("leaf", [], {}, outputs[i]!.shape, outputs[i]!.dtype, undefined, undefined, { runtime: this, buffer });
+      this.track(node, buffer);
+      return node;
+    });
   }
 
   async download(node: LazyNode): Promise<HostArray> {
