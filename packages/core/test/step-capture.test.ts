@@ -209,6 +209,23 @@ describe("StepCapture", () => {
     expect(run.stats.captures).toBe(2);
   });
 
+  it("records again when a hyperparameter other than the learning rate changes", async () => {
+    const run = await expectSameTraining(
+      () => {
+        const plugin = precisionPluginFor("32-true");
+        const model = mlp();
+        return { plugin, model, optimizer: new Adam(model.parameters(), { lr: 0.01 }) };
+      },
+      {
+        before: (step, { optimizer }) => {
+          if (step === 10) (optimizer.paramGroups[0] as unknown as { betas: number[] }).betas[0] = 0.5;
+        },
+      },
+    );
+    expect(run.replayed[10]).toBe(false);
+    expect(run.replayed.slice(12)).toContain(true);
+  });
+
   it("throws when a verification step builds a different graph than the captured one", async () => {
     const build = () => {
       const plugin = precisionPluginFor("32-true");

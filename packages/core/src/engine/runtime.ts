@@ -54,6 +54,7 @@ export class Runtime {
   /** Insertion order is recency order: a hit moves its entry to the end; eviction takes the first. */
   private readonly compiled = new Map<string, CachedProgram>();
   private readonly cacheCounts = { hits: 0, misses: 0, evictions: 0 };
+  private mostRecent: CachedProgram | null = null;
   readonly programCacheSize: number;
   /** Buffers this runtime placed and has not freed, on backends whose buffers need an explicit dispose (tfjs). */
   private readonly live: Set<BackendBuffer> | null;
@@ -254,8 +255,12 @@ export class Runtime {
     const hit = this.compiled.get(program.key);
     if (hit) {
       this.cacheCounts.hits++;
-      this.compiled.delete(program.key);
-      this.compiled.set(program.key, hit);
+      // A replayed step runs the most recent program again and again: it is already last.
+      if (this.mostRecent !== hit) {
+        this.compiled.delete(program.key);
+        this.compiled.set(program.key, hit);
+        this.mostRecent = hit;
+      }
       return hit;
     }
     this.cacheCounts.misses++;
@@ -265,6 +270,7 @@ export class Runtime {
     // A program that failed to compile is not kept: the next attempt compiles again.
     entry.compiled.catch(() => this.compiled.get(program.key) === entry && this.compiled.delete(program.key));
     this.compiled.set(program.key, entry);
+    this.mostRecent = entry;
     while (this.compiled.size > this.programCacheSize) {
       const [oldestKey, oldest] = this.compiled.entries().next().value as [string, CachedProgram];
       this.compiled.delete(oldestKey);

@@ -100,7 +100,7 @@ export class StepCapture {
   private previous: PreviousStep | null = null;
   private record: StepRecord | null = null;
   private meta: unknown;
-  private hyperparameters = "";
+  private hyperparameters: unknown[][] = [];
   private modes: { readonly modules: readonly Module[]; readonly training: readonly boolean[] } | null = null;
   private replaysSinceCheck = 0;
 
@@ -181,9 +181,35 @@ export class StepCapture {
     return slots;
   }
 
-  private hyperparameterKey(): string {
-    // The learning rate enters as a step scalar: a scheduler may move it between replays.
-    return JSON.stringify(this.optimizer.paramGroups.map(({ params, lr: _lr, ...rest }) => [params.length, rest]));
+  /** Every hyperparameter but the learning rate, which enters as a step scalar (a scheduler may move it between replays). */
+  private hyperparameterSnapshot(): unknown[][] {
+    return this.optimizer.paramGroups.map((group) => {
+      const values: unknown[] = [group.params.length];
+      for (const key in group) if (key !== "params" && key !== "lr") values.push(key, group[key as keyof typeof group]);
+      return values;
+    });
+  }
+
+  private sameHyperparameters(snapshot: readonly (readonly unknown[])[]): boolean {
+    const groups = this.optimizer.paramGroups;
+    if (groups.length !== snapshot.length) return false;
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g]!;
+      const values = snapshot[g]!;
+      if (group.params.length !== values[0]) return false;
+      let i = 1;
+      for (const key in group) {
+        if (key === "params" || key === "lr") continue;
+        const now: unknown = group[key as keyof typeof group];
+        const then = values[i + 1];
+        if (values[i] !== key) return false;
+        if (Array.isArray(now) ? !Array.isArray(then) || then.length !== now.length || now.some((v, j) => !Object.is(v, then[j])) : !Object.is(now, then))
+          return false;
+        i += 2;
+      }
+      if (i !== values.length) return false;
+    }
+    return true;
   }
 
   private modeSnapshot(): { modules: Module[]; training: boolean[] } | null {
@@ -196,7 +222,7 @@ export class StepCapture {
   /** Null when `record` can replay this step; "batch" when only the batch differs; else "state". */
   private replayMismatch(record: StepRecord, batch: readonly Tensor[], runtime: Runtime): "batch" | "state" | null {
     if (runtime !== record.runtime || runtime.isDisposed) return "state";
-    if (this.hyperparameterKey() !== this.hyperparameters) return "state";
+    if (!this.sameHyperparameters(this.hyperparameters)) return "state";
     if (this.modes) for (let i = 0; i < this.modes.modules.length; i++) if (this.modes.modules[i]!.training !== this.modes.training[i]) return "state";
     for (const slot of record.slots) if (slot.tensor.node !== slot.expected || slot.read() !== slot.tensor) return "state";
     if (batch.length !== record.batch.length) return "batch";
@@ -286,7 +312,8 @@ export class StepCapture {
     }
     this.record = built;
     this.meta = meta;
-    this.hyperparameters = this.hyperparameterKey();
+    // Arrays (Adam's betas) are copied: an in-place edit must show as a change.
+    this.hyperparameters = this.hyperparameterSnapshot().map((values) => values.map((v) => (Array.isArray(v) ? [...v] : v)));
     this.modes = this.modeSnapshot();
     this.stats.captures++;
     this.stats.refusal = null;
@@ -343,7 +370,6 @@ export class StepCapture {
     this.optimizer.replayedStep(record.updatedParams);
     this.optimizer.commit(!skipped);
     this.plugin.finishReplayedStep(skipped);
-    this.optimizer.zeroGrad();
     this.stats.replayed++;
     this.replaysSinceCheck++;
     const loss = await new Tensor(out[record.loss]!).item();
