@@ -325,7 +325,7 @@ export class StepCapture {
     const now = new Map(this.stateSlots().map((s) => [s.key, s.tensor]));
     for (const slot of record.slots) {
       const tensor = now.get(slot.key);
-      if (!tensor || !tensor.node.isLeaf || tensor.node.device?.runtime !== record.runtime) {
+      if (!tensor?.node.isLeaf || tensor.node.device?.runtime !== record.runtime) {
         this.reset();
         return;
       }
