@@ -240,6 +240,40 @@ describe("StepCapture", () => {
     await expect(train(build, true, { forward, verifyEvery: 3 })).rejects.toBeInstanceOf(StepCaptureMismatchError);
   });
 
+  it("throws when a verification step finds a host-made constant that changed since the capture", async () => {
+    const build = () => {
+      const plugin = precisionPluginFor("32-true");
+      const model = mlp();
+      return { plugin, model, optimizer: new SGD(model.parameters(), { lr: 0.05 }) };
+    };
+    // A loss weight made on the host that changes after step 8: replays kept the captured one.
+    const forward = ({ plugin, model }: Setup, x: Tensor, y: Tensor, step: number) =>
+      crossEntropy(model.forward(plugin.convertInput(x)), y).mul(tensor([step < 8 ? 1 : 2], [], "float32"));
+    const error = await train(build, true, { forward, verifyEvery: 4 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StepCaptureMismatchError);
+    expect((error as Error).message).toMatch(/made on the host inside the step and changed/);
+  });
+
+  it("records again when a frozen parameter (not in the optimizer) is loaded from outside", async () => {
+    const run = await expectSameTraining(
+      () => {
+        const plugin = precisionPluginFor("32-true");
+        const model = mlp();
+        const [first, ...rest] = model.parameters();
+        first!.requiresGrad = false;
+        return { plugin, model, optimizer: new SGD(rest, { lr: 0.05, momentum: 0.9 }) };
+      },
+      {
+        before: (step, { model }) => {
+          const frozen = model.parameters()[0]!;
+          if (step === 12) frozen.assign(frozen.mul(0.5));
+        },
+      },
+    );
+    expect(run.replayed[12]).toBe(false);
+    expect(run.stats.captures).toBe(2);
+  });
+
   it("releases nothing early and leaks no programs: one compiled step program, released on dispose", async () => {
     const run = await train(() => {
       const plugin = precisionPluginFor("32-true");

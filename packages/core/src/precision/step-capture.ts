@@ -1,4 +1,5 @@
-import { numbersToHost } from "../numerics/convert.js";
+import { isHalfDType } from "../dtype.js";
+import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { NbitError } from "../errors.js";
 import type { BackendBuffer } from "../engine/backend.js";
 import { currentRuntime } from "../engine/context.js";
@@ -67,10 +68,13 @@ export interface StepCaptureStats {
 
 /** A verification step's structure differs from the captured step's: the step is not a function of shapes and dtypes alone. */
 export class StepCaptureMismatchError extends NbitError {
-  constructor(replays: number) {
+  constructor(
+    readonly replays: number,
+    readonly reason: string,
+  ) {
     super(
       "STEP_CAPTURE_MISMATCH",
-      `A recorded check of a captured training step built a different graph after ${replays} replays: the step's ops depend on something other than the input shapes and dtypes (data-dependent control flow, a changed hyperparameter), which captured steps do not allow. The replayed steps may have trained wrongly; turn step capture off for this model.`,
+      `A recorded check of a captured training step, after ${replays} replays, does not match the capture: ${reason}. The step depends on something other than the batch's shapes and dtypes, the state and the step scalars (data-dependent control flow, a value made on the host), which captured steps do not allow. The replayed steps may have trained wrongly; turn step capture off for this model.`,
     );
   }
 }
@@ -177,7 +181,13 @@ export class StepCapture {
         for (const [name, tensor] of Object.entries(state)) slots.push({ key: `state:${i}:${name}`, tensor, read: () => optimizerState.get(param)?.[name] });
     });
     // Buffers and parameters are updated in place (assign): a load changes their node, which replay checks.
-    this.options.module?.buffers().forEach((tensor, i) => slots.push({ key: `buffer:${i}`, tensor, read: () => tensor }));
+    const module = this.options.module;
+    if (module) {
+      const optimized = new Set<Tensor>(this.optimizer.params);
+      // Parameters the optimizer does not update (frozen ones) are state too: a load may change them.
+      module.parameters().forEach((tensor, i) => optimized.has(tensor) || slots.push({ key: `frozen:${i}`, tensor, read: () => tensor }));
+      module.buffers().forEach((tensor, i) => slots.push({ key: `buffer:${i}`, tensor, read: () => tensor }));
+    }
     return slots;
   }
 
@@ -291,9 +301,10 @@ export class StepCapture {
       outputs: outputs.map((t) => t.node),
       hostChecks,
     };
+    const replays = this.replaysSinceCheck;
     if (verifying) {
       this.stats.verified++;
-      if (!sameSignature(verifying.signature, current.signature)) throw new StepCaptureMismatchError(this.replaysSinceCheck);
+      if (!sameSignature(verifying.signature, current.signature)) throw new StepCaptureMismatchError(replays, "it built a different graph");
       this.replaysSinceCheck = 0;
     }
     const previous = verifying?.observed ?? this.previous;
@@ -305,6 +316,8 @@ export class StepCapture {
     }
     if (!previous || !sameSignature(previous.signature, current.signature)) return done;
     const built = buildRecord(previous, current);
+    // The replayed steps fed values this step no longer has (a constant that changed): they broke the contract.
+    if (verifying && built instanceof CaptureRefusal) throw new StepCaptureMismatchError(replays, built.reason);
     if (built instanceof CaptureRefusal) {
       if (built.permanent) this.refuse(built.reason);
       else this.stats.refusal = built.reason;
@@ -366,13 +379,19 @@ export class StepCapture {
       slot.tensor.node = out[slot.output]!;
       slot.expected = slot.tensor.node;
     }
-    const skipped = record.applied >= 0 ? (await new Tensor(out[record.applied]!).item()) === 0 : false;
+    const skipped = record.applied >= 0 ? (await readScalar(runtime, out[record.applied]!)) === 0 : false;
     this.optimizer.replayedStep(record.updatedParams);
     this.optimizer.commit(!skipped);
     this.plugin.finishReplayedStep(skipped);
     this.stats.replayed++;
     this.replaysSinceCheck++;
-    const loss = await new Tensor(out[record.loss]!).item();
+    const loss = await readScalar(runtime, out[record.loss]!);
     return { loss, skipped, applied: null, outputs: record.outputs.map((o) => new Tensor(out[o]!)), meta: this.meta, replayed: true };
   }
+}
+
+/** The one value of a realized scalar (16-bit floats decoded), with fewer awaits than Tensor.item(). */
+async function readScalar(runtime: Runtime, node: LazyNode): Promise<number> {
+  const host = await runtime.download(node);
+  return isHalfDType(node.dtype) ? hostToNumbers(host, node.dtype)[0]! : Number(host[0]);
 }
