@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   Adam,
+  Adam8bit,
   BatchNorm1d,
   crossEntropy,
   Dropout,
@@ -187,6 +188,17 @@ describe("StepCapture", () => {
     expect(run.stats.replayed).toBe(0);
     expect(run.stats.refusal).toMatch(/made on the host inside the step and changed between two steps/);
     expect(run.warnings).toHaveLength(1);
+  });
+
+  it("refuses, naming why, an optimizer that updates on the host (Adam8bit)", async () => {
+    const run = await expectSameTraining(() => {
+      const plugin = precisionPluginFor("32-true");
+      const model = new Sequential(new Linear(6, 256), new ReLU(), new Linear(256, 3));
+      return { plugin, model, optimizer: new Adam8bit(model.parameters(), { lr: 0.01 }) };
+    });
+    expect(run.stats.replayed).toBe(0);
+    expect(run.stats.refusal).toMatch(/Adam8bit updates on the host/);
+    expect(run.capture.enabled).toBe(false);
   });
 
   it("records again when the state is replaced from outside (a checkpoint load)", async () => {

@@ -75,6 +75,8 @@ export async function capturedTrainStep(
       }
     }
     if (checks.length) uncapturable ??= "labels that are not host data are checked inside the step";
+    // The checks' counts are computed with the step (meta covers only the logged values before them).
+    outputs.push(...checks.map((c) => c.validRows));
     return { loss: step.loss, outputs, meta, ...(uncapturable ? { uncapturable } : {}) };
   };
   const { clipValue, clipAlgorithm, location } = options;
