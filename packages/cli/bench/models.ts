@@ -292,7 +292,7 @@ async function bench(entry: BenchEntry): Promise<void> {
   steps[CAPTURED] = nbitStep(entry, "32-true", data, runtime, true);
   const KEYS = [...PRECISIONS, CAPTURED];
   // The hand-built step starts from a copy of the same initial weights.
-  const hand = await withRuntime(runtime, () => entry.handBuilt(steps["32-true"].params));
+  const hand = await withRuntime(runtime, () => entry.handBuilt(steps["32-true"]!.params));
   const times: Record<string, number[]> = { hand: [], ...Object.fromEntries(KEYS.map((p) => [p, []])) };
   const losses: Record<string, number> = {};
   const time = async (key: string, run: () => Promise<number>) => {
@@ -311,7 +311,7 @@ async function bench(entry: BenchEntry): Promise<void> {
   for (const p of KEYS) {
     const s = stats(times[p]!);
     console.log(
-      `  nbit ${p}: ${fmt(s, 1)} ms, ${(entry.batch / (s.median / 1000)).toFixed(0)} samples/s, parameters ${steps[p].parameterBytes} B, forward values ${steps[p].activationBytes} B`,
+      `  nbit ${p}: ${fmt(s, 1)} ms, ${(entry.batch / (s.median / 1000)).toFixed(0)} samples/s, parameters ${steps[p]!.parameterBytes} B, forward values ${steps[p]!.activationBytes} B`,
     );
   }
   console.log(`  speed of nbit 32-true relative to hand-built (hand time / nbit time; target >= 0.85): ${fmt(ratio("32-true", "hand"))}`);
