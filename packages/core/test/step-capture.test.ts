@@ -42,6 +42,7 @@ interface RunOptions {
   /** Called before each step (replace state from outside, say). */
   readonly before?: (step: number, setup: Setup) => void | Promise<void>;
   readonly forward?: (setup: Setup, x: Tensor, y: Tensor, step: number) => Tensor;
+  readonly programCacheSize?: number;
 }
 
 const mlp = () => new Sequential(new Linear(6, 16), new ReLU(), new Linear(16, 3));
@@ -50,7 +51,7 @@ const mlp = () => new Sequential(new Linear(6, 16), new ReLU(), new Linear(16, 3
 function train(build: () => Setup, captured: boolean, options: RunOptions = {}) {
   const { steps = 24, batchOf = () => 8 } = options;
   const backend = new ReleasingGraphBackend();
-  const runtime = new Runtime(backend);
+  const runtime = new Runtime(backend, options.programCacheSize ? { programCacheSize: options.programCacheSize } : {});
   const warnings: string[] = [];
   return runtime.run(async () => {
     manualSeed(3);
@@ -284,6 +285,26 @@ describe("StepCapture", () => {
     );
     expect(run.replayed[12]).toBe(false);
     expect(run.stats.captures).toBe(2);
+  });
+
+  it("compiles the step again when the cache evicted it, with the same results", async () => {
+    const run = await expectSameTraining(
+      () => {
+        const plugin = precisionPluginFor("32-true");
+        const model = mlp();
+        return { plugin, model, optimizer: new SGD(model.parameters(), { lr: 0.05, momentum: 0.9 }) };
+      },
+      {
+        programCacheSize: 1,
+        // Another program between steps (an evaluation, say) evicts the step's from a one-entry cache.
+        before: async (step, { model }) => {
+          await model.forward(tensor([step, 1, 2, 3, 4, 5], [1, 6], "float32")).data();
+        },
+      },
+    );
+    expect(run.stats.replayed).toBeGreaterThanOrEqual(20);
+    expect(run.runtime.cacheStats().evictions).toBeGreaterThanOrEqual(40);
+    expect(run.backend.released.length).toBe(run.backend.compiled.length - 1);
   });
 
   it("releases nothing early and leaks no programs: one compiled step program, released on dispose", async () => {
