@@ -53,7 +53,10 @@ async function fit(captureSteps: boolean, options: TrainerOptions & { opt?: "sgd
   // 30 samples in batches of 8: three full batches and a last one of 6 per epoch.
   await trainer.fit(model, new DataLoader(blobs(30, 2), { batchSize: 8 }), new DataLoader(blobs(12, 3), { batchSize: 6 }));
   const weights = await Promise.all([...model.parameters(), ...model.buffers()].map(async (t) => Array.from(await t.toHost())));
-  return { trainer, losses: [...trainer.losses], weights, metrics: logger.rows, callbackMetrics: { ...trainer.callbackMetrics } };
+  // What a checkpoint holds of the optimizer and the precision plugin (step counts, step scalars, the scaler).
+  const optimizerState = await trainer.optimizer!.stateDict();
+  const pluginState = trainer.precisionPlugin.stateDict();
+  return { trainer, losses: [...trainer.losses], weights, metrics: logger.rows, callbackMetrics: { ...trainer.callbackMetrics }, optimizerState, pluginState };
 }
 
 describe("Trainer captureSteps", () => {
@@ -71,6 +74,9 @@ describe("Trainer captureSteps", () => {
       expect(captured.metrics).toEqual(plain.metrics);
       expect(captured.metrics.filter((r) => "train_acc" in r).length).toBeGreaterThan(10);
       expect(captured.callbackMetrics).toEqual(plain.callbackMetrics);
+      expect(captured.optimizerState).toEqual(plain.optimizerState);
+      expect(captured.pluginState).toEqual(plain.pluginState);
+      expect(captured.trainer.globalStep).toBe(plain.trainer.globalStep);
       const stats = captured.trainer.stepCapture!.stats;
       expect(stats.refusal).toBeNull();
       // Per epoch, the last smaller batch is recorded; the full ones replay once captured.
