@@ -1,7 +1,7 @@
 /**
  * One training step of each model on the cpu backend, against the same step written by hand as
  * one ONNX graph, interleaved step by step in one process (so load changes hit every path alike).
- * Prints, per model: nbit 32-true / hand-built and bf16-mixed / 32-true step-time ratios (min,
+ * Prints, per model: nbit 32-true (recorded, and captured: replayed by a StepCapture) / hand-built and bf16-mixed / 32-true step-time ratios (min,
  * median, max over rounds), samples/s, and parameter and activation bytes per precision.
  *
  *   npm run bench:models -w @nbit/cli [-- --rounds 30 --threads 2]
@@ -21,6 +21,7 @@ import {
   Runtime,
   Sequential,
   SGD,
+  StepCapture,
   tensor,
   withRuntime,
   type LazyNode,
@@ -41,6 +42,8 @@ const ROUNDS = Number(args.rounds);
 const THREADS = Number(args.threads);
 const WARMUP = Number(args.warmup);
 const PRECISIONS: Precision[] = ["32-true", "bf16-mixed"];
+/** nbit 32-true through a StepCapture (replayed steps). */
+const CAPTURED = "32-true captured";
 
 /** What the bench needs of a model. */
 interface BenchEntry {
@@ -242,7 +245,7 @@ interface NbitStep {
   activationBytes: number;
 }
 
-function nbitStep(entry: BenchEntry, precision: Precision, data: ReturnType<BenchEntry["data"]>, runtime: Runtime): NbitStep {
+function nbitStep(entry: BenchEntry, precision: Precision, data: ReturnType<BenchEntry["data"]>, runtime: Runtime, captured = false): NbitStep {
   const plugin = precisionPluginFor(precision);
   const model = withRuntime(runtime, () => plugin.initContext(() => entry.model()));
   // The same initial weights in every path.
@@ -259,14 +262,16 @@ function nbitStep(entry: BenchEntry, precision: Precision, data: ReturnType<Benc
   const x = plugin.convertInput(tensor(data.x, data.xShape));
   const labels = tensor(data.labels, [data.labels.length], "int32");
   const activationBytes = plugin.forwardContext(() => forwardBytes(model.forward(x)));
+  // Captured: after two recorded steps, each step replays the compiled program (StepCapture).
+  const capture = captured ? new StepCapture(plugin, optimizer, { module: model }) : null;
   return {
     params: model.parameters(),
     parameterBytes: model.parameterBytes(),
     activationBytes,
     step: () =>
       withRuntime(runtime, async () => {
-        const loss = plugin.forwardContext(() => crossEntropy(model.forward(x), labels));
-        return (await plugin.optimizerStep(optimizer, loss)).loss;
+        const forward = () => plugin.forwardContext(() => crossEntropy(model.forward(x), labels));
+        return (capture ? await capture.step([x, labels], forward) : await plugin.optimizerStep(optimizer, forward())).loss;
       }),
   };
 }
@@ -283,10 +288,12 @@ async function bench(entry: BenchEntry): Promise<void> {
   const onehot = new Float32Array(data.labels.length * data.classes);
   data.labels.forEach((c, i) => (onehot[i * data.classes + c] = 1));
   const runtime = new Runtime(new CpuBackend(ort, { threads: THREADS, allowSpinning: false }));
-  const steps = Object.fromEntries(PRECISIONS.map((p) => [p, nbitStep(entry, p, data, runtime)])) as Record<Precision, NbitStep>;
+  const steps: Record<string, NbitStep> = Object.fromEntries(PRECISIONS.map((p) => [p, nbitStep(entry, p, data, runtime)]));
+  steps[CAPTURED] = nbitStep(entry, "32-true", data, runtime, true);
+  const KEYS = [...PRECISIONS, CAPTURED];
   // The hand-built step starts from a copy of the same initial weights.
-  const hand = await withRuntime(runtime, () => entry.handBuilt(steps["32-true"].params));
-  const times: Record<string, number[]> = { hand: [], ...Object.fromEntries(PRECISIONS.map((p) => [p, []])) };
+  const hand = await withRuntime(runtime, () => entry.handBuilt(steps["32-true"]!.params));
+  const times: Record<string, number[]> = { hand: [], ...Object.fromEntries(KEYS.map((p) => [p, []])) };
   const losses: Record<string, number> = {};
   const time = async (key: string, run: () => Promise<number>) => {
     const t0 = performance.now();
@@ -294,20 +301,21 @@ async function bench(entry: BenchEntry): Promise<void> {
     times[key]!.push(performance.now() - t0);
   };
   for (let round = 0; round < WARMUP + ROUNDS; round++) {
-    const order: string[] = round % 2 === 0 ? ["hand", ...PRECISIONS] : [...[...PRECISIONS].reverse(), "hand"];
-    for (const key of order) await time(key, key === "hand" ? () => hand.step(data.x, onehot) : () => steps[key as Precision].step());
+    const order: string[] = round % 2 === 0 ? ["hand", ...KEYS] : [...[...KEYS].reverse(), "hand"];
+    for (const key of order) await time(key, key === "hand" ? () => hand.step(data.x, onehot) : () => steps[key]!.step());
     if (round === WARMUP - 1) for (const k of Object.keys(times)) times[k] = [];
   }
   const ratio = (a: string, b: string) => stats(times[a]!.map((t, i) => times[b]![i]! / t));
   console.log(`\n${entry.name}: ${ROUNDS} interleaved rounds after ${WARMUP} warm-up, ${THREADS} intra-op threads`);
   console.log(`  hand-built ONNX step: ${fmt(stats(times.hand!), 1)} ms, ${(entry.batch / (stats(times.hand!).median / 1000)).toFixed(0)} samples/s`);
-  for (const p of PRECISIONS) {
+  for (const p of KEYS) {
     const s = stats(times[p]!);
     console.log(
-      `  nbit ${p}: ${fmt(s, 1)} ms, ${(entry.batch / (s.median / 1000)).toFixed(0)} samples/s, parameters ${steps[p].parameterBytes} B, forward values ${steps[p].activationBytes} B`,
+      `  nbit ${p}: ${fmt(s, 1)} ms, ${(entry.batch / (s.median / 1000)).toFixed(0)} samples/s, parameters ${steps[p]!.parameterBytes} B, forward values ${steps[p]!.activationBytes} B`,
     );
   }
   console.log(`  speed of nbit 32-true relative to hand-built (hand time / nbit time; target >= 0.85): ${fmt(ratio("32-true", "hand"))}`);
+  console.log(`  speed of nbit 32-true captured relative to hand-built (target >= 0.85): ${fmt(ratio(CAPTURED, "hand"))}`);
   console.log(`  speed of bf16-mixed relative to 32-true (32-true time / bf16-mixed time): ${fmt(ratio("bf16-mixed", "32-true"))}`);
   console.log(
     `  last losses: ${Object.entries(losses)

@@ -2,7 +2,7 @@
 // heads, context 16, batch 32 names, SGD) on the cpu backend, against the same step written by hand
 // as one ONNX graph (forward, backward and SGD update), interleaved step by step in one process.
 // Prints steps/s, samples/s, the ratios, and parameter and activation bytes per precision.
-import { DataLoader, manualSeed, precisionPluginFor, Runtime, SGD, Tensor, withRuntime, type LazyNode, type Precision } from "@nbit/core";
+import { DataLoader, manualSeed, precisionPluginFor, Runtime, SGD, StepCapture, Tensor, withRuntime, type LazyNode, type Precision } from "@nbit/core";
 import { CpuAccelerator } from "@nbit/cpu";
 import { createRequire } from "node:module";
 import type * as ortTypes from "onnxruntime-node";
@@ -32,18 +32,28 @@ function initialModel(precision: Precision) {
   return precisionPluginFor(precision).initContext(() => new CharTransformer(config));
 }
 
-/** The Trainer's path: plugin, lazy graph, one compiled program per step. */
-function nbitPath(precision: Precision) {
+/** The Trainer's path: plugin, lazy graph, one compiled program per step; `captured`: replayed by a StepCapture. */
+function nbitPath(precision: Precision, captured = false) {
   const runtime = new Runtime(new CpuAccelerator({ threads: THREADS, allowSpinning: false }).createBackend());
   const plugin = precisionPluginFor(precision);
   const model = initialModel(precision);
   const optimizer = new SGD(model.parameters(), { lr: LR });
+  const capture = captured ? new StepCapture(plugin, optimizer, { module: model }) : null;
   let loss = 0;
+  const forward = (raw: readonly Tensor[]) => {
+    const batch = raw.map((t) => plugin.convertInput(t));
+    return plugin.forwardContext(() => model.maskedNll(batch).sum().div(batch[2]!.sum()));
+  };
   const step = (i: number) =>
     withRuntime(runtime, async () => {
-      const batch = batches[i % batches.length]!.map((t) => plugin.convertInput(t));
-      const out = plugin.forwardContext(() => model.maskedNll(batch).sum().div(batch[2]!.sum()));
-      loss = (await plugin.optimizerStep(optimizer, out)).loss;
+      if (!capture) {
+        loss = (await plugin.optimizerStep(optimizer, forward(batches[i % batches.length]!))).loss;
+        return;
+      }
+      // Fresh host tensors per step, as a DataLoader hands them over (a replay uploads each batch).
+      const k = i % batches.length;
+      const batch = batches[k]!.map((t, j) => Tensor.fromHost(hostBatches[k]![j]!, t.shape, t.dtype));
+      loss = (await capture.step(batch, forward)).loss;
     });
   return { step, loss: () => loss, model, plugin };
 }
@@ -294,14 +304,19 @@ function activationBytes(precision: Precision): number {
 
 console.log(`names transformer (${L} blocks, d=${D}, ${H} heads, context ${T}, vocab ${V}), batch ${BATCH} names, SGD lr ${LR}, cpu with ${THREADS} threads`);
 console.log(`${ROUNDS} rounds of ${STEPS} timed steps per path after ${WARMUP} warm-up; the paths take turns step by step.`);
-const paths = { "hand-built 32-true": await handBuilt(), "nbit 32-true": nbitPath("32-true"), "nbit bf16-mixed": nbitPath("bf16-mixed") };
+const paths = {
+  "hand-built 32-true": await handBuilt(),
+  "nbit 32-true": nbitPath("32-true"),
+  "nbit 32-true captured": nbitPath("32-true", true),
+  "nbit bf16-mixed": nbitPath("bf16-mixed"),
+};
 type PathName = keyof typeof paths;
 const rounds: Record<PathName, number>[] = [];
 let i = 0;
 for (; i < WARMUP; i++) for (const path of Object.values(paths)) await path.step(i);
 const firstLosses = Object.fromEntries(Object.entries(paths).map(([k, p]) => [k, p.loss()]));
 for (let r = 0; r < ROUNDS; r++) {
-  const seconds = { "hand-built 32-true": 0, "nbit 32-true": 0, "nbit bf16-mixed": 0 };
+  const seconds = { "hand-built 32-true": 0, "nbit 32-true": 0, "nbit 32-true captured": 0, "nbit bf16-mixed": 0 };
   for (let s = 0; s < STEPS; s++, i++)
     for (const [name, path] of Object.entries(paths) as [PathName, (typeof paths)[PathName]][]) {
       const t0 = performance.now();
@@ -315,14 +330,17 @@ const spread = (values: number[]) => {
   const s = [...values].sort((a, b) => a - b);
   return `min ${s[0]!.toFixed(2)} / median ${s[Math.floor(s.length / 2)]!.toFixed(2)} / max ${s.at(-1)!.toFixed(2)}`;
 };
-console.log(`\n${"path".padEnd(22)}${"steps/s".padStart(9)}${"samples/s".padStart(11)}  loss after warm-up -> end`);
+console.log(`\n${"path".padEnd(24)}${"steps/s".padStart(9)}${"samples/s".padStart(11)}  loss after warm-up -> end`);
 for (const name of Object.keys(paths) as PathName[]) {
   const median = [...rounds.map((r) => rate(r, name))].sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
   console.log(
-    `${name.padEnd(22)}${median.toFixed(2).padStart(9)}${(median * BATCH).toFixed(1).padStart(11)}  ${firstLosses[name]!.toFixed(4)} -> ${paths[name].loss().toFixed(4)}`,
+    `${name.padEnd(24)}${median.toFixed(2).padStart(9)}${(median * BATCH).toFixed(1).padStart(11)}  ${firstLosses[name]!.toFixed(4)} -> ${paths[name].loss().toFixed(4)}`,
   );
 }
 console.log(`\nnbit 32-true / hand-built 32-true (target >= 0.85): ${spread(rounds.map((r) => rate(r, "nbit 32-true") / rate(r, "hand-built 32-true")))}`);
+console.log(
+  `nbit 32-true captured / hand-built 32-true (target >= 0.85): ${spread(rounds.map((r) => rate(r, "nbit 32-true captured") / rate(r, "hand-built 32-true")))}`,
+);
 console.log(`nbit bf16-mixed / nbit 32-true: ${spread(rounds.map((r) => rate(r, "nbit bf16-mixed") / rate(r, "nbit 32-true")))}`);
 
 console.log(

@@ -19,6 +19,7 @@ import {
   Runtime,
   SGD,
   Sequential,
+  StepCapture,
   Tensor,
   UnsupportedPrecisionError,
   apply,
@@ -639,6 +640,41 @@ export function describeBackendConformance(name: string, createAccelerator: () =
           expect(losses.every(Number.isFinite)).toBe(true);
           expect(losses.at(-1)!).toBeLessThan(0.25 * losses[0]!);
           expect(losses.at(-1)!).toBeLessThan(0.35);
+        });
+      }
+
+      for (const precision of ["32-true", "16-mixed"] as const) {
+        if (!supported(precision)) continue;
+        test(`captured steps (StepCapture) train exactly as recorded ones in ${precision}`, async () => {
+          const train = async (captured: boolean) => {
+            manualSeed(5);
+            const plugin = precisionPluginFor(precision, autocastPolicy);
+            const model = plugin.initContext(() => new Sequential(new Linear(8, 16), new ReLU(), new Linear(16, 4)));
+            const optimizer = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+            const capture = new StepCapture(plugin, optimizer, { module: model, warn: () => {} });
+            const g = new Generator(6);
+            const losses: number[] = [];
+            for (let s = 0; s < 12; s++) {
+              if (s === 7) optimizer.paramGroups[0]!.lr = 0.03;
+              const { x, y } = blobs(16, 8, 4, g);
+              const [input, labels] = [tensor(x, [16, 8], "float32"), tensor(y, [16], "int32")];
+              const forward = ([bx, by]: readonly Tensor[]) => crossEntropy(model.forward(plugin.convertInput(bx!)), by!);
+              const outcome = captured
+                ? await capture.step([input, labels], forward)
+                : await plugin.optimizerStep(
+                    optimizer,
+                    plugin.forwardContext(() => forward([input, labels])),
+                  );
+              losses.push(outcome.loss);
+            }
+            const params = await Promise.all(model.parameters().map(async (p) => Array.from(await p.toHost())));
+            return { losses, params, replayed: capture.stats.replayed };
+          };
+          const recorded = await train(false);
+          const captured = await train(true);
+          expect(captured.replayed).toBeGreaterThanOrEqual(8);
+          expect(captured.losses).toEqual(recorded.losses);
+          expect(captured.params).toEqual(recorded.params);
         });
       }
 

@@ -12,7 +12,7 @@ export * from "./engine/primitives.js";
 export * from "./engine/ops.js";
 export * from "./engine/kernels.js";
 export { LazyNode } from "./engine/node.js";
-export { DEFAULT_PROGRAM_CACHE_SIZE, Runtime, type ProgramCacheStats, type RuntimeOptions, type RuntimeStats } from "./engine/runtime.js";
+export { DEFAULT_PROGRAM_CACHE_SIZE, Runtime, type ProgramCacheStats, type RealizedGraph, type RuntimeOptions, type RuntimeStats } from "./engine/runtime.js";
 export * from "./engine/context.js";
 // The public autocast also warns about a nested autocast inside a watched training step (it shadows context.js's).
 export { autocast } from "./engine/cast-watch.js";
@@ -69,3 +69,12 @@ export { LightningDataModule, MissingDataloaderError } from "./trainer/datamodul
 export { parseDuration, type Duration } from "./trainer/loop-limits.js";
 export { formatSummary, ModelSummary, summarize, type LayerSummary, type ModelSummaryData, type ModelSummaryOptions } from "./trainer/model-summary.js";
 export * from "./trainer/timer.js";
+export {
+  StepCapture,
+  StepCaptureMismatchError,
+  type CapturedForwardResult,
+  type CapturedStepOutcome,
+  type StepCaptureOptions,
+  type StepCaptureStats,
+} from "./precision/step-capture.js";
+export { stepScalar, type StepScalarSource } from "./engine/step-scalars.js";

@@ -11,6 +11,7 @@ import {
   Runtime,
   Sequential,
   SGD,
+  StepCapture,
   Tensor,
   withRuntime,
   type Module,
@@ -58,8 +59,16 @@ export function mlp(dims: readonly number[]): Module {
   return new Sequential(...layers);
 }
 
-/** A training step through nbit (the Trainer's path: plugin, lazy graph, one fused program). */
-export function nbitPath(shape: MlpShape, precision: Precision, options: CpuBackendOptions = {}): Path & { sessions(): number; work(): number } {
+/**
+ * A training step through nbit (the Trainer's path: plugin, lazy graph, one fused program). With
+ * `captured`, through a StepCapture: after two recorded steps, each step replays the compiled program.
+ */
+export function nbitPath(
+  shape: MlpShape,
+  precision: Precision,
+  options: CpuBackendOptions = {},
+  { captured = false }: { captured?: boolean } = {},
+): Path & { sessions(): number; work(): number; capture: StepCapture | null } {
   const backend = new CpuAccelerator(options).createBackend();
   // The work of the largest program compiled: the training step.
   let work = 0;
@@ -77,17 +86,20 @@ export function nbitPath(shape: MlpShape, precision: Precision, options: CpuBack
     const model = plugin.initContext(() => mlp(shape.dims));
     return { model, optimizer: new SGD(model.parameters(), { lr: shape.lr }) };
   });
+  const capture = captured ? new StepCapture(plugin, optimizer, { module: model }) : null;
   let loss = 0;
   return {
     step: (i) =>
       withRuntime(runtime, async () => {
         const b = batches[i % batches.length]!;
         // Batches enter as host tensors without a copy, as the DataLoader hands them to the Trainer.
-        const x = plugin.convertInput(Tensor.fromHost(b.x, [batch, inputs], "float32"));
-        const out = plugin.forwardContext(() => crossEntropy(model.forward(x), Tensor.fromHost(b.y, [batch], "int32")));
-        loss = (await plugin.optimizerStep(optimizer, out)).loss;
+        const x = Tensor.fromHost(b.x, [batch, inputs], "float32");
+        const y = Tensor.fromHost(b.y, [batch], "int32");
+        const forward = () => plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(x)), y));
+        loss = (capture ? await capture.step([x, y], forward) : await plugin.optimizerStep(optimizer, forward())).loss;
       }),
     loss: () => loss,
+    capture,
     sessions: () => backend.sessionsCreated,
     work: () => work,
   };

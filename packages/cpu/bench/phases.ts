@@ -4,9 +4,10 @@
 // step by step, median of per-round means. The native run is timed around onnxruntime-node's
 // binding call, so "realize, JS" holds the graph walk, binding the inputs, the onnxruntime-node
 // wrapper and its event-loop turn. The phases mirror PrecisionPlugin.optimizerStep without hooks.
+// "captured" is the same step through a StepCapture (replayed: binding inputs, one native run, the loss read).
 // An optional size after the name picks the MLP: npm run bench -w @nbit/cpu -- phases medium
 import { createRequire } from "node:module";
-import { crossEntropy, manualSeed, precisionPluginFor, realize, Runtime, SGD, Tensor, withRuntime } from "@nbit/core";
+import { crossEntropy, manualSeed, precisionPluginFor, realize, Runtime, SGD, StepCapture, Tensor, withRuntime } from "@nbit/core";
 import { CpuAccelerator } from "../src/index.js";
 import { batchesFor, env, handBuiltPath, median, MEDIUM, mlp, SMALL, STANDARD, type MlpShape } from "./common.js";
 
@@ -37,6 +38,14 @@ const { model, optimizer } = withRuntime(runtime, () => {
   return { model, optimizer: new SGD(model.parameters(), { lr: shape.lr }) };
 });
 const hand = await handBuiltPath(shape, { threads: 1 });
+// The same model and step through a StepCapture (replayed after two recorded steps), on its own runtime.
+const capturedRuntime = new Runtime(new CpuAccelerator({ threads: 1 }).createBackend());
+const captured = withRuntime(capturedRuntime, () => {
+  manualSeed(0);
+  const model = plugin.initContext(() => mlp(shape.dims));
+  const optimizer = new SGD(model.parameters(), { lr: shape.lr });
+  return { model, capture: new StepCapture(plugin, optimizer, { module: model }) };
+});
 const PHASES = [
   "forward",
   "backward",
@@ -45,6 +54,9 @@ const PHASES = [
   "realize, native run",
   "loss read",
   "nbit step",
+  "captured, native run",
+  "captured, JS",
+  "captured step",
   "hand-built, native run",
   "hand-built, rest",
   "hand-built step",
@@ -85,6 +97,21 @@ async function nbitStep(i: number) {
   });
 }
 
+async function capturedStep(i: number) {
+  await withRuntime(capturedRuntime, async () => {
+    const b = batches[i % batches.length]!;
+    native = 0;
+    const start = performance.now();
+    const x = Tensor.fromHost(b.x, [shape.batch, shape.dims[0]!], "float32");
+    const y = Tensor.fromHost(b.y, [shape.batch], "int32");
+    await captured.capture.step([x, y], ([x, y]) => crossEntropy(captured.model.forward(plugin.convertInput(x!)), y!));
+    const ms = performance.now() - start;
+    add("captured, native run", native);
+    add("captured, JS", ms - native);
+    add("captured step", ms);
+  });
+}
+
 for (let i = 0; i < WARMUP + ROUNDS * STEPS; i++) {
   if (i >= WARMUP && (i - WARMUP) % STEPS === 0) sums = {} as Record<Phase, number>;
   native = 0;
@@ -94,9 +121,14 @@ for (let i = 0; i < WARMUP + ROUNDS * STEPS; i++) {
   add("hand-built, rest", performance.now() - t - native);
   add("hand-built step", performance.now() - t);
   await nbitStep(i);
+  await capturedStep(i);
   if (i >= WARMUP && (i - WARMUP + 1) % STEPS === 0) for (const p of PHASES) perRound[p].push((sums[p] ?? 0) / STEPS);
 }
 console.log(`MLP ${shape.name}, 32-true, SGD, 1 thread; ${ROUNDS} rounds of ${STEPS} steps after ${WARMUP} warm-up; us per step, median of round means`);
 for (const p of PHASES) console.log(`  ${p.padEnd(24)}${(median(perRound[p]) * 1000).toFixed(0).padStart(7)}`);
 const ratio = perRound["hand-built step"].map((h, r) => h / perRound["nbit step"][r]!);
 console.log(`  hand-built / nbit step: ${median(ratio).toFixed(2)} (min ${Math.min(...ratio).toFixed(2)}, max ${Math.max(...ratio).toFixed(2)})`);
+const capturedRatio = perRound["hand-built step"].map((h, r) => h / perRound["captured step"][r]!);
+console.log(
+  `  hand-built / captured step: ${median(capturedRatio).toFixed(2)} (min ${Math.min(...capturedRatio).toFixed(2)}, max ${Math.max(...capturedRatio).toFixed(2)}); ${captured.capture.stats.replayed} steps replayed`,
+);

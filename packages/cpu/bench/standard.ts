@@ -1,5 +1,6 @@
 // The standard MLP (256-512-512-10, ReLU, cross-entropy, SGD lr 0.05, batch 128, synthetic data)
-// per precision against the same step as hand-built ONNX graphs (32-true and bf16-mixed), with
+// per precision against the same step as hand-built ONNX graphs (32-true and bf16-mixed), and
+// 32-true through a StepCapture (replayed steps), with
 // the threads nbit picks for it (BENCH_THREADS changes it), and parameter/optimizer bytes.
 import { Adam, crossEntropy, precisionPluginFor, Runtime, SGD, Tensor, withRuntime } from "@nbit/core";
 import { CpuAccelerator, defaultThreads } from "../src/index.js";
@@ -16,6 +17,7 @@ const paths = {
   "hand-built 32-true": await handBuiltPath(STANDARD, { threads: THREADS }),
   "hand-built bf16-mixed": await handBuiltPath(STANDARD, { threads: THREADS, bf16: true }),
   "nbit 32-true": nbitPath(STANDARD, "32-true", { threads: THREADS }),
+  "nbit 32-true captured": nbitPath(STANDARD, "32-true", { threads: THREADS }, { captured: true }),
   "nbit bf16-mixed": nbitPath(STANDARD, "bf16-mixed", { threads: THREADS }),
   "nbit 64-true": nbitPath(STANDARD, "64-true", { threads: THREADS }),
 };
@@ -26,12 +28,13 @@ const notes: Record<PathName, string[]> = {
   "hand-built 32-true": [],
   "hand-built bf16-mixed": [compare("hand-built bf16-mixed", "hand-built 32-true")],
   "nbit 32-true": [compare("nbit 32-true", "hand-built 32-true")],
+  "nbit 32-true captured": [compare("nbit 32-true captured", "hand-built 32-true"), compare("nbit 32-true captured", "nbit 32-true")],
   "nbit bf16-mixed": [compare("nbit bf16-mixed", "nbit 32-true"), compare("nbit bf16-mixed", "hand-built bf16-mixed")],
   "nbit 64-true": [compare("nbit 64-true", "nbit 32-true")],
 };
-console.log(`\n${"path".padEnd(23)}${"steps/s min / median / max".padEnd(28)}final loss  ratios per round (min / median / max)`);
+console.log(`\n${"path".padEnd(25)}${"steps/s min / median / max".padEnd(28)}final loss  ratios per round (min / median / max)`);
 for (const name of Object.keys(paths) as PathName[])
-  console.log(`${name.padEnd(23)}${spread(rates[name], 1).padEnd(28)}${paths[name].loss().toFixed(4).padEnd(10)}  ${notes[name].join("; ")}`);
+  console.log(`${name.padEnd(25)}${spread(rates[name], 1).padEnd(28)}${paths[name].loss().toFixed(4).padEnd(10)}  ${notes[name].join("; ")}`);
 console.log("\nhand-built bf16-mixed rounds exactly where PyTorch's bf16 autocast does, with nothing else added:");
 console.log("its ratio to hand-built 32-true is what onnxruntime's bfloat16 Cast allows on this machine.");
 

@@ -11,6 +11,7 @@ import {
   TensorDataset,
   Trainer,
   type Batch,
+  type Callback,
   type Tensor,
 } from "@nbit/core";
 import * as tf from "@tensorflow/tfjs-core";
@@ -41,7 +42,7 @@ const data = new TensorDataset(
   { data: Array.from({ length: 40 }, (_, i) => i % 3), sampleShape: [], dtype: "int32" },
 );
 
-async function fitOnTfjs(): Promise<Trainer> {
+async function fitOnTfjs(options: { captureSteps?: boolean; maxEpochs?: number; callbacks?: Callback[] } = {}): Promise<Trainer> {
   manualSeed(3);
   const trainer = new Trainer({
     accelerator: new CudaAccelerator("tfjs-cpu"),
@@ -50,6 +51,7 @@ async function fitOnTfjs(): Promise<Trainer> {
     logger: false,
     enableProgressBar: false,
     enableCheckpointing: false,
+    ...options,
   });
   await trainer.fit(
     trainer.initModule(() => new Net()),
@@ -93,5 +95,22 @@ describe("disposing a Trainer on tfjs", () => {
     await collect();
     // Before the registry outlived its runtime, each dropped Trainer leaked its last step's tensors (~90 here).
     expect(tf.memory().numTensors - start).toBeLessThanOrEqual(5);
+  });
+
+  it("frees every tensor of a Trainer with captured steps, and replays hold no more tensors from step to step", async () => {
+    const start = tf.memory().numTensors;
+    const counts: number[] = [];
+    const count: Callback = {
+      async onTrainBatchEnd() {
+        await collect();
+        counts.push(tf.memory().numTensors);
+      },
+    };
+    const trainer = await fitOnTfjs({ captureSteps: true, maxEpochs: 6, callbacks: [count] });
+    expect(trainer.stepCapture!.stats.replayed).toBeGreaterThanOrEqual(25);
+    // Live tensors: parameters, momentum buffers, the scaler's inputs and the last step's outputs.
+    expect(counts.at(-1)!).toBeLessThanOrEqual(counts[5]! + 2);
+    await trainer.dispose();
+    expect(tf.memory().numTensors).toBe(start);
   });
 });

@@ -32,6 +32,16 @@ export interface ProgramCacheStats {
 
 export const DEFAULT_PROGRAM_CACHE_SIZE = 16;
 
+/** What one realization ran, as seen by a step capture: its inputs, outputs and program. */
+export interface RealizedGraph {
+  /** The program's inputs, in input order (leaves still hold their host data when observed). */
+  readonly leaves: readonly LazyNode[];
+  /** The nodes the program computes, in output order. */
+  readonly roots: readonly LazyNode[];
+  readonly signature: readonly number[];
+  readonly program: Program;
+}
+
 interface CachedProgram {
   readonly compiled: Promise<CompiledProgram>;
   /** Runs in flight: an evicted program is released once the last one settles. */
@@ -44,6 +54,7 @@ export class Runtime {
   /** Insertion order is recency order: a hit moves its entry to the end; eviction takes the first. */
   private readonly compiled = new Map<string, CachedProgram>();
   private readonly cacheCounts = { hits: 0, misses: 0, evictions: 0 };
+  private mostRecent: CachedProgram | null = null;
   readonly programCacheSize: number;
   /** Buffers this runtime placed and has not freed, on backends whose buffers need an explicit dispose (tfjs). */
   private readonly live: Set<BackendBuffer> | null;
@@ -52,6 +63,7 @@ export class Runtime {
   /** Lowered programs by graph signature hash (a full signature compare confirms a hit). */
   private readonly replays = new Map<number, { readonly signature: readonly number[]; readonly program: Program }>();
   private readonly replay: boolean;
+  private observer: ((graph: RealizedGraph) => void) | null = null;
 
   constructor(
     readonly backend: Backend,
@@ -97,6 +109,7 @@ export class Runtime {
       ({ inputBuffers, uploadedLeaves } = builder);
       if (this.replay) this.remember(graph, program);
     }
+    this.observer?.({ leaves: graph.leaves, roots: pending, signature: graph.signature, program });
     const buffers = await this.execute(program, inputBuffers);
     if (this.disposed) {
       for (const b of buffers) this.backend.dispose?.(b);
@@ -107,6 +120,36 @@ export class Runtime {
       this.track(n, buffers[i]!);
     });
     for (const leaf of uploadedLeaves) leaf.host = undefined;
+  }
+
+  /**
+   * Calls `observer` with each realization until the returned function is called (a step
+   * capture watching the one program a training step runs).
+   */
+  observeRealizations(observer: (graph: RealizedGraph) => void): () => void {
+    this.observer = observer;
+    return () => {
+      if (this.observer === observer) this.observer = null;
+    };
+  }
+
+  /**
+   * Runs a program realized earlier on new input buffers, without walking, lowering or keying a
+   * graph, and returns its outputs as new leaves (`outputs` gives their dtypes and shapes). The
+   * compiled program comes from the cache as for `realize`, so eviction and dispose hold.
+   */
+  async runProgram(program: Program, inputs: readonly BackendBuffer[], outputs: readonly ValueInfo[]): Promise<LazyNode[]> {
+    this.checkOpen();
+    const buffers = await this.execute(program, inputs);
+    if (this.disposed) {
+      for (const b of buffers) this.backend.dispose?.(b);
+      this.checkOpen();
+    }
+    return buffers.map((buffer, i) => {
+      const node = new LazyNode("leaf", [], {}, outputs[i]!.shape, outputs[i]!.dtype, undefined, undefined, { runtime: this, buffer });
+      this.track(node, buffer);
+      return node;
+    });
   }
 
   async download(node: LazyNode): Promise<HostArray> {
@@ -212,8 +255,12 @@ export class Runtime {
     const hit = this.compiled.get(program.key);
     if (hit) {
       this.cacheCounts.hits++;
-      this.compiled.delete(program.key);
-      this.compiled.set(program.key, hit);
+      // A replayed step runs the most recent program again and again: it is already last.
+      if (this.mostRecent !== hit) {
+        this.compiled.delete(program.key);
+        this.compiled.set(program.key, hit);
+        this.mostRecent = hit;
+      }
       return hit;
     }
     this.cacheCounts.misses++;
@@ -223,6 +270,7 @@ export class Runtime {
     // A program that failed to compile is not kept: the next attempt compiles again.
     entry.compiled.catch(() => this.compiled.get(program.key) === entry && this.compiled.delete(program.key));
     this.compiled.set(program.key, entry);
+    this.mostRecent = entry;
     while (this.compiled.size > this.programCacheSize) {
       const [oldestKey, oldest] = this.compiled.entries().next().value as [string, CachedProgram];
       this.compiled.delete(oldestKey);

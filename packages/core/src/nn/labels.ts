@@ -1,4 +1,6 @@
+import type { HostArray } from "../dtype.js";
 import { NbitError } from "../errors.js";
+import type { LazyNode } from "../engine/node.js";
 import { noGrad } from "../engine/context.js";
 import { rawCast, type Tensor } from "../engine/tensor.js";
 
@@ -41,6 +43,32 @@ export interface DeferredLabelCheck {
 
 let collecting: DeferredLabelCheck[] | null = null;
 
+/** A label check made on the host while a step was recorded: a step capture repeats it on each replayed batch. */
+export interface HostLabelCheck {
+  readonly node: LazyNode;
+  readonly classes: number;
+  readonly op: string;
+}
+
+let collectingHost: HostLabelCheck[] | null = null;
+
+/** Runs `fn` and returns the host label checks it made. */
+export function collectHostLabelChecks<T>(fn: () => T): { result: T; hostChecks: HostLabelCheck[] } {
+  const previous = collectingHost;
+  const hostChecks: HostLabelCheck[] = [];
+  collectingHost = hostChecks;
+  try {
+    return { result: fn(), hostChecks };
+  } finally {
+    collectingHost = previous;
+  }
+}
+
+/** Throws for the first label of `host` outside [0, classes). */
+export function checkHostLabels(op: string, host: HostArray, classes: number): void {
+  for (let i = 0; i < host.length; i++) if (host[i]! < 0 || host[i]! >= classes) throw new LabelOutOfRangeError(op, classes, host[i]!, i, null);
+}
+
 /** Runs `fn` and returns the deferred label checks it recorded (the Trainer reads them after the step). */
 export function collectLabelChecks<T>(fn: () => T): { result: T; checks: DeferredLabelCheck[] } {
   const previous = collecting;
@@ -62,8 +90,8 @@ export function collectLabelChecks<T>(fn: () => T): { result: T; checks: Deferre
 export function checkClassIndices(op: string, target: Tensor, classes: number, oneHotRows: () => Tensor): boolean {
   const node = target.node;
   if (node.isLeaf && node.host) {
-    const host = node.host;
-    for (let i = 0; i < host.length; i++) if (host[i]! < 0 || host[i]! >= classes) throw new LabelOutOfRangeError(op, classes, host[i]!, i, null);
+    checkHostLabels(op, node.host, classes);
+    collectingHost?.push({ node, classes, op });
     return true;
   }
   if (collecting) collecting.push({ validRows: noGrad(() => rawCast(oneHotRows(), "float32").sum()), rows: target.size, classes, op });

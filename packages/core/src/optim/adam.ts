@@ -38,14 +38,14 @@ export class Adam extends Optimizer<AdamOptions> {
     let p = param;
     let g = grad;
     if (o.weightDecay) {
-      if (this.decoupled) p = p.mul(this.scalar("decay", 1 - o.lr * o.weightDecay, p.dtype));
+      if (this.decoupled) p = p.mul(this.scalar("decay", 1 - o.lr * o.weightDecay, p.dtype, (g) => 1 - g.lr * g.weightDecay));
       else g = g.add(p.mul(o.weightDecay));
     }
     const expAvg = state.expAvg!.mul(beta1).add(g.mul(1 - beta1));
     const expAvgSq = state.expAvgSq!.mul(beta2).add(g.square().mul(1 - beta2));
     // Step-dependent factors enter as program inputs, so every step reuses one compiled program.
-    const stepSize = this.scalar(`stepSize${step}`, o.lr / (1 - beta1 ** step), p.dtype);
-    const bias2Sqrt = this.scalar(`bias2Sqrt${step}`, Math.sqrt(1 - beta2 ** step), p.dtype);
+    const stepSize = this.scalar("stepSize", o.lr / (1 - beta1 ** step), p.dtype, (g, t) => g.lr / (1 - g.betas[0] ** t));
+    const bias2Sqrt = this.scalar("bias2Sqrt", Math.sqrt(1 - beta2 ** step), p.dtype, (g, t) => Math.sqrt(1 - g.betas[1] ** t));
     const denom = expAvgSq.sqrt().div(bias2Sqrt).add(o.eps);
     return { param: p.sub(expAvg.div(denom).mul(stepSize)), state: { expAvg, expAvgSq } };
   }

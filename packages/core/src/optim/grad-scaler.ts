@@ -1,6 +1,7 @@
 import { checkGradScalerOptions, checkGradScalerState } from "./grad-scaler-checks.js";
 import { noGrad } from "../engine/context.js";
-import { full, scalarInput, Tensor } from "../engine/tensor.js";
+import { stepScalar } from "../engine/step-scalars.js";
+import { full, Tensor } from "../engine/tensor.js";
 import type { Optimizer } from "./optimizer.js";
 
 export interface GradScalerOptions {
@@ -41,7 +42,7 @@ export class GradScaler {
   /** loss * scale, with the scale a float32 scalar as in PyTorch: a float16 loss scales to float32, never to Inf. */
   scaleLoss(loss: Tensor): Tensor {
     if (!this.options.enabled) return loss;
-    return loss.mul(scalarInput(this.scale, "float32"));
+    return loss.mul(stepScalar(this.scale, "float32", { label: "GradScaler scale", next: () => this.scale }));
   }
 
   /**
@@ -53,7 +54,8 @@ export class GradScaler {
     if (this.unscaled.has(optimizer)) return this.finite;
     noGrad(() => {
       // PyTorch computes the inverse in double and rounds it to float32.
-      const inv = scalarInput(Math.fround(1 / Math.fround(this.scale)), "float32");
+      const inverse = () => Math.fround(1 / Math.fround(this.scale));
+      const inv = stepScalar(inverse(), "float32", { label: "GradScaler inverse scale", next: inverse });
       let probe: Tensor = full([], 0, "float32");
       for (const p of optimizer.params) {
         if (!p.grad) continue;

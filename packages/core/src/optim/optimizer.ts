@@ -3,7 +3,8 @@ import { NbitError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { LazyNode } from "../engine/node.js";
 import { heldBytes, type StorageMap } from "../engine/memory.js";
-import { scalarInput, Tensor, where } from "../engine/tensor.js";
+import { stepScalar } from "../engine/step-scalars.js";
+import { Tensor, where } from "../engine/tensor.js";
 import type { Parameter } from "../nn/module.js";
 import { checkInteger, checkNumber, describe, InvalidArgumentError, isPlainObject } from "../validation.js";
 
@@ -46,6 +47,8 @@ export abstract class Optimizer<H extends { lr: number }> {
   private pending: Parameter[] = [];
   private scalars = new Map<string, Tensor>();
   private currentScalars = new Map<string, number>();
+  /** The group and parameter whose update `step()` is recording (step scalars remember them). */
+  private updating: { group: H; param: Parameter } | null = null;
   // Method syntax keeps Optimizer<AdamOptions> assignable to Optimizer<{ lr: number }>.
   private readonly rules: { check(group: H, where: string): void };
 
@@ -95,12 +98,26 @@ export abstract class Optimizer<H extends { lr: number }> {
    * A per-step scalar (learning rate, bias correction) shared by every parameter that uses it in
    * one step. It always enters the program as an input: a scheduled value never creates a new
    * program, and graph engines cannot fold it into a narrower constant (a float32 matmul alpha).
+   * `valueAt` gives the value from the group's hyperparameters and the step count, so a captured
+   * step (StepCapture) can compute the next one without recording; without it the step cannot be
+   * captured. It must agree with `value`.
    */
-  protected scalar(name: string, value: number, dtype: DType): Tensor {
-    const key = `${name}:${dtype}:${value}`;
+  protected scalar(name: string, value: number, dtype: DType, valueAt?: (group: H, step: number) => number): Tensor {
+    const at = this.updating;
+    // A scalar with a formula belongs to its group: a scheduler may move one group's lr alone.
+    const key = `${name}:${dtype}:${value}:${valueAt && at ? this.paramGroups.indexOf(at.group as ParamGroup<H>) : ""}`;
     let t = this.scalars.get(key);
     if (!t) {
-      t = scalarInput(value, dtype);
+      const label = `${this.constructor.name} ${name}`;
+      const next =
+        valueAt && at
+          ? () => {
+              const v = valueAt(at.group, (this.steps.get(at.param) ?? 0) + 1);
+              this.currentScalars.set(`${name}:${dtype}`, v);
+              return v;
+            }
+          : null;
+      t = stepScalar(value, dtype, { label, next });
       this.scalars.set(key, t);
       this.currentScalars.set(`${name}:${dtype}`, value);
     }
@@ -124,7 +141,9 @@ export abstract class Optimizer<H extends { lr: number }> {
           const opmath: FloatDType = p.dtype === "float64" ? "float64" : "float32";
           const up = (t: Tensor) => (isHalfDType(t.dtype) ? t.cast(opmath) : t);
           const widened = Object.fromEntries(Object.entries(state).map(([k, v]) => [k, up(v)]));
+          this.updating = { group, param: p };
           const result = this.update(up(p), up(p.grad), widened, group, step);
+          this.updating = null;
           const guard = (next: Tensor, old: Tensor) => {
             const rounded = next.cast(old.dtype);
             return options.applyIf ? where(options.applyIf, rounded, old) : rounded;
@@ -142,6 +161,15 @@ export abstract class Optimizer<H extends { lr: number }> {
   commit(applied: boolean): void {
     if (!applied) for (const p of this.pending) this.steps.set(p, this.steps.get(p)! - 1);
     this.pending = [];
+  }
+
+  /**
+   * Counts a step that a step capture replayed for `params` (those its program updates), as
+   * `step()` would have; `commit` follows once the outcome is known.
+   */
+  replayedStep(params: readonly Parameter[]): void {
+    for (const p of params) this.steps.set(p, (this.steps.get(p) ?? 0) + 1);
+    this.pending = [...params];
   }
 
   /** Parameters and state tensors: what a training step must realize. */

@@ -39,6 +39,6 @@ export class SGD extends Optimizer<SGDOptions> {
       next.momentumBuffer = buf;
       g = o.nesterov ? g.add(buf.mul(o.momentum)) : buf;
     }
-    return { param: p.sub(g.mul(this.scalar("lr", o.lr, p.dtype))), state: next };
+    return { param: p.sub(g.mul(this.scalar("lr", o.lr, p.dtype, (group) => group.lr))), state: next };
   }
 }

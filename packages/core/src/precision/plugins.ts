@@ -16,6 +16,8 @@ export interface OptimizerStepOutcome {
   readonly loss: number;
   /** True when the gradient scaler skipped the update because a gradient was Inf/NaN. */
   readonly skipped: boolean;
+  /** The bool scalar `skipped` was read from (null without a scaler): a step capture reads it back on replay. */
+  readonly applied?: Tensor | null;
 }
 
 /** Callbacks an optimizer step runs at Lightning's points (the Trainer's callback hooks). */
@@ -129,7 +131,12 @@ export abstract class PrecisionPlugin {
     else if (!skipped) await optimizer.hostStep();
     this.afterStep(skipped);
     optimizer.zeroGrad();
-    return { loss: await lossValue.item(), skipped };
+    return { loss: await lossValue.item(), skipped, applied };
+  }
+
+  /** Finishes a step a StepCapture replayed, as `optimizerStep` finishes a recorded one (the scaler update). */
+  finishReplayedStep(skipped: boolean): void {
+    this.afterStep(skipped);
   }
 
   stateDict(): PrecisionPluginState {

@@ -38,6 +38,7 @@ const TRAINER_OPTIONS: Readonly<Record<keyof TrainerOptions, true>> = {
   enableModelSummary: true,
   warn: true,
   programCacheSize: true,
+  captureSteps: true,
 };
 
 const KNOWN = Object.keys(TRAINER_OPTIONS);

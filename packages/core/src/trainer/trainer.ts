@@ -26,6 +26,8 @@ import { rejectUnknownTrainerOptions } from "./option-keys.js";
 import { selectPrecisionPlugin, type AmpBackend } from "./precision-options.js";
 import { configureModelOnce } from "./configure-model.js";
 import { watchManualCasts } from "../engine/cast-watch.js";
+import type { StepCapture } from "../precision/step-capture.js";
+import { capturedTrainStep, checkCaptureStepsOption, trainerCaptureRefusal, trainerStepCapture, type CaptureStepsOption } from "./captured-steps.js";
 
 /**
  * Where the accelerator comes from: a name declared by an imported backend package (see
@@ -102,6 +104,14 @@ export interface TrainerSettings {
   readonly warn?: Warn;
   /** Compiled programs this Trainer's runtime keeps (an LRU; evicted sessions are released); default 16. */
   readonly programCacheSize?: number;
+  /**
+   * Capture training steps and replay them (as CUDA graphs / torch.compile's "reduce-overhead"):
+   * once two steps build the same program, later steps with the same batch shapes run it directly,
+   * without recording the forward pass, autograd or the update. Requires steps whose ops depend only
+   * on the batch's shapes and dtypes; see StepCapture for the contract and what is refused.
+   * `verifyEvery`: record a checking step every this many replays (default 200; 0: never).
+   */
+  readonly captureSteps?: CaptureStepsOption;
 }
 
 /** Options of fit(); validate() and test() take the same. */
@@ -184,10 +194,14 @@ export class Trainer {
   private readonly loop: LoopSettings;
   private position = { epoch: 0, batch: 0 };
   private warnedSkip = false;
+  private readonly captureOption: { verifyEvery?: number } | null;
+  /** The step capture of the current fit when `captureSteps` is on (its `stats` say how many steps replayed, or why none). */
+  stepCapture: StepCapture | null = null;
 
   constructor(options: TrainerOptions = {}) {
     rejectUnknownTrainerOptions(options);
     this.loop = resolveLoopSettings(options);
+    this.captureOption = checkCaptureStepsOption(options.captureSteps);
     this.options = options;
     const warn = options.warn ?? defaultWarn;
     const emit = (m: string) => {
@@ -386,6 +400,9 @@ export class Trainer {
         valLoader !== null && module.validationStep !== undefined && limitBatches("Trainer limitValBatches", this.loop.limitValBatches, valLoader.length) > 0;
       const validation = validating ? { loader: valLoader, every: valCheckBatch(this.loop.valCheckInterval, this.numTrainingBatches) } : null;
       const accumulate = this.loop.accumulateGradBatches;
+      this.stepCapture = this.captureOption
+        ? trainerStepCapture(this.captureOption, this, module, this.optimizer!, trainerCaptureRefusal(this.callbacks, accumulate, this.optimizer!))
+        : null;
       await this.hook("onFitStart", module);
       if (validation) await this.sanityCheck(module, validation.loader);
       for (
@@ -428,21 +445,32 @@ export class Trainer {
       if (batchIdx >= this.numTrainingBatches || this.stepLimitReached || (this.shouldStop && this.canStopEarly)) break;
       for (const c of this.callbacks) await c.onTrainBatchStart?.(this, module, rawBatch, batchIdx);
       this.stage = "train";
-      const batch = rawBatch.map((t) => plugin.convertInput(t));
-      this.currentBatchSize = batch[0]?.shape[0] ?? 1;
+      this.currentBatchSize = rawBatch[0]?.shape[0] ?? 1;
       module.logged.clear();
       const location: BatchLocation = { stage: "train", epoch: this.currentEpoch, batchIdx };
-      const userStep = () =>
-        watchManualCasts(
-          this,
-          this.precision,
-          plugin.autocastDType,
-          (m) => this.warn(m),
-          () => module.trainingStep(batch, batchIdx),
-        );
-      const { result: output, checks } = this.runStep(location, () => plugin.forwardContext(userStep));
-      const loss = this.lossOf(module, output);
       const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
+      const recordStep = (raw: Tensor[]) => {
+        const batch = raw.map((t) => plugin.convertInput(t));
+        const userStep = () =>
+          watchManualCasts(
+            this,
+            this.precision,
+            plugin.autocastDType,
+            (m) => this.warn(m),
+            () => module.trainingStep(batch, batchIdx),
+          );
+        const { result, checks } = this.runStep(location, () => plugin.forwardContext(userStep));
+        return { loss: this.lossOf(module, result), checks };
+      };
+      const capture = this.stepCapture;
+      if (boundary && capture?.enabled) {
+        const clipValue = this.loop.gradientClipVal;
+        const clip = clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm } : {};
+        const outcome = await capturedTrainStep(capture, module, rawBatch, recordStep, { ...clip, location });
+        await this.afterTrainBatch(module, rawBatch, batchIdx, epochSums, outcome, true, location, validation);
+        continue;
+      }
+      const { loss, checks } = recordStep(rawBatch);
       // Lightning divides the loss by the number of accumulated batches.
       const stepLoss = accumulate > 1 ? loss.div(accumulate) : loss;
       const logged = [...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor);
@@ -473,25 +501,48 @@ export class Trainer {
         await realize([detached, ...optimizer.params.flatMap((p) => (p.grad ? [p.grad] : [])), ...extra]);
         lossValue = await detached.item();
       }
-      await verifyLabelChecks(checks, location);
-      if (!Number.isFinite(lossValue) && !skipped && plugin.autocastDType !== "float16")
-        throw new NonFiniteLossError(lossValue, step, this.currentEpoch, batchIdx, this.precision);
-      this.losses.push(lossValue);
-      await this.collectLogged(module.logged, epochSums);
-      this.progressBarMetrics = Object.fromEntries([...module.logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
-      if (boundary && this.globalStep % this.loop.logEveryNSteps === 0)
-        this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
-      this.position = { epoch: this.currentEpoch, batch: batchIdx + 1 };
-      const outcome: BatchOutcome = { loss: lossValue, skipped, optimizerStep: boundary };
-      for (const c of this.callbacks) await c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
-      // As Lightning: validate every `every` batches, and when a stop request can end training.
-      const validateNow = (batchIdx + 1) % (validation?.every ?? 1) === 0 || (this.shouldStop && this.canStopEarly);
-      if (validation && validateNow && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0)
-        await this.evaluationLoop(module, validation.loader, "validate");
+      await this.afterTrainBatch(module, rawBatch, batchIdx, epochSums, { loss: lossValue, skipped, checks, step }, boundary, location, validation);
     }
     const epochMetrics: Record<string, number> = {};
     for (const [k, { sum, count }] of epochSums) epochMetrics[k] = sum / count;
     if (Object.keys(epochMetrics).length) this.logMetrics(epochMetrics);
+  }
+
+  /** Everything after a training batch's step: optimizer-step bookkeeping, label checks, metrics, logging, callbacks, validation. */
+  private async afterTrainBatch(
+    module: LightningModule,
+    rawBatch: Tensor[],
+    batchIdx: number,
+    epochSums: Map<string, { sum: number; count: number }>,
+    result: { loss: number; skipped: boolean; checks: readonly DeferredLabelCheck[]; step?: number },
+    boundary: boolean,
+    location: BatchLocation,
+    validation: { loader: DataLoader; every: number } | null,
+  ): Promise<void> {
+    const plugin = this.precisionPlugin;
+    const { loss: lossValue, skipped, checks } = result;
+    let step = result.step;
+    if (step === undefined) {
+      // A captured step: the bookkeeping trainEpoch does after a recorded optimizer step.
+      step = this.globalStep++;
+      if (skipped) this.noteSkippedStep();
+      else if (this.scheduler?.interval === "step") this.scheduler.scheduler.step();
+    }
+    await verifyLabelChecks(checks, location);
+    if (!Number.isFinite(lossValue) && !skipped && plugin.autocastDType !== "float16")
+      throw new NonFiniteLossError(lossValue, step, this.currentEpoch, batchIdx, this.precision);
+    this.losses.push(lossValue);
+    await this.collectLogged(module.logged, epochSums);
+    this.progressBarMetrics = Object.fromEntries([...module.logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
+    if (boundary && this.globalStep % this.loop.logEveryNSteps === 0)
+      this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
+    this.position = { epoch: this.currentEpoch, batch: batchIdx + 1 };
+    const outcome: BatchOutcome = { loss: lossValue, skipped, optimizerStep: boundary };
+    for (const c of this.callbacks) await c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
+    // As Lightning: validate every `every` batches, and when a stop request can end training.
+    const validateNow = (batchIdx + 1) % (validation?.every ?? 1) === 0 || (this.shouldStop && this.canStopEarly);
+    if (validation && validateNow && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0)
+      await this.evaluationLoop(module, validation.loader, "validate");
   }
 
   private noteSkippedStep(): void {
