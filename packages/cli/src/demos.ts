@@ -22,7 +22,7 @@ export interface Demo {
 }
 
 export function summary(r: RunResult): string {
-  return `${r.accelerator} ${r.precision}: test accuracy ${(r.testAccuracy * 100).toFixed(2)}%, test loss ${r.testLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s, parameters ${r.parameterBytes} bytes`;
+  return `${r.accelerator} ${r.precision}: test accuracy ${(r.testAccuracy * 100).toFixed(2)}%, test loss ${r.testLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s (${r.replayedSteps} steps replayed), parameters ${r.parameterBytes} bytes`;
 }
 
 const mnistDemo =

@@ -33,6 +33,7 @@ interface TrainingFlags {
   readonly seed: number;
   readonly limitBatches?: number;
   readonly progressBar: boolean;
+  readonly captureSteps: boolean;
 }
 
 /** Exit code of a command line the parser refused (unknown option, bad number, ...), as POSIX utilities use. */
@@ -46,7 +47,8 @@ function addTrainingOptions(command: Command, defaultEpochs: number): Command {
     .option("--lr <x>", "Adam learning rate", positiveNumber, 2e-3)
     .option("--seed <n>", "seed for initialization and shuffling", integerIn(0, 2 ** 32 - 1), 0)
     .option("--limit-batches <n>", "train on the first N batches of each epoch", integerIn(1))
-    .option("--no-progress-bar", "do not show the progress bar");
+    .option("--no-progress-bar", "do not show the progress bar")
+    .option("--no-capture-steps", "record every training step instead of replaying the captured one");
 }
 
 function trainingOptions(flags: TrainingFlags, io: CliIO): Omit<RunOptions, "accelerator" | "precision"> {
@@ -59,6 +61,7 @@ function trainingOptions(flags: TrainingFlags, io: CliIO): Omit<RunOptions, "acc
     lr: flags.lr,
     seed: flags.seed,
     progressBar: flags.progressBar,
+    captureSteps: flags.captureSteps,
     ...(flags.limitBatches !== undefined ? { limitTrainBatches: flags.limitBatches } : {}),
   };
 }

@@ -29,6 +29,8 @@ export interface RunOptions {
   readonly model?: MnistModelName;
   /** Where the Trainer's warnings go (default: process warnings). */
   readonly warn?: (message: string) => void;
+  /** Replay the captured training step instead of recording each one (the Trainer's `captureSteps`). */
+  readonly captureSteps?: boolean;
 }
 
 export interface RunResult {
@@ -42,6 +44,8 @@ export interface RunResult {
   readonly parameterBytes: number;
   readonly optimizerBytes: number;
   readonly skippedSteps: number;
+  /** Training steps replayed from the captured program (0 without `captureSteps`). */
+  readonly replayedSteps: number;
 }
 
 /** Trains the MNIST classifier once and evaluates it on the held-out digits. */
@@ -60,6 +64,7 @@ export async function trainMnist(options: RunOptions): Promise<RunResult> {
     seed: options.seed,
     ...(options.limitTrainBatches !== undefined ? { limitTrainBatches: options.limitTrainBatches } : {}),
     ...(options.warn ? { warn: options.warn } : {}),
+    ...(options.captureSteps ? { captureSteps: true } : {}),
   });
   const { train, test } = mnistLoaders(options.batchSize, options.seed, options.shiftedCopies ?? 0);
   const perEpoch = Math.min(train.length, options.limitTrainBatches ?? Infinity);
@@ -82,5 +87,6 @@ export async function trainMnist(options: RunOptions): Promise<RunResult> {
     parameterBytes: model.parameterBytes(),
     optimizerBytes: trainer.optimizer!.stateBytes(),
     skippedSteps: trainer.skippedSteps,
+    replayedSteps: trainer.stepCapture?.stats.replayed ?? 0,
   };
 }

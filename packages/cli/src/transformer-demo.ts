@@ -13,7 +13,7 @@ export const TRANSFORMER_DEMO_STEPS = 300;
 
 export function namesSummary(r: NamesRunResult): string {
   return [
-    `${r.accelerator} ${r.precision}: ${r.steps} steps in ${r.seconds.toFixed(1)} s, ${r.parameterCount} parameters (${r.parameterBytes} bytes)`,
+    `${r.accelerator} ${r.precision}: ${r.steps} steps (${r.replayedSteps} replayed) in ${r.seconds.toFixed(1)} s, ${r.parameterCount} parameters (${r.parameterBytes} bytes)`,
     `validation loss ${r.valLoss.toFixed(4)} nats/char (bigram baseline ${r.bigramLoss.toFixed(4)}, ${r.valNames} held-out names)`,
     `samples: ${r.samples.join(", ")}`,
   ].join("\n");
@@ -31,6 +31,7 @@ export async function runNamesDemo(options: RunOptions): Promise<DemoOutcome> {
     seed: options.seed,
     progressBar: options.progressBar,
     ...(options.warn ? { warn: options.warn } : {}),
+    ...(options.captureSteps ? { captureSteps: true } : {}),
   });
   const beaten = result.valLoss < result.bigramLoss;
   return {

@@ -100,6 +100,8 @@ export interface NamesRunOptions {
   readonly samples?: number;
   readonly model?: Partial<Omit<CharTransformerConfig, "vocabSize" | "lr">>;
   readonly warn?: (message: string) => void;
+  /** Replay the captured training step instead of recording each one (the Trainer's `captureSteps`). */
+  readonly captureSteps?: boolean;
 }
 
 export interface NamesRunResult {
@@ -114,6 +116,8 @@ export interface NamesRunResult {
   readonly losses: readonly number[];
   readonly samples: readonly string[];
   readonly steps: number;
+  /** Steps replayed from the captured program (0 without `captureSteps`). */
+  readonly replayedSteps: number;
   readonly seconds: number;
   readonly parameterCount: number;
   readonly parameterBytes: number;
@@ -172,6 +176,7 @@ export async function trainNames(options: NamesRunOptions): Promise<NamesRunResu
     logger: false,
     seed: options.seed,
     ...(options.warn ? { warn: options.warn } : {}),
+    ...(options.captureSteps ? { captureSteps: true } : {}),
   });
   const config: CharTransformerConfig = { ...DEFAULT_CHAR_TRANSFORMER, ...options.model, lr: options.lr ?? DEFAULT_CHAR_TRANSFORMER.lr, vocabSize: vocab.size };
   const model = trainer.initModule(() => new CharTransformer(config));
@@ -197,6 +202,7 @@ export async function trainNames(options: NamesRunOptions): Promise<NamesRunResu
     losses: trainer.losses,
     samples,
     steps: trainer.globalStep,
+    replayedSteps: trainer.stepCapture?.stats.replayed ?? 0,
     seconds,
     parameterCount: model.parameterCount(),
     parameterBytes: model.parameterBytes(),

@@ -4,6 +4,7 @@ import {
   BatchNorm1d,
   crossEntropy,
   DataLoader,
+  LabelOutOfRangeError,
   LightningModule,
   Linear,
   MemoryLogger,
@@ -111,6 +112,39 @@ describe("Trainer captureSteps", () => {
     expect(captured.losses).toEqual(plain.losses);
     expect(captured.weights).toEqual(plain.weights);
     expect(captured.trainer.stepCapture!.stats.replayed).toBeGreaterThanOrEqual(5);
+  });
+
+  it("replays in-step label checks (labels reshaped inside the step) and still names a bad label's batch", async () => {
+    class ReshapedLabels extends Capturable {
+      override trainingStep([x, y]: Batch): Tensor {
+        const rows = y!.shape[0]!;
+        return crossEntropy(this.forward(x!), y!.reshape([2, rows / 2]).reshape([rows]));
+      }
+    }
+    const module = () => new ReshapedLabels("sgd");
+    const plain = await fit(false, { module });
+    const captured = await fit(true, { module });
+    expect(captured.losses).toEqual(plain.losses);
+    expect(captured.trainer.stepCapture!.stats.refusal).toBeNull();
+    expect(captured.trainer.stepCapture!.stats.replayed).toBeGreaterThanOrEqual(5);
+    // Sample 44 sits in batch 5, after the capture.
+    const badLabel = async (captureSteps: boolean) => {
+      const trainer = new Trainer(quiet({ maxEpochs: 1, seed: 5, captureSteps }));
+      const model = trainer.initModule(module);
+      const data = new DataLoader(
+        blobs(48, 2, (i) => (i === 44 ? 3 : i % 3)),
+        { batchSize: 8 },
+      );
+      return trainer.fit(model, data).then(
+        () => null,
+        (e: Error) => ({ error: e, replayed: trainer.stepCapture?.stats.replayed ?? 0 }),
+      );
+    };
+    const [plainError, capturedError] = [await badLabel(false), await badLabel(true)];
+    expect(capturedError!.error).toBeInstanceOf(LabelOutOfRangeError);
+    expect(capturedError!.error.message).toBe(plainError!.error.message);
+    expect(capturedError!.error.message).toMatch(/train batch 5 of epoch 0/);
+    expect(capturedError!.replayed).toBeGreaterThanOrEqual(1);
   });
 
   it("rejects a malformed captureSteps option", () => {

@@ -47,10 +47,17 @@ interface LoggedMeta {
   readonly batchSize: number;
 }
 
+/** What a replay needs to rebuild the captured step's logged values and in-step label checks from its outputs. */
+interface StepMeta {
+  readonly logged: readonly LoggedMeta[];
+  readonly checks: readonly Omit<DeferredLabelCheck, "validRows">[];
+}
+
 /**
  * One optimizer step of the Trainer through its StepCapture: `record` runs the training step
  * (forward, label checks, logging) when the step is recorded; a replayed step refills
- * `module.logged` with the values logged when it was captured, recomputed.
+ * `module.logged` with the values logged when it was captured, recomputed, and repeats the
+ * in-step label checks on the counts the program computed for the new batch.
  */
 export async function capturedTrainStep(
   capture: StepCapture,
@@ -63,27 +70,29 @@ export async function capturedTrainStep(
   const forward = (batch: readonly Tensor[]) => {
     const step = record([...batch]);
     checks = step.checks;
-    const logged = [...module.logged];
     const outputs: Tensor[] = [];
-    const meta: LoggedMeta[] = [];
+    const logged: LoggedMeta[] = [];
     let uncapturable: string | undefined;
-    for (const [name, l] of logged) {
+    for (const [name, l] of module.logged) {
       if (!(l.value instanceof Tensor)) uncapturable ??= `module.log(${JSON.stringify(name)}) was given a number, which a replay cannot recompute`;
       else {
         outputs.push(l.value);
-        meta.push({ name, options: l.options, batchSize: l.batchSize });
+        logged.push({ name, options: l.options, batchSize: l.batchSize });
       }
     }
-    if (checks.length) uncapturable ??= "labels that are not host data are checked inside the step";
-    // The checks' counts are computed with the step (meta covers only the logged values before them).
+    // The checks' counts of in-range rows are computed with the step, after the logged values.
     outputs.push(...checks.map((c) => c.validRows));
+    const meta: StepMeta = { logged, checks: checks.map(({ rows, classes, op }) => ({ rows, classes, op })) };
     return { loss: step.loss, outputs, meta, ...(uncapturable ? { uncapturable } : {}) };
   };
   const { clipValue, clipAlgorithm, location } = options;
   try {
     const outcome = await capture.step(rawBatch, forward, clipValue !== undefined ? { clipValue, ...(clipAlgorithm ? { clipAlgorithm } : {}) } : {});
-    if (outcome.replayed)
-      (outcome.meta as LoggedMeta[]).forEach(({ name, options, batchSize }, i) => module.logged.set(name, { value: outcome.outputs[i]!, options, batchSize }));
+    if (outcome.replayed) {
+      const meta = outcome.meta as StepMeta;
+      meta.logged.forEach(({ name, options, batchSize }, i) => module.logged.set(name, { value: outcome.outputs[i]!, options, batchSize }));
+      checks = meta.checks.map((c, j) => ({ ...c, validRows: outcome.outputs[meta.logged.length + j]! }));
+    }
     return { loss: outcome.loss, skipped: outcome.skipped, checks };
   } catch (e) {
     throw e instanceof LabelOutOfRangeError && e.location === null ? e.at(location) : e;
