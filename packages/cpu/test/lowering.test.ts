@@ -31,6 +31,7 @@ import {
   SMALL_PROGRAM_WORK,
   type CpuBackendOptions,
 } from "../src/index.js";
+import { SCATTER_ROWS_LIMIT } from "../src/kernels.js";
 
 /** Trains a 3-layer MLP with SGD on `backend`; returns each step's loss, the final parameters and the programs compiled. */
 async function train(backend: Backend, precision: Precision, { steps = 5, loss = "crossEntropy" }: { steps?: number; loss?: "crossEntropy" | "mse" } = {}) {
@@ -159,6 +160,45 @@ describe("cpu fused lowering", () => {
     expect(onnx).toContain("ScatterElements");
     expect(onnx).not.toContain("Reshape");
   });
+
+  it.each([2, Math.max(4, availableParallelism())])(
+    "scatters rows with ScatterND up to its limit in the reference's order of additions (%i threads)",
+    async (threads) => {
+      // An embedding gradient's shape at the limit: most indices repeat one row (padding tokens),
+      // values of mixed magnitudes so that a different order of additions rounds differently.
+      const [rows, width] = [8, 64];
+      const k = SCATTER_ROWS_LIMIT / width;
+      const g = new Generator(5);
+      const index = Int32Array.from({ length: k }, () => (g.uniform(0, 1) < 0.6 ? 0 : g.int(rows)));
+      const updates = Float32Array.from({ length: k * width }, () => g.normal() * 10 ** g.int(6));
+      const base = Float32Array.from({ length: rows * width }, () => g.normal());
+      const scatter = () =>
+        Tensor.fromHost(base, [rows, width], "float32")
+          .indexAdd(0, Tensor.fromHost(index, [k], "int32"), Tensor.fromHost(updates, [k, width], "float32"))
+          .data();
+      const backend = cpu({ threads });
+      const programs: Program[] = [];
+      const compile = backend.compile!.bind(backend);
+      backend.compile = (p) => (programs.push(p), compile(p));
+      const [reference, values] = [await withRuntime(new Runtime(new ReferenceBackend()), scatter), await withRuntime(new Runtime(backend), scatter)];
+      expect(onnxText(programs.at(-1)!)).toContain("ScatterND");
+      expect(Array.from(values)).toEqual(Array.from(reference));
+      // One more row of updates goes back to ScatterElements.
+      const over = lowerProgram(
+        {
+          inputs: [
+            { dtype: "float32", shape: [rows, width] },
+            { dtype: "int32", shape: [k + 1] },
+            { dtype: "float32", shape: [k + 1, width] },
+          ],
+          instructions: [{ op: "indexAdd", dtype: "float32", shape: [rows, width], inputs: [0, 1, 2], attrs: { axis: 0 } }],
+          outputs: [3],
+        },
+        CPU_KERNELS,
+      );
+      expect(over.nodes.map((n) => n.op)).toContain("ScatterElements");
+    },
+  );
 
   /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
   async function trainCnn(backend: Backend, steps = 3) {
