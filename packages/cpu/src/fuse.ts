@@ -142,6 +142,21 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         return;
       }
     }
+    // A sum of zero-padded pieces that tile one axis (the gradient of slices that split a tensor,
+    // such as attention's q, k and v): one Concat of the pieces. Every element is then one piece's
+    // value plus zeros, which is the value itself except that -0 + 0 is +0: one Add of +0 keeps that.
+    const tiled = ins.op === "add" ? matchTiledPads(v, instruction, uses) : undefined;
+    if (tiled) {
+      fusions.set(v, {
+        inputs: tiled.pieces,
+        lower: (ctx, args, out) => {
+          const joined = ctx.temp();
+          ctx.node("Concat", args, [joined], [{ name: "axis", int: tiled.axis }]);
+          ctx.node("Add", [joined, ctx.scalar(0, ins.dtype)], [out]);
+        },
+      });
+      return;
+    }
     // A product with a transposed operand: Gemm reads it untransposed, with no transposed copy.
     const operands = gemmOperands(ins);
     if (operands && (operands.transA || operands.transB)) fusions.set(v, { inputs: [operands.x, operands.y], lower: gemm(operands.transA, operands.transB) });
@@ -224,6 +239,38 @@ function matchMaxShift(shift: Instruction, sum: Instruction, instruction: (v: nu
   const sameAxis = (a: readonly number[] | undefined) => a?.length === 1 && a[0] === axes?.[0];
   if (!sameAxis(axes) || !sameAxis(max.attrs.axes) || !sum.attrs.keepDims || !max.attrs.keepDims) return undefined;
   return { x, axis: axes![0]! };
+}
+
+/**
+ * `v` an add of same-shape adds (each read only by the next) whose leaves are pads with fill 0
+ * along one axis that, sorted by offset, tile that axis: the pads' inputs in that order.
+ */
+function matchTiledPads(
+  v: number,
+  instruction: (v: number) => Instruction | undefined,
+  uses: readonly number[],
+): { pieces: number[]; axis: number } | undefined {
+  const root = instruction(v)!;
+  const pads: Instruction[] = [];
+  const walk = (u: number, top: boolean): boolean => {
+    const ins = instruction(u);
+    if (ins?.op === "add" && (top || uses[u] === 1) && ins.inputs.every((w) => sameShape(instruction(w)?.shape ?? [], ins.shape)))
+      return ins.inputs.every((w) => walk(w, false));
+    if (ins?.op !== "pad" || ins.attrs.fill !== 0 || uses[u] !== 1) return false;
+    pads.push(ins);
+    return true;
+  };
+  if (!walk(v, true) || pads.length < 2) return undefined;
+  const padded = (p: Instruction) => p.shape.flatMap((_, a) => (p.attrs.before![a]! !== 0 || p.attrs.after![a]! !== 0 ? [a] : []));
+  const axis = padded(pads[0]!)[0];
+  if (axis === undefined || pads.some((p) => !sameShape(p.shape, root.shape) || padded(p).some((a) => a !== axis))) return undefined;
+  pads.sort((a, b) => a.attrs.before![axis]! - b.attrs.before![axis]!);
+  let next = 0;
+  for (const p of pads) {
+    if (p.attrs.before![axis] !== next) return undefined;
+    next = root.shape[axis]! - p.attrs.after![axis]!;
+  }
+  return next === root.shape[axis] ? { pieces: pads.map((p) => p.inputs[0]!), axis } : undefined;
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);

@@ -193,12 +193,47 @@ describe("cpu fused lowering", () => {
           ],
           instructions: [{ op: "indexAdd", dtype: "float32", shape: [rows, width], inputs: [0, 1, 2], attrs: { axis: 0 } }],
           outputs: [3],
+          key: "indexAdd",
         },
         CPU_KERNELS,
       );
       expect(over.nodes.map((n) => n.op)).toContain("ScatterElements");
     },
   );
+
+  /** Runs `program` on a cpu backend with and without fusions; returns both outputs and the fused graph's ops. */
+  async function fusedAndLiteral(program: Program, inputs: readonly Float32Array[]) {
+    const run = async (fuse: boolean) => {
+      const backend = cpu({ fuse });
+      const compiled = await backend.compile!(program);
+      const [out] = await compiled.run(inputs.map((x, i) => backend.upload(x, "float32", program.inputs[i]!.shape)));
+      return Array.from(backend.download(out!, "float32") as Float32Array, (v) => (Object.is(v, -0) ? "-0" : v));
+    };
+    return { fused: await run(true), literal: await run(false), ops: lowerProgram(program, CPU_KERNELS).nodes.map((n) => n.op) };
+  }
+
+  it("lowers a sum of zero-padded pieces that tile an axis to one Concat, bitwise as the literal lowering (-0 included)", async () => {
+    const pad = (input: number, before: number, after: number) =>
+      ({ op: "pad", dtype: "float32", shape: [2, 3, 6], inputs: [input], attrs: { before: [0, 0, before], after: [0, 0, after], fill: 0 } }) as const;
+    const add = (a: number, b: number) => ({ op: "add", dtype: "float32", shape: [2, 3, 6], inputs: [a, b], attrs: {} }) as const;
+    const program = (last: { before: number; after: number }): Program => ({
+      inputs: [0, 1, 2].map(() => ({ dtype: "float32", shape: [2, 3, 2] })),
+      // The middle piece first: the order of the additions is not the order along the axis.
+      instructions: [pad(1, 2, 2), pad(0, 0, 4), add(3, 4), pad(2, last.before, last.after), add(6, 5)],
+      outputs: [7],
+      key: `tiles${last.before}`,
+    });
+    const g = new Generator(6);
+    const inputs = [0, 1, 2].map(() => Float32Array.from({ length: 12 }, (_, i) => (i % 4 === 0 ? -0 : i % 5 === 0 ? Number.NaN : g.normal())));
+    const tiling = await fusedAndLiteral(program({ before: 4, after: 0 }), inputs);
+    expect(tiling.ops).toEqual(["Concat", "Add"]);
+    expect(tiling.fused).toEqual(tiling.literal);
+    expect(tiling.fused).not.toContain("-0");
+    // Pieces that overlap (the last one over the middle one) stay pads and adds.
+    const overlapping = await fusedAndLiteral(program({ before: 3, after: 1 }), inputs);
+    expect(overlapping.ops).toContain("Pad");
+    expect(overlapping.fused).toEqual(overlapping.literal);
+  });
 
   /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
   async function trainCnn(backend: Backend, steps = 3) {
