@@ -144,7 +144,8 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
     }
     // A sum of zero-padded pieces that tile one axis (the gradient of slices that split a tensor,
     // such as attention's q, k and v): one Concat of the pieces. Every element is then one piece's
-    // value plus zeros, which is the value itself except that -0 + 0 is +0: one Add of +0 keeps that.
+    // value plus zeros, which is the value itself except that -0 + 0 is +0: adding +0 once keeps
+    // that, as a Sum (onnxruntime drops an Add of a zero scalar as a no-op, keeping the -0).
     const tiled = ins.op === "add" ? matchTiledPads(v, instruction, uses) : undefined;
     if (tiled) {
       fusions.set(v, {
@@ -152,7 +153,7 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         lower: (ctx, args, out) => {
           const joined = ctx.temp();
           ctx.node("Concat", args, [joined], [{ name: "axis", int: tiled.axis }]);
-          ctx.node("Add", [joined, ctx.scalar(0, ins.dtype)], [out]);
+          ctx.node("Sum", [joined, ctx.scalar(0, ins.dtype)], [out]);
         },
       });
       return;
