@@ -18,13 +18,14 @@ const pads = ([h, w]: readonly [number, number]) => [h, w, h, w];
 /**
  * Relu, which onnxruntime fuses into the preceding Gemm. Its Relu keeps -0 (max(-0, 0) = -0), so
  * floats add +0 after it: -0 + 0 is +0 and every other value passes unchanged, the bits of the
- * other backends.
+ * other backends. The addition is a Sum: onnxruntime removes an Add of a zero scalar as a no-op
+ * wherever its result is not a graph output.
  */
 const relu: OnnxLowering = (ctx, ins, [x], out) => {
   if (ins.dtype === "int32") return ctx.node("Relu", [x!], [out]);
   const r = ctx.temp();
   ctx.node("Relu", [x!], [r]);
-  ctx.node("Add", [r, ctx.scalar(0, ins.dtype)], [out]);
+  ctx.node("Sum", [r, ctx.scalar(0, ins.dtype)], [out]);
 };
 
 const reduce =

@@ -244,6 +244,19 @@ describe("cpu fused lowering", () => {
     expect(overlapping.fused).toEqual(overlapping.literal);
   });
 
+  it("gives ReLU of -0 as +0 also where the ReLU feeds another op (onnxruntime drops an Add of +0 there)", async () => {
+    const negatedRelu = () =>
+      Tensor.fromHost(Float32Array.of(-0, 0, -2, 3, Number.NaN), [5], "float32")
+        .mul(Tensor.fromHost(Float32Array.of(1, 1, 1, 1, 1), [5], "float32"))
+        .relu()
+        .neg()
+        .data();
+    const signed = (a: ArrayLike<number>) => Array.from(a, (v) => (Object.is(v, -0) ? "-0" : v));
+    const reference = signed(await withRuntime(new Runtime(new ReferenceBackend()), negatedRelu));
+    expect(reference.slice(0, 2)).toEqual(["-0", "-0"]);
+    expect(signed(await withRuntime(new Runtime(cpu()), negatedRelu))).toEqual(reference);
+  });
+
   /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
   async function trainCnn(backend: Backend, steps = 3) {
     const programs: Program[] = [];
