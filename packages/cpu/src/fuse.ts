@@ -53,8 +53,12 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
   const seen = new Map<string, number>();
   const same = new Map<number, number>();
 
+  // Values lowered as a Conv's output (onnxruntime's Conv never gives -0, see the ReLU below).
+  const convolved = new Set<number>();
+
   program.instructions.forEach((ins, i) => {
     const v = base + i;
+    if (ins.op === "conv2d" && ins.dtype === "float32") convolved.add(v);
     const key = `${ins.op}|${ins.dtype}|${ins.shape.join(",")}|${ins.inputs.map((u) => same.get(u) ?? u).join(",")}|${JSON.stringify(ins.attrs)}|${ins.value ?? ""}`;
     const first = seen.get(key);
     if (first !== undefined) {
@@ -95,6 +99,7 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         if (!sameShape(bias, [1, channels, 1, 1])) continue;
         const reshaped = instruction(b);
         const flat = reshaped?.op === "reshape" && sameShape(shapeOf(reshaped.inputs[0]!), [channels]) ? reshaped.inputs[0]! : undefined;
+        convolved.add(v);
         fusions.set(v, {
           inputs: [conv.inputs[0]!, conv.inputs[1]!, flat ?? b],
           lower: (ctx, [x, weight, bias], out) => {
@@ -105,6 +110,12 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         });
         return;
       }
+    }
+    // ReLU of a convolution: onnxruntime's Conv sums its products from +0, so it never gives -0
+    // (+0 + -0 is +0), and Relu alone has no -0 to turn into +0: no Sum of +0 after it (see kernels.ts).
+    if (ins.op === "relu" && convolved.has(ins.inputs[0]!)) {
+      fusions.set(v, { inputs: [ins.inputs[0]!], lower: (ctx, args, out) => ctx.node("Relu", args, [out]) });
+      return;
     }
     // reshape(transpose(reshape(x))) that only moves x's axes (the convolution weight gradient's
     // 5-D group split with one group): one 4-D Transpose, or a Reshape when the order is unchanged.

@@ -257,6 +257,48 @@ describe("cpu fused lowering", () => {
     expect(signed(await withRuntime(new Runtime(cpu()), negatedRelu))).toEqual(reference);
   });
 
+  // The benchmark CNN's two convolutions (onnxruntime picks its blocked NCHWc kernels for channel
+  // counts like these) and a small odd one.
+  it.each([
+    [1, 8, 28],
+    [8, 16, 14],
+    [2, 3, 5],
+  ])(
+    "lowers a ReLU of a convolution without the +0: onnxruntime's Conv gives +0, never -0, where its sum is zero (%i -> %i channels, %i pixels square)",
+    async (inC, outC, size) => {
+      // Zeros of both signs in, weights of both signs, a -0 bias: every product and the bias are
+      // zeros, many of them -0. Negating the ReLU shows the sign of each zero it gave.
+      const g = new Generator(7);
+      const input = Float32Array.from({ length: 2 * inC * size * size }, () => (g.uniform(0, 1) < 0.5 ? -0 : 0));
+      const weights = Float32Array.from({ length: outC * inC * 3 * 3 }, () => g.normal());
+      const run = async (backend: Backend) => {
+        const programs: Program[] = [];
+        if (backend.compile) {
+          const compile = backend.compile.bind(backend);
+          backend.compile = (p) => (programs.push(p), compile(p));
+        }
+        const values = await withRuntime(new Runtime(backend), async () => {
+          const conv = new Conv2d(inC, outC, 3, { padding: 1 });
+          conv.weight.assign(Tensor.fromHost(weights, [outC, inC, 3, 3], "float32"));
+          conv.bias!.assign(Tensor.fromHost(new Float32Array(outC).fill(-0), [outC], "float32"));
+          return conv
+            .forward(Tensor.fromHost(input, [2, inC, size, size], "float32"))
+            .relu()
+            .neg()
+            .data();
+        });
+        return { values: Array.from(values, (v) => (Object.is(v, -0) ? "-0" : v)), programs };
+      };
+      const reference = await run(new ReferenceBackend());
+      expect(new Set(reference.values)).toEqual(new Set(["-0"]));
+      const fused = await run(cpu());
+      expect(fused.values).toEqual(reference.values);
+      const ops = lowerProgram(fused.programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op);
+      expect(ops).toContain("Relu");
+      expect(ops).not.toContain("Sum");
+    },
+  );
+
   /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
   async function trainCnn(backend: Backend, steps = 3) {
     const programs: Program[] = [];
