@@ -53,12 +53,13 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
   const seen = new Map<string, number>();
   const same = new Map<number, number>();
 
-  // Values lowered as a Conv's output (onnxruntime's Conv never gives -0, see the ReLU below).
-  const convolved = new Set<number>();
+  // Float32 values lowered as the output of a Conv or of a Gemm with its bias: onnxruntime sums
+  // their products from +0, so they are never -0 (see the ReLU below).
+  const summedFromZero = new Set<number>();
 
   program.instructions.forEach((ins, i) => {
     const v = base + i;
-    if (ins.op === "conv2d" && ins.dtype === "float32") convolved.add(v);
+    if (ins.op === "conv2d" && ins.dtype === "float32") summedFromZero.add(v);
     const key = `${ins.op}|${ins.dtype}|${ins.shape.join(",")}|${ins.inputs.map((u) => same.get(u) ?? u).join(",")}|${JSON.stringify(ins.attrs)}|${ins.value ?? ""}`;
     const first = seen.get(key);
     if (first !== undefined) {
@@ -99,7 +100,7 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         if (!sameShape(bias, [1, channels, 1, 1])) continue;
         const reshaped = instruction(b);
         const flat = reshaped?.op === "reshape" && sameShape(shapeOf(reshaped.inputs[0]!), [channels]) ? reshaped.inputs[0]! : undefined;
-        convolved.add(v);
+        summedFromZero.add(v);
         fusions.set(v, {
           inputs: [conv.inputs[0]!, conv.inputs[1]!, flat ?? b],
           lower: (ctx, [x, weight, bias], out) => {
@@ -111,9 +112,10 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         return;
       }
     }
-    // ReLU of a convolution: onnxruntime's Conv sums its products from +0, so it never gives -0
-    // (+0 + -0 is +0), and Relu alone has no -0 to turn into +0: no Sum of +0 after it (see kernels.ts).
-    if (ins.op === "relu" && convolved.has(ins.inputs[0]!)) {
+    // ReLU of a convolution or of a linear layer: onnxruntime's Conv and Gemm sum their products
+    // from +0, so they never give -0 (+0 + -0 is +0, and so is adding a -0 bias to it), and Relu
+    // alone has no -0 to turn into +0: no Sum of +0 after it (see kernels.ts).
+    if (ins.op === "relu" && summedFromZero.has(ins.inputs[0]!)) {
       fusions.set(v, { inputs: [ins.inputs[0]!], lower: (ctx, args, out) => ctx.node("Relu", args, [out]) });
       return;
     }
@@ -149,6 +151,7 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         const bias = shapeOf(c);
         const row = (bias.length === 1 || (bias.length === 2 && bias[0] === 1)) && bias.at(-1) === ins.shape[1];
         if (!operands || !row || product.shape[0] !== ins.shape[0] || product.shape[1] !== ins.shape[1]) continue;
+        if (ins.dtype === "float32") summedFromZero.add(v);
         fusions.set(v, { inputs: [operands.x, operands.y, c], lower: gemm(operands.transA, operands.transB) });
         return;
       }

@@ -299,6 +299,45 @@ describe("cpu fused lowering", () => {
     },
   );
 
+  // The MLP tests' hidden layer, the CNN's classifier, and a small one.
+  it.each([
+    [8, 12, 24],
+    [64, 784, 10],
+    [2, 3, 5],
+  ])(
+    "lowers a ReLU of a linear layer without the +0: onnxruntime's Gemm gives +0, never -0, where its sum is zero (batch %i, %i -> %i)",
+    async (batch, inF, outF) => {
+      const g = new Generator(8);
+      const input = Float32Array.from({ length: batch * inF }, () => (g.uniform(0, 1) < 0.5 ? -0 : 0));
+      const weights = Float32Array.from({ length: outF * inF }, () => g.normal());
+      const run = async (backend: Backend) => {
+        const programs: Program[] = [];
+        if (backend.compile) {
+          const compile = backend.compile.bind(backend);
+          backend.compile = (p) => (programs.push(p), compile(p));
+        }
+        const values = await withRuntime(new Runtime(backend), async () => {
+          const layer = new Linear(inF, outF);
+          layer.weight.assign(Tensor.fromHost(weights, [outF, inF], "float32"));
+          layer.bias!.assign(Tensor.fromHost(new Float32Array(outF).fill(-0), [outF], "float32"));
+          return layer
+            .forward(Tensor.fromHost(input, [batch, inF], "float32"))
+            .relu()
+            .neg()
+            .data();
+        });
+        return { values: Array.from(values, (v) => (Object.is(v, -0) ? "-0" : v)), programs };
+      };
+      const reference = await run(new ReferenceBackend());
+      expect(new Set(reference.values)).toEqual(new Set(["-0"]));
+      const fused = await run(cpu());
+      expect(fused.values).toEqual(reference.values);
+      const ops = lowerProgram(fused.programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op);
+      expect(ops).toContain("Gemm");
+      expect(ops).not.toContain("Sum");
+    },
+  );
+
   /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
   async function trainCnn(backend: Backend, steps = 3) {
     const programs: Program[] = [];
