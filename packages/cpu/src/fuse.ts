@@ -1,4 +1,4 @@
-import type { Instruction, Program } from "@nbit/core";
+import { isFloatDType, type Instruction, type Program } from "@nbit/core";
 import type { LoweringContext } from "./lower.js";
 import { OnnxType } from "./onnx-proto.js";
 
@@ -160,7 +160,8 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
     // such as attention's q, k and v): one Concat of the pieces. Every element is then one piece's
     // value plus zeros, which is the value itself except that -0 + 0 is +0: adding +0 once keeps
     // that, as a Sum (onnxruntime drops an Add of a zero scalar as a no-op, keeping the -0).
-    const tiled = ins.op === "add" ? matchTiledPads(v, instruction, uses) : undefined;
+    // (Floats only: onnxruntime's Sum has no integer kernel, and integers have no -0.)
+    const tiled = ins.op === "add" && isFloatDType(ins.dtype) ? matchTiledPads(v, instruction, uses) : undefined;
     if (tiled) {
       fusions.set(v, {
         inputs: tiled.pieces,

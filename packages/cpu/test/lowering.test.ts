@@ -242,6 +242,18 @@ describe("cpu fused lowering", () => {
     const overlapping = await fusedAndLiteral(program({ before: 3, after: 1 }), inputs);
     expect(overlapping.ops).toContain("Pad");
     expect(overlapping.fused).toEqual(overlapping.literal);
+    // Integers (no -0, and onnxruntime's Sum has no integer kernel) keep their pads and adds.
+    const tilingInts = program({ before: 4, after: 0 });
+    const ints: Program = {
+      ...tilingInts,
+      inputs: tilingInts.inputs.map((i) => ({ ...i, dtype: "int32" })),
+      instructions: tilingInts.instructions.slice(0, 5).map((i) => ({ ...i, dtype: "int32" })),
+      outputs: [7],
+      key: "tiles-int32",
+    };
+    const intOps = lowerProgram(ints, CPU_KERNELS).nodes.map((n) => n.op);
+    expect(intOps).toContain("Pad");
+    expect(intOps).not.toContain("Sum");
   });
 
   it("gives ReLU of -0 as +0 also where the ReLU feeds another op (onnxruntime drops an Add of +0 there)", async () => {
