@@ -1,4 +1,4 @@
-import type { Instruction, Program } from "@nbit/core";
+import { isFloatDType, type Instruction, type Program } from "@nbit/core";
 import type { LoweringContext } from "./lower.js";
 import { OnnxType } from "./onnx-proto.js";
 
@@ -53,8 +53,13 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
   const seen = new Map<string, number>();
   const same = new Map<number, number>();
 
+  // Float32 values lowered as the output of a Conv or of a Gemm with its bias: onnxruntime sums
+  // their products from +0, so they are never -0 (see the ReLU below).
+  const summedFromZero = new Set<number>();
+
   program.instructions.forEach((ins, i) => {
     const v = base + i;
+    if (ins.op === "conv2d" && ins.dtype === "float32") summedFromZero.add(v);
     const key = `${ins.op}|${ins.dtype}|${ins.shape.join(",")}|${ins.inputs.map((u) => same.get(u) ?? u).join(",")}|${JSON.stringify(ins.attrs)}|${ins.value ?? ""}`;
     const first = seen.get(key);
     if (first !== undefined) {
@@ -95,6 +100,7 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         if (!sameShape(bias, [1, channels, 1, 1])) continue;
         const reshaped = instruction(b);
         const flat = reshaped?.op === "reshape" && sameShape(shapeOf(reshaped.inputs[0]!), [channels]) ? reshaped.inputs[0]! : undefined;
+        summedFromZero.add(v);
         fusions.set(v, {
           inputs: [conv.inputs[0]!, conv.inputs[1]!, flat ?? b],
           lower: (ctx, [x, weight, bias], out) => {
@@ -105,6 +111,13 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         });
         return;
       }
+    }
+    // ReLU of a convolution or of a linear layer: onnxruntime's Conv and Gemm sum their products
+    // from +0, so they never give -0 (+0 + -0 is +0, and so is adding a -0 bias to it), and Relu
+    // alone has no -0 to turn into +0: no Sum of +0 after it (see kernels.ts).
+    if (ins.op === "relu" && summedFromZero.has(ins.inputs[0]!)) {
+      fusions.set(v, { inputs: [ins.inputs[0]!], lower: (ctx, args, out) => ctx.node("Relu", args, [out]) });
+      return;
     }
     // reshape(transpose(reshape(x))) that only moves x's axes (the convolution weight gradient's
     // 5-D group split with one group): one 4-D Transpose, or a Reshape when the order is unchanged.
@@ -138,9 +151,27 @@ export function findFusions(program: Program, uses: readonly number[]): Map<numb
         const bias = shapeOf(c);
         const row = (bias.length === 1 || (bias.length === 2 && bias[0] === 1)) && bias.at(-1) === ins.shape[1];
         if (!operands || !row || product.shape[0] !== ins.shape[0] || product.shape[1] !== ins.shape[1]) continue;
+        if (ins.dtype === "float32") summedFromZero.add(v);
         fusions.set(v, { inputs: [operands.x, operands.y, c], lower: gemm(operands.transA, operands.transB) });
         return;
       }
+    }
+    // A sum of zero-padded pieces that tile one axis (the gradient of slices that split a tensor,
+    // such as attention's q, k and v): one Concat of the pieces. Every element is then one piece's
+    // value plus zeros, which is the value itself except that -0 + 0 is +0: adding +0 once keeps
+    // that, as a Sum (onnxruntime drops an Add of a zero scalar as a no-op, keeping the -0).
+    // (Floats only: onnxruntime's Sum has no integer kernel, and integers have no -0.)
+    const tiled = ins.op === "add" && isFloatDType(ins.dtype) ? matchTiledPads(v, instruction, uses) : undefined;
+    if (tiled) {
+      fusions.set(v, {
+        inputs: tiled.pieces,
+        lower: (ctx, args, out) => {
+          const joined = ctx.temp();
+          ctx.node("Concat", args, [joined], [{ name: "axis", int: tiled.axis }]);
+          ctx.node("Sum", [joined, ctx.scalar(0, ins.dtype)], [out]);
+        },
+      });
+      return;
     }
     // A product with a transposed operand: Gemm reads it untransposed, with no transposed copy.
     const operands = gemmOperands(ins);
@@ -224,6 +255,38 @@ function matchMaxShift(shift: Instruction, sum: Instruction, instruction: (v: nu
   const sameAxis = (a: readonly number[] | undefined) => a?.length === 1 && a[0] === axes?.[0];
   if (!sameAxis(axes) || !sameAxis(max.attrs.axes) || !sum.attrs.keepDims || !max.attrs.keepDims) return undefined;
   return { x, axis: axes![0]! };
+}
+
+/**
+ * `v` an add of same-shape adds (each read only by the next) whose leaves are pads with fill 0
+ * along one axis that, sorted by offset, tile that axis: the pads' inputs in that order.
+ */
+function matchTiledPads(
+  v: number,
+  instruction: (v: number) => Instruction | undefined,
+  uses: readonly number[],
+): { pieces: number[]; axis: number } | undefined {
+  const root = instruction(v)!;
+  const pads: Instruction[] = [];
+  const walk = (u: number, top: boolean): boolean => {
+    const ins = instruction(u);
+    if (ins?.op === "add" && (top || uses[u] === 1) && ins.inputs.every((w) => sameShape(instruction(w)?.shape ?? [], ins.shape)))
+      return ins.inputs.every((w) => walk(w, false));
+    if (ins?.op !== "pad" || ins.attrs.fill !== 0 || uses[u] !== 1) return false;
+    pads.push(ins);
+    return true;
+  };
+  if (!walk(v, true) || pads.length < 2) return undefined;
+  const padded = (p: Instruction) => p.shape.flatMap((_, a) => (p.attrs.before![a]! !== 0 || p.attrs.after![a]! !== 0 ? [a] : []));
+  const axis = padded(pads[0]!)[0];
+  if (axis === undefined || pads.some((p) => !sameShape(p.shape, root.shape) || padded(p).some((a) => a !== axis))) return undefined;
+  pads.sort((a, b) => a.attrs.before![axis]! - b.attrs.before![axis]!);
+  let next = 0;
+  for (const p of pads) {
+    if (p.attrs.before![axis] !== next) return undefined;
+    next = root.shape[axis]! - p.attrs.after![axis]!;
+  }
+  return next === root.shape[axis] ? { pieces: pads.map((p) => p.inputs[0]!), axis } : undefined;
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);

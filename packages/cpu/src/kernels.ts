@@ -18,13 +18,14 @@ const pads = ([h, w]: readonly [number, number]) => [h, w, h, w];
 /**
  * Relu, which onnxruntime fuses into the preceding Gemm. Its Relu keeps -0 (max(-0, 0) = -0), so
  * floats add +0 after it: -0 + 0 is +0 and every other value passes unchanged, the bits of the
- * other backends.
+ * other backends. The addition is a Sum: onnxruntime removes an Add of a zero scalar as a no-op
+ * wherever its result is not a graph output.
  */
 const relu: OnnxLowering = (ctx, ins, [x], out) => {
   if (ins.dtype === "int32") return ctx.node("Relu", [x!], [out]);
   const r = ctx.temp();
   ctx.node("Relu", [x!], [r]);
-  ctx.node("Add", [r, ctx.scalar(0, ins.dtype)], [out]);
+  ctx.node("Sum", [r, ctx.scalar(0, ins.dtype)], [out]);
 };
 
 const reduce =
@@ -89,10 +90,27 @@ const maxPool: OnnxLowering = (ctx, ins, [x], out) => {
   ctx.node("Cast", [local], [out], [{ name: "to", int: OnnxType.INT32 }]);
 };
 
-/** index_add as ScatterElements with reduction "add": the 1-D index broadcast to the updates' shape. */
+/**
+ * Up to this many update elements, index_add over the first axis of a tensor of rank 2 or more
+ * scatters whole rows with ScatterND. onnxruntime runs a ScatterND whose slices cost less than
+ * its thread pool's threshold for a second thread (1e5 element operations) on the calling
+ * thread, slice by slice in index order, so every output element receives its updates in the
+ * order ScatterElements (and the reference backend) adds them: the same bits, without
+ * ScatterElements' per-element index checks and its strided walk down each column. Beyond it,
+ * ScatterND would hand slices to other threads that may add into one row at the same time.
+ */
+export const SCATTER_ROWS_LIMIT = 65536;
+
+/** index_add as ScatterElements with reduction "add": the 1-D index broadcast to the updates' shape (or ScatterND, see SCATTER_ROWS_LIMIT). */
 const indexAdd: OnnxLowering = (ctx, ins, [base, index, updates], out) => {
   const axis = ins.attrs.axis!;
   const shape = ctx.info(ins.inputs[2]!).shape;
+  if (axis === 0 && shape.length > 1 && shape.reduce((a, b) => a * b, 1) <= SCATTER_ROWS_LIMIT) {
+    const [wide, rows] = [ctx.temp(), ctx.temp()];
+    ctx.node("Cast", [index!], [wide], [{ name: "to", int: OnnxType.INT64 }]);
+    ctx.node("Reshape", [wide, ctx.int64s([shape[0]!, 1])], [rows]);
+    return ctx.node("ScatterND", [base!, rows, updates!], [out], [{ name: "reduction", string: "add" }]);
+  }
   // 1-D updates (the cross-entropy gradient's scatter) take the index as it is.
   let expanded = index!;
   if (shape.length > 1) {

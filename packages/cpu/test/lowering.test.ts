@@ -31,6 +31,7 @@ import {
   SMALL_PROGRAM_WORK,
   type CpuBackendOptions,
 } from "../src/index.js";
+import { SCATTER_ROWS_LIMIT } from "../src/kernels.js";
 
 /** Trains a 3-layer MLP with SGD on `backend`; returns each step's loss, the final parameters and the programs compiled. */
 async function train(backend: Backend, precision: Precision, { steps = 5, loss = "crossEntropy" }: { steps?: number; loss?: "crossEntropy" | "mse" } = {}) {
@@ -159,6 +160,195 @@ describe("cpu fused lowering", () => {
     expect(onnx).toContain("ScatterElements");
     expect(onnx).not.toContain("Reshape");
   });
+
+  it.each([2, Math.max(4, availableParallelism())])(
+    "scatters rows with ScatterND up to its limit in the reference's order of additions (%i threads)",
+    async (threads) => {
+      // An embedding gradient's shape at the limit: most indices repeat one row (padding tokens),
+      // values of mixed magnitudes so that a different order of additions rounds differently.
+      const [rows, width] = [8, 64];
+      const k = SCATTER_ROWS_LIMIT / width;
+      const g = new Generator(5);
+      const index = Int32Array.from({ length: k }, () => (g.uniform(0, 1) < 0.6 ? 0 : g.int(rows)));
+      const updates = Float32Array.from({ length: k * width }, () => g.normal() * 10 ** g.int(6));
+      const base = Float32Array.from({ length: rows * width }, () => g.normal());
+      const scatter = () =>
+        Tensor.fromHost(base, [rows, width], "float32")
+          .indexAdd(0, Tensor.fromHost(index, [k], "int32"), Tensor.fromHost(updates, [k, width], "float32"))
+          .data();
+      const backend = cpu({ threads });
+      const programs: Program[] = [];
+      const compile = backend.compile!.bind(backend);
+      backend.compile = (p) => (programs.push(p), compile(p));
+      const [reference, values] = [await withRuntime(new Runtime(new ReferenceBackend()), scatter), await withRuntime(new Runtime(backend), scatter)];
+      expect(onnxText(programs.at(-1)!)).toContain("ScatterND");
+      expect(Array.from(values)).toEqual(Array.from(reference));
+      // One more row of updates goes back to ScatterElements.
+      const over = lowerProgram(
+        {
+          inputs: [
+            { dtype: "float32", shape: [rows, width] },
+            { dtype: "int32", shape: [k + 1] },
+            { dtype: "float32", shape: [k + 1, width] },
+          ],
+          instructions: [{ op: "indexAdd", dtype: "float32", shape: [rows, width], inputs: [0, 1, 2], attrs: { axis: 0 } }],
+          outputs: [3],
+          key: "indexAdd",
+        },
+        CPU_KERNELS,
+      );
+      expect(over.nodes.map((n) => n.op)).toContain("ScatterElements");
+    },
+  );
+
+  /** Runs `program` on a cpu backend with and without fusions; returns both outputs and the fused graph's ops. */
+  async function fusedAndLiteral(program: Program, inputs: readonly Float32Array[]) {
+    const run = async (fuse: boolean) => {
+      const backend = cpu({ fuse });
+      const compiled = await backend.compile!(program);
+      const [out] = await compiled.run(inputs.map((x, i) => backend.upload(x, "float32", program.inputs[i]!.shape)));
+      return Array.from(backend.download(out!, "float32") as Float32Array, (v) => (Object.is(v, -0) ? "-0" : v));
+    };
+    return { fused: await run(true), literal: await run(false), ops: lowerProgram(program, CPU_KERNELS).nodes.map((n) => n.op) };
+  }
+
+  it("lowers a sum of zero-padded pieces that tile an axis to one Concat, bitwise as the literal lowering (-0 included)", async () => {
+    const pad = (input: number, before: number, after: number) =>
+      ({ op: "pad", dtype: "float32", shape: [2, 3, 6], inputs: [input], attrs: { before: [0, 0, before], after: [0, 0, after], fill: 0 } }) as const;
+    const add = (a: number, b: number) => ({ op: "add", dtype: "float32", shape: [2, 3, 6], inputs: [a, b], attrs: {} }) as const;
+    const program = (last: { before: number; after: number }): Program => ({
+      inputs: [0, 1, 2].map(() => ({ dtype: "float32", shape: [2, 3, 2] })),
+      // The middle piece first: the order of the additions is not the order along the axis.
+      // The sum feeds a negation: onnxruntime keeps a graph output's producer, whatever it is.
+      instructions: [
+        pad(1, 2, 2),
+        pad(0, 0, 4),
+        add(3, 4),
+        pad(2, last.before, last.after),
+        add(6, 5),
+        { op: "neg", dtype: "float32", shape: [2, 3, 6], inputs: [7], attrs: {} },
+      ],
+      outputs: [8],
+      key: `tiles${last.before}`,
+    });
+    const g = new Generator(6);
+    const inputs = [0, 1, 2].map(() => Float32Array.from({ length: 12 }, (_, i) => (i % 4 === 0 ? -0 : i % 5 === 0 ? Number.NaN : g.normal())));
+    const tiling = await fusedAndLiteral(program({ before: 4, after: 0 }), inputs);
+    expect(tiling.ops).toEqual(["Concat", "Sum", "Neg"]);
+    expect(tiling.fused).toEqual(tiling.literal);
+    // The pieces' -0s come out of the sum as +0, negated.
+    expect(tiling.fused.filter((v) => v === "-0")).toHaveLength(9);
+    // Pieces that overlap (the last one over the middle one) stay pads and adds.
+    const overlapping = await fusedAndLiteral(program({ before: 3, after: 1 }), inputs);
+    expect(overlapping.ops).toContain("Pad");
+    expect(overlapping.fused).toEqual(overlapping.literal);
+    // Integers (no -0, and onnxruntime's Sum has no integer kernel) keep their pads and adds.
+    const tilingInts = program({ before: 4, after: 0 });
+    const ints: Program = {
+      ...tilingInts,
+      inputs: tilingInts.inputs.map((i) => ({ ...i, dtype: "int32" })),
+      instructions: tilingInts.instructions.slice(0, 5).map((i) => ({ ...i, dtype: "int32" })),
+      outputs: [7],
+      key: "tiles-int32",
+    };
+    const intOps = lowerProgram(ints, CPU_KERNELS).nodes.map((n) => n.op);
+    expect(intOps).toContain("Pad");
+    expect(intOps).not.toContain("Sum");
+  });
+
+  it("gives ReLU of -0 as +0 also where the ReLU feeds another op (onnxruntime drops an Add of +0 there)", async () => {
+    const negatedRelu = () =>
+      Tensor.fromHost(Float32Array.of(-0, 0, -2, 3, Number.NaN), [5], "float32")
+        .mul(Tensor.fromHost(Float32Array.of(1, 1, 1, 1, 1), [5], "float32"))
+        .relu()
+        .neg()
+        .data();
+    const signed = (a: ArrayLike<number>) => Array.from(a, (v) => (Object.is(v, -0) ? "-0" : v));
+    const reference = signed(await withRuntime(new Runtime(new ReferenceBackend()), negatedRelu));
+    expect(reference.slice(0, 2)).toEqual(["-0", "-0"]);
+    expect(signed(await withRuntime(new Runtime(cpu()), negatedRelu))).toEqual(reference);
+  });
+
+  // The benchmark CNN's two convolutions (onnxruntime picks its blocked NCHWc kernels for channel
+  // counts like these) and a small odd one.
+  it.each([
+    [1, 8, 28],
+    [8, 16, 14],
+    [2, 3, 5],
+  ])(
+    "lowers a ReLU of a convolution without the +0: onnxruntime's Conv gives +0, never -0, where its sum is zero (%i -> %i channels, %i pixels square)",
+    async (inC, outC, size) => {
+      // Zeros of both signs in, weights of both signs, a -0 bias: every product and the bias are
+      // zeros, many of them -0. Negating the ReLU shows the sign of each zero it gave.
+      const g = new Generator(7);
+      const input = Float32Array.from({ length: 2 * inC * size * size }, () => (g.uniform(0, 1) < 0.5 ? -0 : 0));
+      const weights = Float32Array.from({ length: outC * inC * 3 * 3 }, () => g.normal());
+      const run = async (backend: Backend) => {
+        const programs: Program[] = [];
+        if (backend.compile) {
+          const compile = backend.compile.bind(backend);
+          backend.compile = (p) => (programs.push(p), compile(p));
+        }
+        const values = await withRuntime(new Runtime(backend), async () => {
+          const conv = new Conv2d(inC, outC, 3, { padding: 1 });
+          conv.weight.assign(Tensor.fromHost(weights, [outC, inC, 3, 3], "float32"));
+          conv.bias!.assign(Tensor.fromHost(new Float32Array(outC).fill(-0), [outC], "float32"));
+          return conv
+            .forward(Tensor.fromHost(input, [2, inC, size, size], "float32"))
+            .relu()
+            .neg()
+            .data();
+        });
+        return { values: Array.from(values, (v) => (Object.is(v, -0) ? "-0" : v)), programs };
+      };
+      const reference = await run(new ReferenceBackend());
+      expect(new Set(reference.values)).toEqual(new Set(["-0"]));
+      const fused = await run(cpu());
+      expect(fused.values).toEqual(reference.values);
+      const ops = lowerProgram(fused.programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op);
+      expect(ops).toContain("Relu");
+      expect(ops).not.toContain("Sum");
+    },
+  );
+
+  // The MLP tests' hidden layer, the CNN's classifier, and a small one.
+  it.each([
+    [8, 12, 24],
+    [64, 784, 10],
+    [2, 3, 5],
+  ])(
+    "lowers a ReLU of a linear layer without the +0: onnxruntime's Gemm gives +0, never -0, where its sum is zero (batch %i, %i -> %i)",
+    async (batch, inF, outF) => {
+      const g = new Generator(8);
+      const input = Float32Array.from({ length: batch * inF }, () => (g.uniform(0, 1) < 0.5 ? -0 : 0));
+      const weights = Float32Array.from({ length: outF * inF }, () => g.normal());
+      const run = async (backend: Backend) => {
+        const programs: Program[] = [];
+        if (backend.compile) {
+          const compile = backend.compile.bind(backend);
+          backend.compile = (p) => (programs.push(p), compile(p));
+        }
+        const values = await withRuntime(new Runtime(backend), async () => {
+          const layer = new Linear(inF, outF);
+          layer.weight.assign(Tensor.fromHost(weights, [outF, inF], "float32"));
+          layer.bias!.assign(Tensor.fromHost(new Float32Array(outF).fill(-0), [outF], "float32"));
+          return layer
+            .forward(Tensor.fromHost(input, [batch, inF], "float32"))
+            .relu()
+            .neg()
+            .data();
+        });
+        return { values: Array.from(values, (v) => (Object.is(v, -0) ? "-0" : v)), programs };
+      };
+      const reference = await run(new ReferenceBackend());
+      expect(new Set(reference.values)).toEqual(new Set(["-0"]));
+      const fused = await run(cpu());
+      expect(fused.values).toEqual(reference.values);
+      const ops = lowerProgram(fused.programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op);
+      expect(ops).toContain("Gemm");
+      expect(ops).not.toContain("Sum");
+    },
+  );
 
   /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
   async function trainCnn(backend: Backend, steps = 3) {
