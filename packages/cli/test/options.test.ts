@@ -113,6 +113,17 @@ describe("nbit fit", () => {
     expect(readdirSync(join(dir, "default", "version_0", "checkpoints"))).toEqual(["epoch=3-step=150.safetensors"]);
   }, 60_000);
 
+  it("replays captured steps by default, with the same results as --no-capture-steps", async () => {
+    const args = ["fit", "--accelerator", "cpu", "--max-epochs", "1", "--limit-batches", "30", "--no-progress-bar"];
+    const [captured, recorded] = [await run(...args), await run(...args, "--no-capture-steps")];
+    expect([captured.code, recorded.code, captured.err, recorded.err]).toEqual([0, 0, "", ""]);
+    // 30 batches: Adam's first step (fresh state) differs; steps 2 and 3 build the capture, the rest replay.
+    expect(captured.out).toMatch(/\(27 steps replayed\)/);
+    expect(recorded.out).toMatch(/\(0 steps replayed\)/);
+    const results = (out: string) => /test accuracy [\d.]+%, test loss [\d.]+/.exec(out)![0];
+    expect(results(captured.out)).toBe(results(recorded.out));
+  }, 60_000);
+
   it("prints one correct warning for legacy 16 on tpu", async () => {
     const { code, out, err } = await run("fit", "--accelerator", "tpu", "--precision", "16", "--max-steps", "2", "--no-progress-bar");
     expect(code).toBe(0);
