@@ -13,9 +13,11 @@ import {
 } from "@nbit/core";
 import { availableParallelism } from "node:os";
 import type * as ort from "onnxruntime-node";
-import { loadNativeBinding, runSoon, type NativeBinding } from "./native.js";
 import { CPU_KERNELS } from "./kernels.js";
-import { programToOnnx } from "./lower.js";
+import { lowerProgram } from "./lower.js";
+import { loadNativeBinding, runSoon, type NativeBinding } from "./native.js";
+import { encodeModel } from "./onnx-proto.js";
+import { PACKED_OUTPUT_BYTES, packOutputs, type PackedOutput } from "./pack.js";
 
 type Ort = typeof ort;
 
@@ -67,7 +69,18 @@ export interface CpuBackendOptions {
    * then take an event-loop turn only once `EVENT_LOOP_TURN_MS` have passed without one.
    */
   readonly directRun?: boolean;
+  /**
+   * Outputs of one type that total at most this many bytes leave the session as one output, each
+   * program output then a view of it (default `PACKED_OUTPUT_BYTES`, 64 KiB; 0 packs none).
+   */
+  readonly packedOutputBytes?: number;
 }
+
+/**
+ * Outputs at most this many elements long are copied out of a packed output rather than viewed in
+ * it: a loss kept for logging then holds its own few bytes, not the whole packed buffer.
+ */
+const COPIED_OUTPUT_ELEMENTS = 256;
 
 /**
  * Below this much work per run (float32-equivalent floating-point operations, see programWork),
@@ -159,23 +172,24 @@ export class CpuBackend implements Backend {
   }
 
   async compile(program: Program): Promise<CompiledProgram> {
-    const model = programToOnnx(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
+    const lowered = lowerProgram(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
+    const { graph, outputs } = packOutputs(lowered, this.options.packedOutputBytes ?? PACKED_OUTPUT_BYTES);
+    const model = encodeModel(graph);
     const inputNames = program.inputs.map((_, i) => `v${i}`);
-    const outputNames = program.outputs.map((_, k) => `out${k}`);
     const feedsOf = (inputs: readonly object[]) => {
       const feeds: Record<string, ort.Tensor> = {};
       inputNames.forEach((n, i) => (feeds[n] = inputs[i] as ort.Tensor));
       return feeds;
     };
+    const unpack = (results: Record<string, ort.Tensor>) => outputs.map((o) => this.unpacked(results[o.output]!, o));
     if (this.native) {
       const session = this.native.createSession(model, this.sessionOptions(program));
       this.sessionsCreated++;
-      const fetches = Object.fromEntries(outputNames.map((n) => [n, null]));
+      const fetches = Object.fromEntries(graph.outputs.map((o) => [o.name, null]));
       return {
         run: async (inputs) => {
           await runSoon();
-          const results = await session.run(feedsOf(inputs), fetches, {});
-          return outputNames.map((n) => results[n]!);
+          return unpack(await session.run(feedsOf(inputs), fetches, {}));
         },
         dispose: () => session.dispose(),
       };
@@ -183,11 +197,17 @@ export class CpuBackend implements Backend {
     const session = await this.ort.InferenceSession.create(model, this.sessionOptions(program));
     this.sessionsCreated++;
     return {
-      run: async (inputs) => {
-        const results = await session.run(feedsOf(inputs));
-        return outputNames.map((n) => results[n]!);
-      },
+      run: async (inputs) => unpack(await session.run(feedsOf(inputs))),
       dispose: () => void session.release(),
     };
+  }
+
+  /** One program output from the session's outputs: the output itself, or its part of a packed one. */
+  private unpacked(result: ort.Tensor, place: PackedOutput): ort.Tensor {
+    if (!("offset" in place)) return result;
+    const data = result.data as Exclude<HostArray, number[]>;
+    const end = place.offset + place.length;
+    const part = place.length <= COPIED_OUTPUT_ELEMENTS ? data.slice(place.offset, end) : data.subarray(place.offset, end);
+    return new this.ort.Tensor(result.type, part as never, [...place.dims]);
   }
 }
