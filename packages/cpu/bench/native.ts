@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import type { Program } from "@nbit/core";
 import { CPU_KERNELS, CpuBackend, lowerProgram, physicalType } from "../src/index.js";
 import { encodeModel, OnnxType, type OnnxGraph } from "../src/onnx-proto.js";
+import { PACKED_OUTPUT_BYTES, packOutputs } from "../src/pack.js";
 import type * as ort from "onnxruntime-node";
 import { env, handBuiltPath, ort as onnxruntime, median, MEDIUM, nbitPath, SMALL, STANDARD, type MlpShape } from "./common.js";
 
@@ -90,31 +91,13 @@ if (process.env.NATIVE_LR_CONSTANT) {
     const raw = new Uint8Array((feeds[`v${i}`]!.data as Float32Array).slice().buffer);
     return { initializer: { name: `s${i}`, type: OnnxType.FLOAT, dims: [] as number[], raw } };
   };
-  await addVariant("nbit, lr constant", lowerProgram(program!, CPU_KERNELS, { bindInput }));
+  await addVariant("nbit, lr constant", packOutputs(lowerProgram(program!, CPU_KERNELS, { bindInput }), PACKED_OUTPUT_BYTES).graph);
 }
-// NATIVE_PACK=1: also nbit's graph with its outputs flattened and concatenated into one (fewer outputs for the binding to convert).
-if (process.env.NATIVE_PACK) {
-  const graph = lowerProgram(program!, CPU_KERNELS);
-  const int64s = (name: string, values: number[]) => ({
-    name,
-    type: OnnxType.INT64,
-    dims: [values.length],
-    raw: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer),
-  });
-  const nodes = graph.nodes.map((n) => ({ ...n, outputs: n.outputs.map((o) => (graph.outputs.some((g) => g.name === o) ? `${o}_unpacked` : o)) }));
-  const flat = graph.outputs.map((o) => `${o.name}_flat`);
-  graph.outputs.forEach((o, k) => nodes.push({ op: "Reshape", inputs: [`${o.name}_unpacked`, "minus_one"], outputs: [flat[k]!] }));
-  nodes.push({ op: "Concat", inputs: flat, outputs: ["packed"], attributes: [{ name: "axis", int: 0 }] });
-  const total = graph.outputs.reduce((a, o) => a + (o.dims as number[]).reduce((x, y) => x * y, 1), 0);
-  await addVariant("nbit, packed outputs", {
-    ...graph,
-    nodes,
-    initializers: [...graph.initializers, int64s("minus_one", [-1])],
-    outputs: [{ name: "packed", type: OnnxType.FLOAT, dims: [total] }],
-  });
-}
+// NATIVE_UNPACKED=1: also nbit's graph with each output its own (packedOutputBytes: 0), as before outputs were packed.
+if (process.env.NATIVE_UNPACKED) await addVariant("nbit, unpacked", lowerProgram(program!, CPU_KERNELS));
 // NATIVE_OPTIONS='<json>': also nbit's graph in a session with these session options over nbit's own.
-if (process.env.NATIVE_OPTIONS) await addVariant("nbit, options", lowerProgram(program!, CPU_KERNELS), JSON.parse(process.env.NATIVE_OPTIONS));
+if (process.env.NATIVE_OPTIONS)
+  await addVariant("nbit, options", packOutputs(lowerProgram(program!, CPU_KERNELS), PACKED_OUTPUT_BYTES).graph, JSON.parse(process.env.NATIVE_OPTIONS));
 const names = Object.keys(variants);
 const perRound = Object.fromEntries(names.map((k) => [k, [] as number[]]));
 for (let r = -1; r < ROUNDS; r++) {
