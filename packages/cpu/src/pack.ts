@@ -35,7 +35,8 @@ export function packOutputs(graph: OnnxGraph, maxBytes: number): { graph: OnnxGr
   const groups = new Map<OnnxTypeCode, number[]>();
   graph.outputs.forEach((o, k) => {
     const bytes = ELEMENT_BYTES[o.type];
-    if (bytes !== undefined && Number.isFinite(size(o.dims))) groups.set(o.type, [...(groups.get(o.type) ?? []), k]);
+    // Empty outputs stay as they are: nothing to save, and Reshape's -1 has nothing to divide.
+    if (bytes !== undefined && size(o.dims) > 0) groups.set(o.type, [...(groups.get(o.type) ?? []), k]);
   });
   const placed: PackedOutput[] = graph.outputs.map((o) => ({ output: o.name }));
   const nodes: OnnxNode[] = [...graph.nodes];

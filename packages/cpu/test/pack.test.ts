@@ -45,6 +45,9 @@ describe("packOutputs", () => {
     expect(packOutputs(graph, 0).graph).toBe(graph);
     const single: OnnxGraph = { ...graph, nodes: graph.nodes.slice(0, 1), outputs: graph.outputs.slice(0, 1) };
     expect(packOutputs(single, PACKED_OUTPUT_BYTES).graph).toBe(single);
+    // An empty output leaves its lone float companion unpacked.
+    const empty: OnnxGraph = { ...single, outputs: [...single.outputs, value("out9", OnnxType.FLOAT, [0, 3])] };
+    expect(packOutputs(empty, PACKED_OUTPUT_BYTES).graph).toBe(empty);
   });
 });
 
