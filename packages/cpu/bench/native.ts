@@ -95,9 +95,14 @@ if (process.env.NATIVE_LR_CONSTANT) {
 }
 // NATIVE_UNPACKED=1: also nbit's graph with each output its own (packedOutputBytes: 0), as before outputs were packed.
 if (process.env.NATIVE_UNPACKED) await addVariant("nbit, unpacked", lowerProgram(program!, CPU_KERNELS));
-// NATIVE_OPTIONS='<json>': also nbit's graph in a session with these session options over nbit's own.
+// NATIVE_OPTIONS='<json>': also nbit's graph in a session with these session options over nbit's own,
+// its outputs packed up to NATIVE_PACK_BYTES (default PACKED_OUTPUT_BYTES, as nbit's session).
 if (process.env.NATIVE_OPTIONS)
-  await addVariant("nbit, options", packOutputs(lowerProgram(program!, CPU_KERNELS), PACKED_OUTPUT_BYTES).graph, JSON.parse(process.env.NATIVE_OPTIONS));
+  await addVariant(
+    "nbit, options",
+    packOutputs(lowerProgram(program!, CPU_KERNELS), env("NATIVE_PACK_BYTES", PACKED_OUTPUT_BYTES)).graph,
+    JSON.parse(process.env.NATIVE_OPTIONS),
+  );
 const names = Object.keys(variants);
 const perRound = Object.fromEntries(names.map((k) => [k, [] as number[]]));
 for (let r = -1; r < ROUNDS; r++) {
