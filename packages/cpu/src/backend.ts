@@ -65,7 +65,7 @@ export interface CpuBackendOptions {
   /**
    * Call onnxruntime-node's native binding directly (default true where this onnxruntime-node has
    * the binding nbit knows): the same native run as `session.run`, without the event-loop turn
-   * its wrapper takes before every run (about 14 us, a fifth of a small model's native run). Runs
+   * its wrapper takes before every run (13-18 us of the small MLP's step, bench/direct.ts). Runs
    * then take an event-loop turn only once `EVENT_LOOP_TURN_MS` have passed without one.
    */
   readonly directRun?: boolean;

@@ -20,8 +20,8 @@ interface BindingModule {
 /**
  * onnxruntime-node's native binding (dist/binding.js), or undefined when this onnxruntime-node
  * has no such module of the expected shape. Its public `session.run` runs the native call in a
- * `setImmediate` callback: one event-loop turn per run, measured at about 14 us of a 60 us small
- * step (bench/native.ts). The binding's own `run` is the same native call without that turn;
+ * `setImmediate` callback: one event-loop turn per run, 13-18 us of the small MLP's step
+ * (bench/direct.ts). The binding's own `run` is the same native call without that turn;
  * `runSoon` keeps the event loop turning.
  */
 export function loadNativeBinding(): NativeBinding | undefined {
