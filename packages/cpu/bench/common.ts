@@ -176,6 +176,7 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
     graphOptimizationLevel: "all",
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
     ...(process.env.HAND_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.HAND_PROFILE } : {}),
+    ...(process.env.HAND_DUMP ? { optimizedModelFilePath: process.env.HAND_DUMP } : {}),
   });
   const init = new Generator(1);
   const state: Record<string, ortTypes.Tensor> = {};

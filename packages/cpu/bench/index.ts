@@ -8,6 +8,11 @@ const BENCHES = {
   profile: "onnxruntime's per-node profile of nbit's step against the hand-built graph",
   replay: "JS cost per step with replay on and off (64-64-64-10, batch 32), interleaved",
   phases: "nbit's step split into phases (JS and native) against the hand-built step",
+  dump: "writes the optimized ONNX graphs of nbit's step and the hand-built step (DUMP_DIR)",
+  direct: "nbit's step with direct runs (the default) against session.run, and the hand-built step",
+  alloc: "where a training step's JavaScript allocations come from, by package (sampling heap profiler)",
+  binding: "onnxruntime-node's binding cost per graph input and per graph output",
+  native: "onnxruntime's native run of nbit's step session against the hand-built one, binding called directly",
   compare: "another build of @nbit/core (NBIT_CORE_BEFORE) against this one, interleaved",
 } as const;
 const name = process.argv[2] ?? "standard";

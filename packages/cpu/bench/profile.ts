@@ -19,8 +19,17 @@ const compiled: { dispose?(): void }[] = [];
 const compile = CpuBackend.prototype.compile;
 CpuBackend.prototype.compile = async function (p) {
   const c = await compile.call(this, p);
-  compiled.push(c);
-  return c;
+  // Disposed here to write the profiles, and again by the runtime at exit: only the first counts.
+  let disposed = false;
+  const once = {
+    ...c,
+    dispose: () => {
+      if (!disposed) c.dispose?.();
+      disposed = true;
+    },
+  };
+  compiled.push(once);
+  return once;
 };
 const probe = nbitPath(shape, "32-true", { threads: 1 });
 await probe.step(0);

@@ -4,7 +4,10 @@
 // after the first 500 steps (target: flat within 10%). Each sample also splits out V8's heap: its
 // young generation (new space) grows in steps up to twice --max-semi-space-size as allocation
 // goes on, which is most of the growth (run node with --min-semi-space-size=16 to start it at
-// its final size and see the rest).
+// its final size and see the rest). Each sample also gives the whole V8 heap, external (ArrayBuffer)
+// memory and the rest of the process (onnxruntime, Node itself, the allocator); run node with
+// --expose-gc to also see the live heap after a full GC at each sample. The last line compares the
+// last half of the run (a plateau shows as little growth there).
 import { getHeapSpaceStatistics } from "node:v8";
 import { DataLoader, Generator, LightningModule, StepLR, SGD, TensorDataset, Trainer, crossEntropy, manualSeed, type Batch, type Tensor } from "@nbit/core";
 import { CpuAccelerator } from "../src/index.js";
@@ -35,12 +38,25 @@ const data = new TensorDataset(
   { data: Array.from({ length: samples }, () => g.int(classes)), sampleShape: [], dtype: "int32" },
 );
 const mb = () => process.memoryUsage().rss / 2 ** 20;
-const samplesAt: { step: number; rss: number; young: number; old: number }[] = [];
+const samplesAt: { step: number; rss: number; young: number; old: number; heap: number; external: number; live?: number }[] = [];
+const gc = (globalThis as { gc?: () => void }).gc;
 const space = (name: string) => (getHeapSpaceStatistics().find((s) => s.space_name === name)?.space_size ?? 0) / 2 ** 20;
 const t0 = performance.now();
 const probe = {
   onTrainBatchEnd(trainer: Trainer) {
-    if (trainer.globalStep % 500 === 0) samplesAt.push({ step: trainer.globalStep, rss: mb(), young: space("new_space"), old: space("old_space") });
+    if (trainer.globalStep % 500 !== 0) return;
+    const { heapTotal, external, rss } = process.memoryUsage();
+    gc?.();
+    const live = gc ? process.memoryUsage().heapUsed / 2 ** 20 : undefined;
+    samplesAt.push({
+      step: trainer.globalStep,
+      rss: rss / 2 ** 20,
+      young: space("new_space"),
+      old: space("old_space"),
+      heap: heapTotal / 2 ** 20,
+      external: external / 2 ** 20,
+      live,
+    });
   },
 };
 const accelerator = new CpuAccelerator();
@@ -68,7 +84,10 @@ await trainer.fit(
   new DataLoader(data, { batchSize: batch, shuffle: true, seed: 1 }),
 );
 for (const s of samplesAt)
-  console.log(`  step ${String(s.step).padStart(5)}: RSS ${s.rss.toFixed(0)} MiB (V8 new space ${s.young.toFixed(0)} MiB, old space ${s.old.toFixed(0)} MiB)`);
+  console.log(
+    `  step ${String(s.step).padStart(5)}: RSS ${s.rss.toFixed(0)} MiB (V8 new space ${s.young.toFixed(0)} MiB, old space ${s.old.toFixed(0)} MiB; ` +
+      `V8 heap ${s.heap.toFixed(0)} MiB${s.live === undefined ? "" : `, live ${s.live.toFixed(1)} MiB`}, external ${s.external.toFixed(1)} MiB, rest ${(s.rss - s.heap).toFixed(0)} MiB)`,
+  );
 const measured = samplesAt.filter((s) => s.step >= 500);
 const after = measured.map((s) => s.rss);
 console.log(`onnxruntime sessions created: ${backend?.sessionsCreated}; ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -76,6 +95,10 @@ console.log(
   `RSS from step 500 to ${STEPS}: ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} MiB, growth ${((after.at(-1)! / after[0]! - 1) * 100).toFixed(1)}% (target: within 10%)`,
 );
 const [first, last] = [measured[0]!, measured.at(-1)!];
+const half = samplesAt.find((s) => s.step >= STEPS / 2)!;
+console.log(
+  `RSS over the last half (step ${half.step} to ${STEPS}): ${half.rss.toFixed(0)} -> ${last.rss.toFixed(0)} MiB, ${((last.rss / half.rss - 1) * 100).toFixed(1)}%`,
+);
 console.log(
   `  of the growth: V8 new space ${(last.young - first.young).toFixed(0)} MiB, V8 old space ${(last.old - first.old).toFixed(0)} MiB, the rest ${(last.rss - first.rss - (last.young - first.young) - (last.old - first.old)).toFixed(0)} MiB`,
 );

@@ -14,7 +14,10 @@ import {
 import { availableParallelism } from "node:os";
 import type * as ort from "onnxruntime-node";
 import { CPU_KERNELS } from "./kernels.js";
-import { programToOnnx } from "./lower.js";
+import { lowerProgram } from "./lower.js";
+import { loadNativeBinding, runSoon, type NativeBinding } from "./native.js";
+import { encodeModel } from "./onnx-proto.js";
+import { PACKED_OUTPUT_BYTES, packOutputs, type PackedOutput } from "./pack.js";
 
 type Ort = typeof ort;
 
@@ -59,7 +62,25 @@ export interface CpuBackendOptions {
    * (default true). Off, every primitive becomes its own ONNX node.
    */
   readonly fuse?: boolean;
+  /**
+   * Call onnxruntime-node's native binding directly (default true where this onnxruntime-node has
+   * the binding nbit knows): the same native run as `session.run`, without the event-loop turn
+   * its wrapper takes before every run (13-18 us of the small MLP's step, bench/direct.ts). Runs
+   * then take an event-loop turn only once `EVENT_LOOP_TURN_MS` have passed without one.
+   */
+  readonly directRun?: boolean;
+  /**
+   * Outputs of one type that total at most this many bytes leave the session as one output, each
+   * program output then a view of it (default `PACKED_OUTPUT_BYTES`, 64 KiB; 0 packs none).
+   */
+  readonly packedOutputBytes?: number;
 }
+
+/**
+ * Outputs at most this many elements long are copied out of a packed output rather than viewed in
+ * it: a loss kept for logging then holds its own few bytes, not the whole packed buffer.
+ */
+const COPIED_OUTPUT_ELEMENTS = 256;
 
 /**
  * Below this much work per run (float32-equivalent floating-point operations, see programWork),
@@ -110,10 +131,15 @@ export class CpuBackend implements Backend {
   readonly capabilities = CPU_CAPABILITIES;
   sessionsCreated = 0;
 
+  /** onnxruntime-node's native binding, when this version has the one nbit knows (see native.ts). */
+  private readonly native: NativeBinding | undefined;
+
   constructor(
     private readonly ort: Ort,
     private readonly options: CpuBackendOptions = {},
-  ) {}
+  ) {
+    this.native = options.directRun === false ? undefined : loadNativeBinding();
+  }
 
   upload(data: HostArray, dtype: DType, shape: Shape): ort.Tensor {
     if (isHalfDType(dtype)) return new this.ort.Tensor("float32", hostToFloat32(data, dtype), [...shape]);
@@ -146,19 +172,42 @@ export class CpuBackend implements Backend {
   }
 
   async compile(program: Program): Promise<CompiledProgram> {
-    const model = programToOnnx(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
+    const lowered = lowerProgram(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
+    const { graph, outputs } = packOutputs(lowered, this.options.packedOutputBytes ?? PACKED_OUTPUT_BYTES);
+    const model = encodeModel(graph);
+    const inputNames = program.inputs.map((_, i) => `v${i}`);
+    const feedsOf = (inputs: readonly object[]) => {
+      const feeds: Record<string, ort.Tensor> = {};
+      inputNames.forEach((n, i) => (feeds[n] = inputs[i] as ort.Tensor));
+      return feeds;
+    };
+    const unpack = (results: Record<string, ort.Tensor>) => outputs.map((o) => this.unpacked(results[o.output]!, o));
+    if (this.native) {
+      const session = this.native.createSession(model, this.sessionOptions(program));
+      this.sessionsCreated++;
+      const fetches = Object.fromEntries(graph.outputs.map((o) => [o.name, null]));
+      return {
+        run: async (inputs) => {
+          await runSoon();
+          return unpack(await session.run(feedsOf(inputs), fetches, {}));
+        },
+        dispose: () => session.dispose(),
+      };
+    }
     const session = await this.ort.InferenceSession.create(model, this.sessionOptions(program));
     this.sessionsCreated++;
-    const inputNames = program.inputs.map((_, i) => `v${i}`);
-    const outputNames = program.outputs.map((_, k) => `out${k}`);
     return {
-      run: async (inputs) => {
-        const feeds: Record<string, ort.Tensor> = {};
-        inputNames.forEach((n, i) => (feeds[n] = inputs[i] as ort.Tensor));
-        const results = await session.run(feeds);
-        return outputNames.map((n) => results[n]!);
-      },
+      run: async (inputs) => unpack(await session.run(feedsOf(inputs))),
       dispose: () => void session.release(),
     };
+  }
+
+  /** One program output from the session's outputs: the output itself, or its part of a packed one. */
+  private unpacked(result: ort.Tensor, place: PackedOutput): ort.Tensor {
+    if (!("offset" in place)) return result;
+    const data = result.data as Exclude<HostArray, number[]>;
+    const end = place.offset + place.length;
+    const part = place.length <= COPIED_OUTPUT_ELEMENTS ? data.slice(place.offset, end) : data.subarray(place.offset, end);
+    return new this.ort.Tensor(result.type, part as never, [...place.dims]);
   }
 }

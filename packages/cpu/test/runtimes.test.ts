@@ -19,28 +19,33 @@ import {
 import { createRequire } from "node:module";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type * as ortTypes from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { CpuAccelerator } from "../src/index.js";
 
-const ort = createRequire(import.meta.url)("onnxruntime-node") as typeof ortTypes;
+interface NativeSession {
+  loadModel(...args: unknown[]): void;
+  dispose(): void;
+}
+// Every onnxruntime session, the ones onnxruntime-node's InferenceSession.create makes and the ones
+// nbit's backend makes through the binding directly, is one of the binding's native sessions.
+const bindingModule = createRequire(import.meta.url)("onnxruntime-node/dist/binding.js") as { binding: { InferenceSession: new () => NativeSession } };
 
-/** Counts onnxruntime sessions created and not yet released, by wrapping InferenceSession.create. */
+/** Counts onnxruntime sessions loaded and not yet disposed, by subclassing the binding's native session. */
 function countSessions() {
   const counts = { open: 0, created: 0 };
-  const create = ort.InferenceSession.create;
-  ort.InferenceSession.create = (async (...args: Parameters<typeof create>) => {
-    const session = await (create as (...a: Parameters<typeof create>) => Promise<ortTypes.InferenceSession>).apply(ort.InferenceSession, args);
-    counts.open++;
-    counts.created++;
-    const release = session.release.bind(session);
-    session.release = () => {
+  const Native = bindingModule.binding.InferenceSession;
+  bindingModule.binding.InferenceSession = class extends Native {
+    override loadModel(...args: unknown[]) {
+      super.loadModel(...args);
+      counts.open++;
+      counts.created++;
+    }
+    override dispose() {
+      super.dispose();
       counts.open--;
-      return release();
-    };
-    return session;
-  }) as typeof create;
-  return { counts, restore: () => void (ort.InferenceSession.create = create) };
+    }
+  };
+  return { counts, restore: () => void (bindingModule.binding.InferenceSession = Native) };
 }
 
 class Net extends LightningModule {
