@@ -20,6 +20,7 @@ import {
 import { createRequire } from "node:module";
 import type * as ortTypes from "onnxruntime-node";
 import { CpuAccelerator, programWork, type CpuBackendOptions } from "../src/index.js";
+import { loadNativeBinding } from "../src/native.js";
 import { encodeModel, OnnxType, type OnnxNode } from "../src/onnx-proto.js";
 
 export const ort = createRequire(import.meta.url)("onnxruntime-node") as typeof ortTypes;
@@ -111,7 +112,10 @@ export function nbitPath(
  * Cast pair each): the input, weights and biases, each linear output (addmm: one rounding), the
  * logits' gradient, and each linear's dX, dW and db.
  */
-export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: { threads: number; bf16?: boolean }): Promise<Path & { endProfiling(): void }> {
+export async function handBuiltPath(
+  shape: MlpShape,
+  { threads, bf16 = false, direct = false }: { threads: number; bf16?: boolean; direct?: boolean },
+): Promise<Path & { endProfiling(): void }> {
   const { dims, batch: BATCH, lr: LR } = shape;
   const layers = dims.length - 1;
   const OUT = dims.at(-1)!;
@@ -170,14 +174,20 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
     inputs: [value("x", [BATCH, dims[0]!]), value("y", [BATCH], OnnxType.INT32), ...params],
     outputs: [value("loss", []), ...ks.flatMap((k) => [value(`newW${k}`, [dims[k + 1]!, dims[k]!]), value(`newb${k}`, [dims[k + 1]!])])],
   });
-  const session = await ort.InferenceSession.create(model, {
+  const sessionOptions: ortTypes.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
     ...(process.env.HAND_PROFILE ? { enableProfiling: true, profileFilePrefix: process.env.HAND_PROFILE } : {}),
-    ...(process.env.HAND_DUMP ? { optimizedModelFilePath: process.env.HAND_DUMP } : {}),
-  });
+  };
+  // `direct`: through onnxruntime-node's binding, as nbit's cpu backend runs its sessions (no event-loop turn per run).
+  const native = direct ? loadNativeBinding() : undefined;
+  if (direct && !native) throw new Error("this onnxruntime-node has no binding nbit knows: no direct hand-built path");
+  const fetches = Object.fromEntries(["loss", ...ks.flatMap((k) => [`newW${k}`, `newb${k}`])].map((name) => [name, null]));
+  const nativeSession = native?.createSession(model, sessionOptions);
+  const session = nativeSession ? null : await ort.InferenceSession.create(model, sessionOptions);
+  const run = async (feeds: Record<string, ortTypes.Tensor>) => (nativeSession ? await nativeSession.run(feeds, fetches, {}) : await session!.run(feeds));
   const init = new Generator(1);
   const state: Record<string, ortTypes.Tensor> = {};
   for (const p of params)
@@ -191,7 +201,7 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
   return {
     step: async (i) => {
       const b = batches[i % batches.length]!;
-      const out = await session.run({ x: new ort.Tensor("float32", b.x, [BATCH, dims[0]!]), y: new ort.Tensor("int32", b.y, [BATCH]), ...state });
+      const out = await run({ x: new ort.Tensor("float32", b.x, [BATCH, dims[0]!]), y: new ort.Tensor("int32", b.y, [BATCH]), ...state });
       for (const k of ks) {
         state[`W${k}`] = out[`newW${k}`]!;
         state[`b${k}`] = out[`newb${k}`]!;
@@ -199,7 +209,7 @@ export async function handBuiltPath(shape: MlpShape, { threads, bf16 = false }: 
       loss = (out.loss!.data as Float32Array)[0]!;
     },
     loss: () => loss,
-    endProfiling: () => session.endProfiling(),
+    endProfiling: () => session?.endProfiling(),
   };
 }
 

@@ -16,6 +16,8 @@ import { env, mlp, SMALL } from "./common.js";
 const STEPS = env("BENCH_STEPS", 5000);
 const STEPS_PER_EPOCH = 50;
 const precision = (process.argv[3] ?? "32-true") as "32-true";
+// BENCH_CAPTURE=1 replays the captured step (Trainer captureSteps) instead of recording each one.
+const capture = process.env.BENCH_CAPTURE === "1";
 
 class Net extends LightningModule {
   readonly net = mlp(SMALL.dims);
@@ -74,9 +76,10 @@ const trainer = new Trainer({
   enableModelSummary: false,
   enableCheckpointing: false,
   callbacks: [probe],
+  captureSteps: capture,
 });
 console.log(
-  `MLP ${SMALL.name}, ${precision}, SGD with StepLR(step 1 epoch, gamma 0.99) on an epoch interval, ${STEPS_PER_EPOCH} steps per epoch, ${STEPS} steps`,
+  `MLP ${SMALL.name}, ${precision}, SGD with StepLR(step 1 epoch, gamma 0.99) on an epoch interval, ${STEPS_PER_EPOCH} steps per epoch, ${STEPS} steps, ${capture ? "captured steps replayed" : "every step recorded"}`,
 );
 console.log(`RSS before fit: ${mb().toFixed(0)} MiB`);
 await trainer.fit(
@@ -91,6 +94,7 @@ for (const s of samplesAt)
 const measured = samplesAt.filter((s) => s.step >= 500);
 const after = measured.map((s) => s.rss);
 console.log(`onnxruntime sessions created: ${backend?.sessionsCreated}; ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+if (trainer.stepCapture) console.log(`steps replayed: ${trainer.stepCapture.stats.replayed}, recorded: ${trainer.stepCapture.stats.recorded}`);
 console.log(
   `RSS from step 500 to ${STEPS}: ${Math.min(...after).toFixed(0)}–${Math.max(...after).toFixed(0)} MiB, growth ${((after.at(-1)! / after[0]! - 1) * 100).toFixed(1)}% (target: within 10%)`,
 );
