@@ -3,35 +3,14 @@
 // output its own (packedOutputBytes: 0, as before both changes), and the hand-built step, in
 // one process, taking turns step by step (each path first in turn); per-step medians per round.
 // An optional size after the name picks the MLP: npm run bench -w @nbit/cpu -- direct medium
-import { crossEntropy, manualSeed, precisionPluginFor, Runtime, SGD, Tensor, withRuntime } from "@nbit/core";
-import { CpuAccelerator, type CpuBackendOptions } from "../src/index.js";
-import { batchesFor, env, handBuiltPath, median, MEDIUM, mlp, ratios, SMALL, STANDARD, spread, type MlpShape, type Path } from "./common.js";
+import type { CpuBackendOptions } from "../src/index.js";
+import { env, handBuiltPath, median, MEDIUM, nbitPath, ratios, SMALL, STANDARD, spread, type MlpShape, type Path } from "./common.js";
 
 const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "SMALL").toUpperCase() as "SMALL"] ?? SMALL;
 const [ROUNDS, STEPS, WARMUP] = [env("BENCH_ROUNDS", 7), env("BENCH_STEPS", 200), env("BENCH_WARMUP", 50)];
 
-/** nbit's training step on 1 thread, as nbitPath in common.ts, with these backend options. */
-function nbit(options: CpuBackendOptions): Path {
-  const runtime = new Runtime(new CpuAccelerator({ threads: 1, ...options }).createBackend());
-  const batches = batchesFor(shape);
-  const plugin = precisionPluginFor("32-true");
-  const { model, optimizer } = withRuntime(runtime, () => {
-    manualSeed(0);
-    const model = plugin.initContext(() => mlp(shape.dims));
-    return { model, optimizer: new SGD(model.parameters(), { lr: shape.lr }) };
-  });
-  let loss = 0;
-  return {
-    step: (i) =>
-      withRuntime(runtime, async () => {
-        const b = batches[i % batches.length]!;
-        const x = plugin.convertInput(Tensor.fromHost(b.x, [shape.batch, shape.dims[0]!], "float32"));
-        const out = plugin.forwardContext(() => crossEntropy(model.forward(x), Tensor.fromHost(b.y, [shape.batch], "int32")));
-        loss = (await plugin.optimizerStep(optimizer, out)).loss;
-      }),
-    loss: () => loss,
-  };
-}
+/** nbit's training step on 1 thread with these backend options. */
+const nbit = (options: CpuBackendOptions): Path => nbitPath(shape, "32-true", { threads: 1, ...options });
 
 // "neither": session.run and every output its own, as before either change.
 const paths: Record<string, Path> = {

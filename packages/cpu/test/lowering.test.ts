@@ -269,6 +269,39 @@ describe("cpu fused lowering", () => {
     expect(signed(await withRuntime(new Runtime(cpu()), negatedRelu))).toEqual(reference);
   });
 
+  /**
+   * Runs `layer(x).relu().neg()` with a -0 bias on the reference backend and on cpu, and checks the
+   * cpu lowering gives the same zeros (all -0 after the Neg, so every ReLU gave +0) with `fusedOp`
+   * followed by a plain Relu (no Sum of +0).
+   */
+  async function expectPositiveZeroReluWithoutSum(layer: () => Conv2d | Linear, input: Float32Array, shape: number[], fusedOp: string) {
+    const run = async (backend: Backend) => {
+      const programs: Program[] = [];
+      if (backend.compile) {
+        const compile = backend.compile.bind(backend);
+        backend.compile = (p) => (programs.push(p), compile(p));
+      }
+      const values = await withRuntime(new Runtime(backend), async () => {
+        const built = layer();
+        built.bias!.assign(Tensor.fromHost(new Float32Array(built.bias!.shape[0]!).fill(-0), [...built.bias!.shape], "float32"));
+        return built
+          .forward(Tensor.fromHost(input, shape, "float32"))
+          .relu()
+          .neg()
+          .data();
+      });
+      return { values: Array.from(values, (v) => (Object.is(v, -0) ? "-0" : v)), programs };
+    };
+    const reference = await run(new ReferenceBackend());
+    expect(new Set(reference.values)).toEqual(new Set(["-0"]));
+    const fused = await run(cpu());
+    expect(fused.values).toEqual(reference.values);
+    const ops = lowerProgram(fused.programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op);
+    expect(ops).toContain(fusedOp);
+    expect(ops).toContain("Relu");
+    expect(ops).not.toContain("Sum");
+  }
+
   // The benchmark CNN's two convolutions (onnxruntime picks its blocked NCHWc kernels for channel
   // counts like these) and a small odd one.
   it.each([
@@ -283,31 +316,12 @@ describe("cpu fused lowering", () => {
       const g = new Generator(7);
       const input = Float32Array.from({ length: 2 * inC * size * size }, () => (g.uniform(0, 1) < 0.5 ? -0 : 0));
       const weights = Float32Array.from({ length: outC * inC * 3 * 3 }, () => g.normal());
-      const run = async (backend: Backend) => {
-        const programs: Program[] = [];
-        if (backend.compile) {
-          const compile = backend.compile.bind(backend);
-          backend.compile = (p) => (programs.push(p), compile(p));
-        }
-        const values = await withRuntime(new Runtime(backend), async () => {
-          const conv = new Conv2d(inC, outC, 3, { padding: 1 });
-          conv.weight.assign(Tensor.fromHost(weights, [outC, inC, 3, 3], "float32"));
-          conv.bias!.assign(Tensor.fromHost(new Float32Array(outC).fill(-0), [outC], "float32"));
-          return conv
-            .forward(Tensor.fromHost(input, [2, inC, size, size], "float32"))
-            .relu()
-            .neg()
-            .data();
-        });
-        return { values: Array.from(values, (v) => (Object.is(v, -0) ? "-0" : v)), programs };
+      const conv = () => {
+        const layer = new Conv2d(inC, outC, 3, { padding: 1 });
+        layer.weight.assign(Tensor.fromHost(weights, [outC, inC, 3, 3], "float32"));
+        return layer;
       };
-      const reference = await run(new ReferenceBackend());
-      expect(new Set(reference.values)).toEqual(new Set(["-0"]));
-      const fused = await run(cpu());
-      expect(fused.values).toEqual(reference.values);
-      const ops = lowerProgram(fused.programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op);
-      expect(ops).toContain("Relu");
-      expect(ops).not.toContain("Sum");
+      await expectPositiveZeroReluWithoutSum(conv, input, [2, inC, size, size], "Conv");
     },
   );
 
@@ -322,31 +336,12 @@ describe("cpu fused lowering", () => {
       const g = new Generator(8);
       const input = Float32Array.from({ length: batch * inF }, () => (g.uniform(0, 1) < 0.5 ? -0 : 0));
       const weights = Float32Array.from({ length: outF * inF }, () => g.normal());
-      const run = async (backend: Backend) => {
-        const programs: Program[] = [];
-        if (backend.compile) {
-          const compile = backend.compile.bind(backend);
-          backend.compile = (p) => (programs.push(p), compile(p));
-        }
-        const values = await withRuntime(new Runtime(backend), async () => {
-          const layer = new Linear(inF, outF);
-          layer.weight.assign(Tensor.fromHost(weights, [outF, inF], "float32"));
-          layer.bias!.assign(Tensor.fromHost(new Float32Array(outF).fill(-0), [outF], "float32"));
-          return layer
-            .forward(Tensor.fromHost(input, [batch, inF], "float32"))
-            .relu()
-            .neg()
-            .data();
-        });
-        return { values: Array.from(values, (v) => (Object.is(v, -0) ? "-0" : v)), programs };
+      const linear = () => {
+        const layer = new Linear(inF, outF);
+        layer.weight.assign(Tensor.fromHost(weights, [outF, inF], "float32"));
+        return layer;
       };
-      const reference = await run(new ReferenceBackend());
-      expect(new Set(reference.values)).toEqual(new Set(["-0"]));
-      const fused = await run(cpu());
-      expect(fused.values).toEqual(reference.values);
-      const ops = lowerProgram(fused.programs.at(-1)!, CPU_KERNELS).nodes.map((n) => n.op);
-      expect(ops).toContain("Gemm");
-      expect(ops).not.toContain("Sum");
+      await expectPositiveZeroReluWithoutSum(linear, input, [batch, inF], "Gemm");
     },
   );
 
