@@ -21,11 +21,12 @@ for (const precision of precisions) {
     lr,
     seed: 0,
     progressBar: false,
+    captureSteps: true,
   });
   const used = process.cpuUsage(cpu);
   const accuracy = result.testAccuracy * 100;
   console.log(
-    `cnn ${precision}: test accuracy ${accuracy.toFixed(2)}%, training ${result.seconds.toFixed(1)} s wall, ${((used.user + used.system) / 1e6).toFixed(1)} s CPU (training and testing)`,
+    `cnn ${precision}: test accuracy ${accuracy.toFixed(2)}%, training ${result.seconds.toFixed(1)} s wall (${result.replayedSteps} steps replayed), ${((used.user + used.system) / 1e6).toFixed(1)} s CPU (training and testing)`,
   );
   if (accuracy < 98) failed = true;
 }
