@@ -163,7 +163,7 @@ export class Runtime {
     const nodes = new Array<LazyNode>(buffers.length);
     for (let i = 0; i < buffers.length; i++) {
       const buffer = buffers[i]!;
-      const node = new LazyNode("leaf", [], {}, outputs[i]!.shape, outputs[i]!.dtype, undefined, undefined, { runtime: this, buffer });
+      const node = LazyNode.placed(this, buffer, outputs[i]!.shape, outputs[i]!.dtype);
       this.track(node, buffer);
       nodes[i] = node;
     }
