@@ -469,8 +469,8 @@ export class Trainer {
       const capture = this.stepCapture;
       if (boundary && capture?.enabled) {
         const clipValue = this.loop.gradientClipVal;
-        const clip = clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm } : {};
-        const outcome = await capturedTrainStep(capture, module, rawBatch, recordStep, { ...clip, location });
+        const stepOptions = clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm, location } : { location };
+        const outcome = await capturedTrainStep(capture, module, rawBatch, recordStep, stepOptions);
         await this.afterTrainBatch(module, rawBatch, batchIdx, epochSums, outcome, true, location, validation);
         continue;
       }
