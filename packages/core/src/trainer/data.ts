@@ -16,7 +16,7 @@ export interface ArrayField {
 /** Samples held in flat host arrays, one array per field (e.g. images and labels). */
 export class TensorDataset {
   readonly length: number;
-  private readonly fields: { host: HostArray; bits: BitsArray; sampleWords: number; sampleShape: readonly number[]; dtype: DType; sampleSize: number }[];
+  private readonly fields: { host: HostArray; sampleShape: readonly number[]; dtype: DType; sampleSize: number }[];
 
   constructor(...fields: ArrayField[]) {
     if (fields.length === 0) throw new NbitError("INVALID_ARGUMENT", "TensorDataset needs at least one field");
@@ -29,10 +29,7 @@ export class TensorDataset {
       if (typeof f.data !== "object" || f.data === null || typeof f.data.length !== "number")
         throw new InvalidArgumentError(`${where} data`, "an array or typed array of numbers", f.data);
       const sampleSize = f.sampleShape.reduce((a, b) => a * b, 1);
-      const host = numbersToHost(f.data, dtype);
-      const bits = bitsOf(host);
-      const sampleWords = (sampleSize * host.BYTES_PER_ELEMENT) / bits.BYTES_PER_ELEMENT;
-      return { host, bits, sampleWords, sampleShape: f.sampleShape, dtype, sampleSize };
+      return { host: numbersToHost(f.data, dtype), sampleShape: f.sampleShape, dtype, sampleSize };
     });
     const lengths = this.fields.map((f) => (f.sampleSize === 0 ? (f.host.length === 0 ? 0 : NaN) : f.host.length / f.sampleSize));
     if (lengths.some((l) => l !== lengths[0] || !Number.isInteger(l)))
@@ -44,37 +41,9 @@ export class TensorDataset {
   batch(indices: readonly number[]): Tensor[] {
     return this.fields.map((f) => {
       const out = allocHost(f.dtype, indices.length * f.sampleSize);
-      const words = f.sampleWords;
-      if (words >= BLOCK_COPY_WORDS) indices.forEach((idx, row) => out.set(f.host.subarray(idx * f.sampleSize, (idx + 1) * f.sampleSize), row * f.sampleSize));
-      else {
-        // Small samples are copied word by word: a subarray per sample costs more than its copy.
-        const [from, to] = [f.bits, bitsOf(out)];
-        for (let row = 0; row < indices.length; row++) {
-          const start = indices[row]! * words;
-          const at = row * words;
-          for (let k = 0; k < words; k++) to[at + k] = from[start + k]!;
-        }
-      }
+      indices.forEach((idx, row) => out.set(f.host.subarray(idx * f.sampleSize, (idx + 1) * f.sampleSize), row * f.sampleSize));
       return Tensor.fromHost(out, [indices.length, ...f.sampleShape], f.dtype);
     });
-  }
-}
-
-/** An integer view of a host array's bytes: copied through it, values keep every bit (NaN payloads too). */
-type BitsArray = Uint8Array | Uint16Array | Int32Array;
-
-/** Samples of at least this many words are copied with TypedArray.set rather than word by word. */
-const BLOCK_COPY_WORDS = 256;
-
-function bitsOf(host: HostArray): BitsArray {
-  const { buffer, byteOffset, byteLength } = host;
-  switch (host.BYTES_PER_ELEMENT) {
-    case 1:
-      return new Uint8Array(buffer, byteOffset, byteLength);
-    case 2:
-      return new Uint16Array(buffer, byteOffset, byteLength / 2);
-    default:
-      return new Int32Array(buffer, byteOffset, byteLength / 4);
   }
 }
 
