@@ -82,6 +82,9 @@ export interface CpuBackendOptions {
  */
 const COPIED_OUTPUT_ELEMENTS = 256;
 
+/** The binding's run options: none, the same object every run. */
+const RUN_OPTIONS = {};
+
 /**
  * Below this much work per run (float32-equivalent floating-point operations, see programWork),
  * one intra-op thread is faster than several: handing work to a second thread costs more than it saves (measured with
@@ -178,22 +181,35 @@ export class CpuBackend implements Backend {
     const inputNames = program.inputs.map((_, i) => `v${i}`);
     const feedsOf = (inputs: readonly object[]) => {
       const feeds: Record<string, ort.Tensor> = {};
-      inputNames.forEach((n, i) => (feeds[n] = inputs[i] as ort.Tensor));
+      for (let i = 0; i < inputNames.length; i++) feeds[inputNames[i]!] = inputs[i] as ort.Tensor;
       return feeds;
     };
-    const unpack = (results: Record<string, ort.Tensor>) => outputs.map((o) => this.unpacked(results[o.output]!, o));
+    // Each output's place and shape, built once: a run only slices and wraps.
+    const places = outputs.map((o) => ("offset" in o ? { ...o, dims: [...o.dims] } : o));
+    const unpacker = (wrap: WrapPart) => (results: Record<string, ort.Tensor>) => {
+      const buffers = new Array<ort.Tensor | BindingTensor>(places.length);
+      for (let k = 0; k < places.length; k++) buffers[k] = unpacked(results[places[k]!.output]!, places[k]!, wrap);
+      return buffers;
+    };
     if (this.native) {
+      const unpack = unpacker((type, data, dims) => new BindingTensor(type, data, dims));
       const session = this.native.createSession(model, this.sessionOptions(program));
       this.sessionsCreated++;
       const fetches = Object.fromEntries(graph.outputs.map((o) => [o.name, null]));
+      // The outputs at once when the binding returns them at once and no event-loop turn is due: no promise per run.
+      const runNow = (inputs: readonly object[]): object[] | Promise<object[]> => {
+        const results = session.run(feedsOf(inputs), fetches, RUN_OPTIONS);
+        return results instanceof Promise ? results.then(unpack) : unpack(results);
+      };
       return {
-        run: async (inputs) => {
-          await runSoon();
-          return unpack(await session.run(feedsOf(inputs), fetches, {}));
+        run: (inputs) => {
+          const turn = runSoon();
+          return turn ? turn.then(() => runNow(inputs)) : runNow(inputs);
         },
         dispose: () => session.dispose(),
       };
     }
+    const unpack = unpacker((type, data, dims) => new this.ort.Tensor(type, data as never, dims));
     const session = await this.ort.InferenceSession.create(model, this.sessionOptions(program));
     this.sessionsCreated++;
     return {
@@ -201,13 +217,31 @@ export class CpuBackend implements Backend {
       dispose: () => void session.release(),
     };
   }
+}
 
-  /** One program output from the session's outputs: the output itself, or its part of a packed one. */
-  private unpacked(result: ort.Tensor, place: PackedOutput): ort.Tensor {
-    if (!("offset" in place)) return result;
-    const data = result.data as Exclude<HostArray, number[]>;
-    const end = place.offset + place.length;
-    const part = place.length <= COPIED_OUTPUT_ELEMENTS ? data.slice(place.offset, end) : data.subarray(place.offset, end);
-    return new this.ort.Tensor(result.type, part as never, [...place.dims]);
-  }
+/** Makes the tensor of one part of a packed output. */
+type WrapPart = (type: ort.Tensor.Type, data: Exclude<HostArray, number[]>, dims: number[]) => ort.Tensor | BindingTensor;
+
+/**
+ * A tensor as onnxruntime-node's native binding reads an input (location, type, dims, data): the
+ * direct path's parts of packed outputs, made without ort.Tensor's constructor and its checks
+ * (the small MLP's step has 7 parts). Only ever fed to the binding, never to the public session.run.
+ */
+class BindingTensor {
+  readonly location = "cpu";
+  constructor(
+    readonly type: ort.Tensor.Type,
+    readonly data: Exclude<HostArray, number[]>,
+    readonly dims: readonly number[],
+  ) {}
+}
+
+/** One program output from the session's outputs: the output itself, or its part of a packed one. */
+function unpacked(result: ort.Tensor, place: PackedOutput, wrap: WrapPart): ort.Tensor | BindingTensor {
+  if (!("offset" in place)) return result;
+  const data = result.data as Exclude<HostArray, number[]>;
+  const end = place.offset + place.length;
+  const part = place.length <= COPIED_OUTPUT_ELEMENTS ? data.slice(place.offset, end) : data.subarray(place.offset, end);
+  // place.dims is this output's own array (see compile), never changed: shared by its tensors.
+  return wrap(result.type, part, place.dims as number[]);
 }

@@ -55,7 +55,8 @@ export interface Program {
 export type BackendBuffer = object;
 
 export interface CompiledProgram {
-  run(inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]>;
+  /** The outputs, as a promise or (a backend that computes them at once) as they are. */
+  run(inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]> | BackendBuffer[];
   dispose?(): void;
 }
 

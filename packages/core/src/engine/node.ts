@@ -4,6 +4,10 @@ import type { PrimitiveOp } from "./ops.js";
 import type { OpAttrs, Shape } from "./primitives.js";
 import type { Runtime } from "./runtime.js";
 
+/** A leaf's inputs and attributes: none, one frozen array and object for every leaf (a step makes several leaves). */
+const NO_SOURCES = Object.freeze([]) as readonly LazyNode[] as LazyNode[];
+const NO_ATTRS: OpAttrs = Object.freeze({});
+
 /**
  * A vertex of the lazy graph. A leaf holds data (on the host, on a runtime, or both); a
  * const is a scalar broadcast to its shape; anything else is a primitive op over `src`.
@@ -26,7 +30,12 @@ export class LazyNode {
   ) {}
 
   static leaf(host: HostArray, shape: Shape, dtype: DType): LazyNode {
-    return new LazyNode("leaf", [], {}, shape, dtype, undefined, host);
+    return new LazyNode("leaf", NO_SOURCES, NO_ATTRS, shape, dtype, undefined, host);
+  }
+
+  /** A leaf whose value is `buffer` on `runtime`. */
+  static placed(runtime: Runtime, buffer: BackendBuffer, shape: Shape, dtype: DType): LazyNode {
+    return new LazyNode("leaf", NO_SOURCES, NO_ATTRS, shape, dtype, undefined, undefined, { runtime, buffer });
   }
 
   get isLeaf(): boolean {
@@ -36,7 +45,7 @@ export class LazyNode {
   /** Turns this node into a leaf holding `buffer` on `runtime`. */
   realizeAs(runtime: Runtime, buffer: BackendBuffer): void {
     this.op = "leaf";
-    this.src = [];
+    this.src = NO_SOURCES;
     this.device = { runtime, buffer };
   }
 }

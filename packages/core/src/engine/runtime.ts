@@ -44,6 +44,8 @@ export interface RealizedGraph {
 
 interface CachedProgram {
   readonly compiled: Promise<CompiledProgram>;
+  /** The compiled program once `compiled` resolved: a run then starts without waiting on a promise. */
+  ready: CompiledProgram | null;
   /** Runs in flight: an evicted program is released once the last one settles. */
   running: number;
   evicted: boolean;
@@ -139,17 +141,33 @@ export class Runtime {
    * compiled program comes from the cache as for `realize`, so eviction and dispose hold.
    */
   async runProgram(program: Program, inputs: readonly BackendBuffer[], outputs: readonly ValueInfo[]): Promise<LazyNode[]> {
+    return this.runProgramNow(program, inputs, outputs);
+  }
+
+  /**
+   * As runProgram, but the outputs come back at once (not as a promise) when the backend's
+   * compiled program returns them at once: a replayed step then waits on no promise the backend
+   * does not make (each promise costs more while an AsyncLocalStorage watches promises).
+   */
+  runProgramNow(program: Program, inputs: readonly BackendBuffer[], outputs: readonly ValueInfo[]): LazyNode[] | Promise<LazyNode[]> {
     this.checkOpen();
-    const buffers = await this.execute(program, inputs);
+    const buffers = this.executeNow(program, inputs);
+    return isPromiseLike(buffers) ? Promise.resolve(buffers).then((b) => this.outputLeaves(b, outputs)) : this.outputLeaves(buffers, outputs);
+  }
+
+  private outputLeaves(buffers: readonly BackendBuffer[], outputs: readonly ValueInfo[]): LazyNode[] {
     if (this.disposed) {
       for (const b of buffers) this.backend.dispose?.(b);
       this.checkOpen();
     }
-    return buffers.map((buffer, i) => {
-      const node = new LazyNode("leaf", [], {}, outputs[i]!.shape, outputs[i]!.dtype, undefined, undefined, { runtime: this, buffer });
+    const nodes = new Array<LazyNode>(buffers.length);
+    for (let i = 0; i < buffers.length; i++) {
+      const buffer = buffers[i]!;
+      const node = LazyNode.placed(this, buffer, outputs[i]!.shape, outputs[i]!.dtype);
       this.track(node, buffer);
-      return node;
-    });
+      nodes[i] = node;
+    }
+    return nodes;
   }
 
   async download(node: LazyNode): Promise<HostArray> {
@@ -158,6 +176,14 @@ export class Runtime {
     if (!(node.isLeaf && node.device?.runtime === this)) await this.realize([node]);
     this.checkOpen();
     return this.backend.download(node.device!.buffer, node.dtype, node.shape);
+  }
+
+  /** As download, but at once (not as a promise) for host data, and for a leaf this runtime holds when the backend downloads at once. */
+  downloadNow(node: LazyNode): HostArray | Promise<HostArray> {
+    if (node.isLeaf && node.host) return node.host;
+    if (!(node.isLeaf && node.device?.runtime === this)) return this.download(node);
+    this.checkOpen();
+    return this.backend.download(node.device.buffer, node.dtype, node.shape);
   }
 
   upload(node: LazyNode): BackendBuffer {
@@ -225,19 +251,29 @@ export class Runtime {
   }
 
   private async execute(program: Program, inputs: readonly BackendBuffer[]): Promise<BackendBuffer[]> {
+    return this.executeNow(program, inputs);
+  }
+
+  /** Runs `program`; the outputs at once when the compiled program is ready and returns them at once. */
+  private executeNow(program: Program, inputs: readonly BackendBuffer[]): BackendBuffer[] | PromiseLike<BackendBuffer[]> {
     this.stats.programsRun++;
-    if (this.backend.capabilities.execution === "graph") {
-      const entry = this.cachedProgram(program);
-      this.stats.instructionsRun += program.instructions.length;
-      entry.running++;
-      try {
-        return await (await entry.compiled).run(inputs);
-      } finally {
-        entry.running--;
-        if (entry.evicted && entry.running === 0) void release(entry);
-      }
+    if (this.backend.capabilities.execution !== "graph") return this.interpret(program, inputs);
+    const entry = this.cachedProgram(program);
+    this.stats.instructionsRun += program.instructions.length;
+    entry.running++;
+    let result: BackendBuffer[] | PromiseLike<BackendBuffer[]>;
+    try {
+      const ready = entry.ready;
+      result = ready ? ready.run(inputs) : entry.compiled.then((compiled) => compiled.run(inputs));
+    } catch (e) {
+      settle(entry);
+      throw e;
     }
-    return this.interpret(program, inputs);
+    if (!isPromiseLike(result)) {
+      settle(entry);
+      return result;
+    }
+    return Promise.resolve(result).finally(() => settle(entry));
   }
 
   private remember(graph: CapturedGraph, program: Program): void {
@@ -266,7 +302,11 @@ export class Runtime {
     this.cacheCounts.misses++;
     this.stats.programsCompiled++;
     const compiled = outsideScopes(() => new Promise<CompiledProgram>((resolve) => resolve(this.backend.compile!(program))));
-    const entry: CachedProgram = { compiled, running: 0, evicted: false };
+    const entry: CachedProgram = { compiled, ready: null, running: 0, evicted: false };
+    compiled.then(
+      (ready) => (entry.ready = ready),
+      () => {},
+    );
     // A program that failed to compile is not kept: the next attempt compiles again.
     entry.compiled.catch(() => this.compiled.get(program.key) === entry && this.compiled.delete(program.key));
     this.compiled.set(program.key, entry);
@@ -321,6 +361,14 @@ const programsOfCollectedRuntimes = new FinalizationRegistry<Map<string, CachedP
 });
 
 /** Releases a compiled program's backend resources (an onnxruntime session); a failed compile has none. */
+/** Ends one run of `entry`: an evicted program is released once its last run settles. */
+function settle(entry: CachedProgram): void {
+  entry.running--;
+  if (entry.evicted && entry.running === 0) void release(entry);
+}
+
+const isPromiseLike = <T>(value: T | PromiseLike<T>): value is PromiseLike<T> => typeof (value as { then?: unknown } | null)?.then === "function";
+
 async function release(entry: CachedProgram): Promise<void> {
   const compiled = await entry.compiled.catch(() => null);
   compiled?.dispose?.();

@@ -34,6 +34,9 @@ export interface ParamUpdate {
   readonly state: Record<string, Tensor>;
 }
 
+/** What a committed step leaves pending: nothing (shared, so a replayed step allocates no array for it). */
+const NO_PARAMS: readonly Parameter[] = Object.freeze([]);
+
 /**
  * Base of all optimizers. Updates are lazy: `step()` records new parameter and state values,
  * which the next realization computes together with the forward and backward pass. Math for
@@ -44,7 +47,7 @@ export abstract class Optimizer<H extends { lr: number }> {
   readonly state = new Map<Parameter, Record<string, Tensor>>();
   /** Steps taken per parameter (PyTorch's state["step"]). */
   readonly steps = new Map<Parameter, number>();
-  private pending: Parameter[] = [];
+  private pending: readonly Parameter[] = [];
   private scalars = new Map<string, Tensor>();
   private currentScalars = new Map<string, number>();
   /** The group and parameter whose update `step()` is recording (step scalars remember them). */
@@ -109,17 +112,18 @@ export abstract class Optimizer<H extends { lr: number }> {
     let t = this.scalars.get(key);
     if (!t) {
       const label = `${this.constructor.name} ${name}`;
+      const current = `${name}:${dtype}`;
       const next =
         valueAt && at
           ? () => {
               const v = valueAt(at.group, (this.steps.get(at.param) ?? 0) + 1);
-              this.currentScalars.set(`${name}:${dtype}`, v);
+              this.currentScalars.set(current, v);
               return v;
             }
           : null;
       t = stepScalar(value, dtype, { label, next });
       this.scalars.set(key, t);
-      this.currentScalars.set(`${name}:${dtype}`, value);
+      this.currentScalars.set(current, value);
     }
     return t;
   }
@@ -130,7 +134,8 @@ export abstract class Optimizer<H extends { lr: number }> {
   /** Records the update of every parameter that has a gradient. */
   step(options: StepOptions = {}): void {
     noGrad(() => {
-      this.pending = [];
+      const pending: Parameter[] = [];
+      this.pending = pending;
       this.scalars.clear();
       this.currentScalars = new Map();
       for (const group of this.paramGroups) {
@@ -151,7 +156,7 @@ export abstract class Optimizer<H extends { lr: number }> {
           p.assign(guard(result.param, p));
           this.state.set(p, Object.fromEntries(Object.entries(result.state).map(([k, v]) => [k, guard(v, state[k] ?? v)])));
           this.steps.set(p, step);
-          this.pending.push(p);
+          pending.push(p);
         }
       }
     });
@@ -160,7 +165,7 @@ export abstract class Optimizer<H extends { lr: number }> {
   /** Called once the step is computed: an update the scaler skipped does not count as a step. */
   commit(applied: boolean): void {
     if (!applied) for (const p of this.pending) this.steps.set(p, this.steps.get(p)! - 1);
-    this.pending = [];
+    this.pending = NO_PARAMS;
   }
 
   /**
@@ -169,7 +174,7 @@ export abstract class Optimizer<H extends { lr: number }> {
    */
   replayedStep(params: readonly Parameter[]): void {
     for (const p of params) this.steps.set(p, (this.steps.get(p) ?? 0) + 1);
-    this.pending = [...params];
+    this.pending = params;
   }
 
   /** Parameters and state tensors: what a training step must realize. */

@@ -1,4 +1,4 @@
-import { isHalfDType } from "../dtype.js";
+import { isHalfDType, type HostArray } from "../dtype.js";
 import { hostToNumbers, numbersToHost } from "../numerics/convert.js";
 import { NbitError } from "../errors.js";
 import type { BackendBuffer } from "../engine/backend.js";
@@ -145,23 +145,28 @@ export class StepCapture {
    * One training step on `batch`: replayed when captured and the batch matches, else `forward`
    * (run under the plugin's forward context) records the loss and the plugin's optimizerStep runs it.
    */
-  async step(
+  step(
     batch: readonly Tensor[],
     forward: (batch: readonly Tensor[]) => CapturedForwardResult,
     options: { readonly clipValue?: number; readonly clipAlgorithm?: GradientClipAlgorithm } = {},
   ): Promise<CapturedStepOutcome> {
-    const runtime = currentRuntime();
-    const record = this.record;
-    if (record) {
-      const mismatch = this.replayMismatch(record, batch, runtime);
-      if (mismatch === null) {
-        if (this.verifyEvery === 0 || this.replaysSinceCheck < this.verifyEvery) return this.replay(record, batch);
-        return this.recordStep(batch, forward, options, runtime, record);
+    // Not an async function: a replay's promise is returned as it is, without another one around it.
+    try {
+      const runtime = currentRuntime();
+      const record = this.record;
+      if (record) {
+        const mismatch = this.replayMismatch(record, batch, runtime);
+        if (mismatch === null) {
+          if (this.verifyEvery === 0 || this.replaysSinceCheck < this.verifyEvery) return this.replay(record, batch);
+          return this.recordStep(batch, forward, options, runtime, record);
+        }
+        // Another batch shape (a last smaller batch) keeps the capture for the next matching batch.
+        if (mismatch !== "batch") this.reset();
       }
-      // Another batch shape (a last smaller batch) keeps the capture for the next matching batch.
-      if (mismatch !== "batch") this.reset();
+      return this.recordStep(batch, forward, options, runtime, null);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return this.recordStep(batch, forward, options, runtime, null);
   }
 
   private note(reason: string): void {
@@ -353,45 +358,61 @@ export class StepCapture {
       const host = batch[check.index]!.node.host;
       if (host) checkHostLabels(check.op, host, check.classes);
     }
-    const uploaded: LazyNode[] = [];
-    const buffers: BackendBuffer[] = record.inputs.map((input) => {
+    const inputs = record.inputs;
+    const buffers = new Array<BackendBuffer>(inputs.length);
+    let uploaded: LazyNode[] | null = null;
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!;
       switch (input.kind) {
         case "state":
-          return record.slots[input.slot]!.tensor.node.device!.buffer;
+          buffers[i] = record.slots[input.slot]!.tensor.node.device!.buffer;
+          break;
         case "batch": {
           const node = batch[input.index]!.node;
-          if (!node.device) uploaded.push(node);
-          return runtime.upload(node);
+          if (!node.device) (uploaded ??= []).push(node);
+          buffers[i] = runtime.upload(node);
+          break;
         }
         case "scalar": {
           const value = input.next();
           if (!Object.is(value, input.last.value)) input.last = { value, node: LazyNode.leaf(numbersToHost([value], input.dtype), [], input.dtype) };
-          return runtime.upload(input.last.node);
+          buffers[i] = runtime.upload(input.last.node);
+          break;
         }
         case "constant":
-          return runtime.upload(input.node);
+          buffers[i] = runtime.upload(input.node);
       }
-    });
-    const out = await runtime.runProgram(record.program, buffers, record.outputInfo);
-    for (const node of uploaded) node.host = undefined;
+    }
+    // One await at most: none when the backend returns the outputs at once.
+    const ran = runtime.runProgramNow(record.program, buffers, record.outputInfo);
+    const out = Array.isArray(ran) ? ran : await ran;
+    if (uploaded) for (const node of uploaded) node.host = undefined;
     for (const slot of record.slots) {
       if (slot.output < 0) continue;
-      slot.tensor.node = out[slot.output]!;
-      slot.expected = slot.tensor.node;
+      const node = out[slot.output]!;
+      slot.tensor.node = node;
+      slot.expected = node;
     }
-    const skipped = record.applied >= 0 ? (await readScalar(runtime, out[record.applied]!)) === 0 : false;
+    const applied = record.applied >= 0 ? readScalar(runtime, out[record.applied]!) : 1;
+    const skipped = (typeof applied === "number" ? applied : await applied) === 0;
     this.optimizer.replayedStep(record.updatedParams);
     this.optimizer.commit(!skipped);
     this.plugin.finishReplayedStep(skipped);
     this.stats.replayed++;
     this.replaysSinceCheck++;
-    const loss = await readScalar(runtime, out[record.loss]!);
-    return { loss, skipped, applied: null, outputs: record.outputs.map((o) => new Tensor(out[o]!)), meta: this.meta, replayed: true };
+    const lossValue = readScalar(runtime, out[record.loss]!);
+    const loss = typeof lossValue === "number" ? lossValue : await lossValue;
+    const outputs = record.outputs.length === 0 ? NO_OUTPUTS : record.outputs.map((o) => new Tensor(out[o]!));
+    return { loss, skipped, applied: null, outputs, meta: this.meta, replayed: true };
   }
 }
 
-/** The one value of a realized scalar (16-bit floats decoded), with fewer awaits than Tensor.item(). */
-async function readScalar(runtime: Runtime, node: LazyNode): Promise<number> {
-  const host = await runtime.download(node);
-  return isHalfDType(node.dtype) ? hostToNumbers(host, node.dtype)[0]! : Number(host[0]);
+const NO_OUTPUTS: readonly Tensor[] = Object.freeze([]);
+
+/** The one value of a realized scalar (16-bit floats decoded): at once when the backend downloads at once, else a promise. */
+function readScalar(runtime: Runtime, node: LazyNode): number | Promise<number> {
+  const host = runtime.downloadNow(node);
+  return "then" in host ? host.then((h) => scalarValue(node, h)) : scalarValue(node, host);
 }
+
+const scalarValue = (node: LazyNode, host: HostArray): number => (isHalfDType(node.dtype) ? hostToNumbers(host, node.dtype)[0]! : Number(host[0]));

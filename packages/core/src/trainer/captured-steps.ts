@@ -41,6 +41,8 @@ export function trainerStepCapture(
   return capture;
 }
 
+const NO_CLIP = Object.freeze({});
+
 interface LoggedMeta {
   readonly name: string;
   readonly options: LoggedValue["options"];
@@ -87,7 +89,7 @@ export async function capturedTrainStep(
   };
   const { clipValue, clipAlgorithm, location } = options;
   try {
-    const outcome = await capture.step(rawBatch, forward, clipValue !== undefined ? { clipValue, ...(clipAlgorithm ? { clipAlgorithm } : {}) } : {});
+    const outcome = await capture.step(rawBatch, forward, clipValue !== undefined ? { clipValue, ...(clipAlgorithm ? { clipAlgorithm } : {}) } : NO_CLIP);
     if (outcome.replayed) {
       const meta = outcome.meta as StepMeta;
       meta.logged.forEach(({ name, options, batchSize }, i) => module.logged.set(name, { value: outcome.outputs[i]!, options, batchSize }));

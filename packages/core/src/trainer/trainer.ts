@@ -443,7 +443,11 @@ export class Trainer {
       batchIdx++;
       if (batchIdx < skip) continue;
       if (batchIdx >= this.numTrainingBatches || this.stepLimitReached || (this.shouldStop && this.canStopEarly)) break;
-      for (const c of this.callbacks) await c.onTrainBatchStart?.(this, module, rawBatch, batchIdx);
+      for (const c of this.callbacks) {
+        // Awaited only when a hook returns something: a promise per callback per step adds up on small steps.
+        const started = c.onTrainBatchStart?.(this, module, rawBatch, batchIdx);
+        if (started) await started;
+      }
       this.stage = "train";
       this.currentBatchSize = rawBatch[0]?.shape[0] ?? 1;
       module.logged.clear();
@@ -465,8 +469,8 @@ export class Trainer {
       const capture = this.stepCapture;
       if (boundary && capture?.enabled) {
         const clipValue = this.loop.gradientClipVal;
-        const clip = clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm } : {};
-        const outcome = await capturedTrainStep(capture, module, rawBatch, recordStep, { ...clip, location });
+        const stepOptions = clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm, location } : { location };
+        const outcome = await capturedTrainStep(capture, module, rawBatch, recordStep, stepOptions);
         await this.afterTrainBatch(module, rawBatch, batchIdx, epochSums, outcome, true, location, validation);
         continue;
       }
@@ -528,17 +532,20 @@ export class Trainer {
       if (skipped) this.noteSkippedStep();
       else if (this.scheduler?.interval === "step") this.scheduler.scheduler.step();
     }
-    await verifyLabelChecks(checks, location);
+    if (checks.length > 0) await verifyLabelChecks(checks, location);
     if (!Number.isFinite(lossValue) && !skipped && plugin.autocastDType !== "float16")
       throw new NonFiniteLossError(lossValue, step, this.currentEpoch, batchIdx, this.precision);
     this.losses.push(lossValue);
-    await this.collectLogged(module.logged, epochSums);
-    this.progressBarMetrics = Object.fromEntries([...module.logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
+    if (module.logged.size > 0) await this.collectLogged(module.logged, epochSums);
+    this.progressBarMetrics = this.progressBarValues(module.logged);
     if (boundary && this.globalStep % this.loop.logEveryNSteps === 0)
       this.logger?.logMetrics({ train_loss: lossValue, epoch: this.currentEpoch, ...this.stepMetrics(module.logged) }, this.globalStep);
     this.position = { epoch: this.currentEpoch, batch: batchIdx + 1 };
     const outcome: BatchOutcome = { loss: lossValue, skipped, optimizerStep: boundary };
-    for (const c of this.callbacks) await c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
+    for (const c of this.callbacks) {
+      const ended = c.onTrainBatchEnd?.(this, module, outcome, rawBatch, batchIdx);
+      if (ended) await ended;
+    }
     // As Lightning: validate every `every` batches, and when a stop request can end training.
     const validateNow = (batchIdx + 1) % (validation?.every ?? 1) === 0 || (this.shouldStop && this.canStopEarly);
     if (validation && validateNow && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0)
@@ -579,6 +586,11 @@ export class Trainer {
   warn(message: string): void {
     this.warnings.push(message);
     (this.options.warn ?? ((m: string) => process.emitWarning(m)))(message);
+  }
+
+  private progressBarValues(logged: ReadonlyMap<string, LoggedValue>): Record<string, number> {
+    if (logged.size === 0) return {};
+    return Object.fromEntries([...logged].filter(([, l]) => l.options.progBar).map(([k]) => [k, this.callbackMetrics[k] ?? NaN]));
   }
 
   private stepMetrics(logged: ReadonlyMap<string, LoggedValue>): Record<string, number> {
@@ -624,7 +636,7 @@ export class Trainer {
       const location: BatchLocation = { stage, epoch: this.currentEpoch, batchIdx };
       const { checks } = this.runStep(location, () => noGrad(() => this.precisionPlugin.forwardContext(() => step.call(module, batch, batchIdx))));
       await realize([...[...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor), ...checks.map((c) => c.validRows)]);
-      await verifyLabelChecks(checks, location);
+      if (checks.length > 0) await verifyLabelChecks(checks, location);
       await this.collectLogged(module.logged, sums);
       batchIdx++;
     }
