@@ -450,7 +450,8 @@ function hashNumbers(values: readonly number[]): number {
   return h >>> 0;
 }
 
-function sameSignature(a: readonly number[], b: readonly number[]): boolean {
+/** Whether two graph signatures are equal (a hash hit is confirmed this way). */
+export function sameSignature(a: readonly number[], b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

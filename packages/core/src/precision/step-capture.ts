@@ -4,23 +4,14 @@ import { NbitError } from "../errors.js";
 import type { BackendBuffer } from "../engine/backend.js";
 import { currentRuntime } from "../engine/context.js";
 import { LazyNode } from "../engine/node.js";
-import type { RealizedGraph, Runtime } from "../engine/runtime.js";
+import { sameSignature, type RealizedGraph, type Runtime } from "../engine/runtime.js";
 import { Tensor } from "../engine/tensor.js";
 import { checkHostLabels, collectHostLabelChecks } from "../nn/labels.js";
 import type { Module } from "../nn/module.js";
 import type { Optimizer } from "../optim/optimizer.js";
 import { checkInteger } from "../validation.js";
 import type { GradientClipAlgorithm, OptimizerStepOutcome, PrecisionPlugin } from "./plugins.js";
-import {
-  buildRecord,
-  CaptureRefusal,
-  classifyInputs,
-  sameSignature,
-  type ObservedStep,
-  type PreviousStep,
-  type StateSlot,
-  type StepRecord,
-} from "./step-record.js";
+import { buildRecord, CaptureRefusal, classifyInputs, type ObservedStep, type PreviousStep, type StateSlot, type StepRecord } from "./step-record.js";
 
 type AnyOptimizer = Optimizer<{ lr: number }>;
 

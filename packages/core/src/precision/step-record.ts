@@ -192,12 +192,6 @@ export function buildRecord(previous: PreviousStep, current: ObservedStep): Step
   };
 }
 
-export function sameSignature(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 function sameBytes(a: HostArray, b: HostArray): boolean {
   if (a === b) return true;
   if (a.constructor !== b.constructor || a.length !== b.length) return false;

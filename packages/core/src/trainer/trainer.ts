@@ -471,7 +471,8 @@ export class Trainer {
         const clipValue = this.loop.gradientClipVal;
         const stepOptions = clipValue !== null ? { clipValue, clipAlgorithm: this.loop.gradientClipAlgorithm, location } : { location };
         const outcome = await capturedTrainStep(capture, module, rawBatch, recordStep, stepOptions);
-        await this.afterTrainBatch(module, rawBatch, batchIdx, epochSums, outcome, true, location, validation);
+        const step = this.countOptimizerStep(outcome.skipped);
+        await this.afterTrainBatch(module, rawBatch, batchIdx, epochSums, { ...outcome, step }, true, location, validation);
         continue;
       }
       const { loss, checks } = recordStep(rawBatch);
@@ -494,9 +495,7 @@ export class Trainer {
         });
         lossValue = outcome.loss * accumulate;
         skipped = outcome.skipped;
-        this.globalStep++;
-        if (skipped) this.noteSkippedStep();
-        else if (this.scheduler?.interval === "step") this.scheduler.scheduler.step();
+        this.countOptimizerStep(skipped);
       } else {
         const detached = loss.detach();
         await beforeBackward(stepLoss);
@@ -512,26 +511,19 @@ export class Trainer {
     if (Object.keys(epochMetrics).length) this.logMetrics(epochMetrics);
   }
 
-  /** Everything after a training batch's step: optimizer-step bookkeeping, label checks, metrics, logging, callbacks, validation. */
+  /** Everything after a training batch's step: label checks, metrics, logging, callbacks, validation. */
   private async afterTrainBatch(
     module: LightningModule,
     rawBatch: Tensor[],
     batchIdx: number,
     epochSums: Map<string, { sum: number; count: number }>,
-    result: { loss: number; skipped: boolean; checks: readonly DeferredLabelCheck[]; step?: number },
+    result: { loss: number; skipped: boolean; checks: readonly DeferredLabelCheck[]; step: number },
     boundary: boolean,
     location: BatchLocation,
     validation: { loader: DataLoader; every: number } | null,
   ): Promise<void> {
     const plugin = this.precisionPlugin;
-    const { loss: lossValue, skipped, checks } = result;
-    let step = result.step;
-    if (step === undefined) {
-      // A captured step: the bookkeeping trainEpoch does after a recorded optimizer step.
-      step = this.globalStep++;
-      if (skipped) this.noteSkippedStep();
-      else if (this.scheduler?.interval === "step") this.scheduler.scheduler.step();
-    }
+    const { loss: lossValue, skipped, checks, step } = result;
     if (checks.length > 0) await verifyLabelChecks(checks, location);
     if (!Number.isFinite(lossValue) && !skipped && plugin.autocastDType !== "float16")
       throw new NonFiniteLossError(lossValue, step, this.currentEpoch, batchIdx, this.precision);
@@ -550,6 +542,14 @@ export class Trainer {
     const validateNow = (batchIdx + 1) % (validation?.every ?? 1) === 0 || (this.shouldStop && this.canStopEarly);
     if (validation && validateNow && (this.currentEpoch + 1) % this.loop.checkValEveryNEpoch === 0)
       await this.evaluationLoop(module, validation.loader, "validate");
+  }
+
+  /** Counts an optimizer step taken (the scheduler advances) or skipped by the scaler; returns the step's index. */
+  private countOptimizerStep(skipped: boolean): number {
+    const step = this.globalStep++;
+    if (skipped) this.noteSkippedStep();
+    else if (this.scheduler?.interval === "step") this.scheduler.scheduler.step();
+    return step;
   }
 
   private noteSkippedStep(): void {
