@@ -43,7 +43,15 @@ async function main(args: readonly string[]): Promise<number> {
     const accelerator = plan.accelerator();
     const note = name === "cuda" ? (accelerators.available().includes("cuda") ? "a CUDA GPU" : "no GPU here: tfjs's JavaScript CPU kernels") : plan.note;
     console.log(`\n== ${name} (${note}), ${plan.precision}, ${plan.steps} steps of ${plan.batchSize} names`);
-    const result = await trainNames({ accelerator, precision: plan.precision, maxSteps: plan.steps, batchSize: plan.batchSize, seed: 0, progressBar: false, captureSteps: true });
+    const result = await trainNames({
+      accelerator,
+      precision: plan.precision,
+      maxSteps: plan.steps,
+      batchSize: plan.batchSize,
+      seed: 0,
+      progressBar: false,
+      captureSteps: true,
+    });
     console.log(namesSummary(result));
     results.push(result);
   }
