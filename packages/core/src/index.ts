@@ -78,3 +78,4 @@ export {
   type StepCaptureStats,
 } from "./precision/step-capture.js";
 export { stepScalar, type StepScalarSource } from "./engine/step-scalars.js";
+export { EVENT_LOOP_TURN_MS } from "./engine/event-loop.js";

@@ -15,7 +15,7 @@ import { availableParallelism } from "node:os";
 import type * as ort from "onnxruntime-node";
 import { CPU_KERNELS } from "./kernels.js";
 import { lowerProgram } from "./lower.js";
-import { loadNativeBinding, runSoon, type NativeBinding } from "./native.js";
+import { loadNativeBinding, type NativeBinding } from "./native.js";
 import { encodeModel } from "./onnx-proto.js";
 import { PACKED_OUTPUT_BYTES, packOutputs, type PackedOutput } from "./pack.js";
 
@@ -65,8 +65,8 @@ export interface CpuBackendOptions {
   /**
    * Call onnxruntime-node's native binding directly (default true where this onnxruntime-node has
    * the binding nbit knows): the same native run as `session.run`, without the event-loop turn
-   * its wrapper takes before every run (13-18 us of the small MLP's step, bench/direct.ts). Runs
-   * then take an event-loop turn only once `EVENT_LOOP_TURN_MS` have passed without one.
+   * its wrapper takes before every run (13-18 us of the small MLP's step, bench/direct.ts). Core's
+   * Runtime lets the event loop turn once `EVENT_LOOP_TURN_MS` (5 ms) passed without a turn.
    */
   readonly directRun?: boolean;
   /**
@@ -196,16 +196,13 @@ export class CpuBackend implements Backend {
       const session = this.native.createSession(model, this.sessionOptions(program));
       this.sessionsCreated++;
       const fetches = Object.fromEntries(graph.outputs.map((o) => [o.name, null]));
-      // The outputs at once when the binding returns them at once and no event-loop turn is due: no promise per run.
+      // The outputs at once when the binding returns them at once: no promise per run.
       const runNow = (inputs: readonly object[]): object[] | Promise<object[]> => {
         const results = session.run(feedsOf(inputs), fetches, RUN_OPTIONS);
         return results instanceof Promise ? results.then(unpack) : unpack(results);
       };
       return {
-        run: (inputs) => {
-          const turn = runSoon();
-          return turn ? turn.then(() => runNow(inputs)) : runNow(inputs);
-        },
+        run: runNow,
         dispose: () => session.dispose(),
       };
     }

@@ -6,6 +6,5 @@ export { programToOnnx, lowerProgram, physicalType, type OnnxLowering, type Lowe
 export { encodeModel, OnnxType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValue, type Attribute } from "./onnx-proto.js";
 export { exportOnnx, exportOnnxBytes, ExportError, type ExportOnnxOptions } from "./export.js";
 export { CPU_KERNELS } from "./kernels.js";
-export { EVENT_LOOP_TURN_MS } from "./native.js";
 
 registerCpu();

@@ -22,7 +22,7 @@ interface BindingModule {
  * has no such module of the expected shape. Its public `session.run` runs the native call in a
  * `setImmediate` callback: one event-loop turn per run, 13-18 us of the small MLP's step
  * (bench/direct.ts). The binding's own `run` is the same native call without that turn;
- * `runSoon` keeps the event loop turning.
+ * core's Runtime keeps the event loop turning (EVENT_LOOP_TURN_MS).
  */
 export function loadNativeBinding(): NativeBinding | undefined {
   let module: BindingModule;
@@ -44,24 +44,4 @@ export function loadNativeBinding(): NativeBinding | undefined {
       return session;
     },
   };
-}
-
-/**
- * How long runs may follow each other without an event-loop turn. Runs called straight through the
- * binding resolve without one, so a training loop of small steps would otherwise hold the event
- * loop: timers, I/O, V8's foreground GC tasks and FinalizationRegistry callbacks all wait for it.
- */
-export const EVENT_LOOP_TURN_MS = 5;
-
-let lastTurn = performance.now();
-
-/** Resolves at once, or after an event-loop turn when none was taken for EVENT_LOOP_TURN_MS. */
-export function runSoon(): Promise<void> | undefined {
-  if (performance.now() - lastTurn < EVENT_LOOP_TURN_MS) return undefined;
-  return new Promise((resolve) =>
-    setImmediate(() => {
-      lastTurn = performance.now();
-      resolve();
-    }),
-  );
 }

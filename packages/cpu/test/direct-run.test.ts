@@ -2,7 +2,8 @@ import { crossEntropy, Generator, Linear, manualSeed, ReLU, Runtime, Sequential,
 import { createRequire } from "node:module";
 import type * as ortTypes from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { CpuAccelerator, EVENT_LOOP_TURN_MS, type CpuBackendOptions } from "../src/index.js";
+import { EVENT_LOOP_TURN_MS } from "@nbit/core";
+import { CpuAccelerator, type CpuBackendOptions } from "../src/index.js";
 
 const ort = createRequire(import.meta.url)("onnxruntime-node") as typeof ortTypes;
 

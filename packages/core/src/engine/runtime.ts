@@ -3,6 +3,7 @@ import { NbitError, RuntimeMismatchError, UnsupportedOpError } from "../errors.j
 import { InvalidArgumentError } from "../validation.js";
 import type { Backend, BackendBuffer, CompiledProgram, Instruction, Program, ValueInfo } from "./backend.js";
 import { outsideScopes, withRuntime } from "./context.js";
+import { eventLoopTurnIfDue } from "./event-loop.js";
 import { LazyNode } from "./node.js";
 import { attrKey, OPS, PRIMITIVE_OPS, pushAttrNumbers, pushScalarNumber, type PrimitiveOp } from "./ops.js";
 
@@ -255,7 +256,17 @@ export class Runtime {
   }
 
   /** Runs `program`; the outputs at once when the compiled program is ready and returns them at once. */
+  /** Runs `program`, first letting the event loop turn when it has not for EVENT_LOOP_TURN_MS. */
   private executeNow(program: Program, inputs: readonly BackendBuffer[]): BackendBuffer[] | PromiseLike<BackendBuffer[]> {
+    const turn = eventLoopTurnIfDue();
+    if (!turn) return this.executeProgram(program, inputs);
+    return turn.then(() => {
+      this.checkOpen();
+      return this.executeProgram(program, inputs);
+    });
+  }
+
+  private executeProgram(program: Program, inputs: readonly BackendBuffer[]): BackendBuffer[] | PromiseLike<BackendBuffer[]> {
     this.stats.programsRun++;
     if (this.backend.capabilities.execution !== "graph") return this.interpret(program, inputs);
     const entry = this.cachedProgram(program);
