@@ -450,7 +450,7 @@ export class Trainer {
       }
       this.stage = "train";
       this.currentBatchSize = rawBatch[0]?.shape[0] ?? 1;
-      module.logged.clear();
+      module.startLoggingStep();
       const location: BatchLocation = { stage: "train", epoch: this.currentEpoch, batchIdx };
       const boundary = (batchIdx + 1) % accumulate === 0 || batchIdx + 1 === this.numTrainingBatches;
       const recordStep = (raw: Tensor[]) => {
@@ -636,7 +636,7 @@ export class Trainer {
       if (batchIdx >= limit) break;
       const batch = rawBatch.map((t) => this.precisionPlugin.convertInput(t));
       this.currentBatchSize = batch[0]?.shape[0] ?? 1;
-      module.logged.clear();
+      module.startLoggingStep();
       const location: BatchLocation = { stage, epoch: this.currentEpoch, batchIdx };
       const { checks } = this.runStep(location, () => noGrad(() => this.precisionPlugin.forwardContext(() => step.call(module, batch, batchIdx))));
       await realize([...[...module.logged.values()].map((l) => l.value).filter((v): v is Tensor => v instanceof Tensor), ...checks.map((c) => c.validRows)]);
