@@ -136,7 +136,10 @@ export abstract class Optimizer<H extends { lr: number }> {
     noGrad(() => {
       const pending: Parameter[] = [];
       this.pending = pending;
-      this.scalars.clear();
+      // A new Map, not clear(): V8 keeps a cleared Map's old table (and its entries) linked to the
+      // new one, so step after step of scalars outlived young-generation collections once one table
+      // was in the old generation (bench/rss.ts in @nbit/cpu).
+      this.scalars = new Map();
       this.currentScalars = new Map();
       for (const group of this.paramGroups) {
         for (const p of group.params) {

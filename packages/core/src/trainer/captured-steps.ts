@@ -93,7 +93,8 @@ export async function capturedTrainStep(
     if (outcome.replayed) {
       const meta = outcome.meta as StepMeta;
       meta.logged.forEach(({ name, options, batchSize }, i) => module.logged.set(name, { value: outcome.outputs[i]!, options, batchSize }));
-      checks = meta.checks.map((c, j) => ({ ...c, validRows: outcome.outputs[meta.logged.length + j]! }));
+      // Spelled out, not `{ ...c, validRows }`: see afterTrainBatch's call in trainer.ts.
+      checks = meta.checks.map(({ rows, classes, op }, j) => ({ rows, classes, op, validRows: outcome.outputs[meta.logged.length + j]! }));
     }
     return { loss: outcome.loss, skipped: outcome.skipped, checks };
   } catch (e) {

@@ -38,10 +38,13 @@ export class TensorDataset {
   }
 
   /** The samples at `indices`, stacked into one host tensor per field. */
-  batch(indices: readonly number[]): Tensor[] {
+  batch(indices: ArrayLike<number>): Tensor[] {
     return this.fields.map((f) => {
       const out = allocHost(f.dtype, indices.length * f.sampleSize);
-      indices.forEach((idx, row) => out.set(f.host.subarray(idx * f.sampleSize, (idx + 1) * f.sampleSize), row * f.sampleSize));
+      for (let row = 0; row < indices.length; row++) {
+        const idx = indices[row]!;
+        out.set(f.host.subarray(idx * f.sampleSize, (idx + 1) * f.sampleSize), row * f.sampleSize);
+      }
       return Tensor.fromHost(out, [indices.length, ...f.sampleShape], f.dtype);
     });
   }
@@ -86,18 +89,27 @@ export class DataLoader {
   }
 
   order(epoch = this.epoch): number[] {
-    const idx = Array.from({ length: this.dataset.length }, (_, i) => i);
+    return Array.from(this.sampleOrder(epoch));
+  }
+
+  // A typed array: its elements live outside V8's heap, so an epoch's order (alive for the whole
+  // epoch) adds nothing to what each young-generation collection copies (bench/rss.ts in @nbit/cpu).
+  private sampleOrder(epoch: number): Uint32Array {
+    const idx = new Uint32Array(this.dataset.length);
+    for (let i = 0; i < idx.length; i++) idx[i] = i;
     if (!this.shuffle) return idx;
     const g = new Generator((this.seed * 1_000_003 + epoch) >>> 0);
     for (let i = idx.length - 1; i > 0; i--) {
       const j = g.int(i + 1);
-      [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+      const held = idx[i]!;
+      idx[i] = idx[j]!;
+      idx[j] = held;
     }
     return idx;
   }
 
   *[Symbol.iterator](): Iterator<Tensor[]> {
-    const order = this.order();
-    for (let b = 0; b < this.length; b++) yield this.dataset.batch(order.slice(b * this.batchSize, (b + 1) * this.batchSize));
+    const order = this.sampleOrder(this.epoch);
+    for (let b = 0; b < this.length; b++) yield this.dataset.batch(order.subarray(b * this.batchSize, (b + 1) * this.batchSize));
   }
 }

@@ -37,8 +37,18 @@ export interface LoggedValue {
  */
 export abstract class LightningModule extends Module {
   trainer: Trainer | null = null;
+  private loggedThisStep = new Map<string, LoggedValue>();
+
   /** Values logged during the current step; the Trainer collects them. */
-  readonly logged = new Map<string, LoggedValue>();
+  get logged(): Map<string, LoggedValue> {
+    return this.loggedThisStep;
+  }
+
+  /** Empties `logged` before a step (the Trainer calls this). */
+  startLoggingStep(): void {
+    // A new Map, not clear(): see Optimizer.step. An empty one is kept as it is.
+    if (this.loggedThisStep.size > 0) this.loggedThisStep = new Map();
+  }
 
   /** The hyperparameters given to `saveHyperparameters` (a frozen copy; `{}` until then). */
   hparams: Hyperparameters = Object.freeze({});
