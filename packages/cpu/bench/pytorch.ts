@@ -46,6 +46,9 @@ await probe.step(0);
 const threads = process.env.BENCH_THREADS ? Number(process.env.BENCH_THREADS) : defaultThreads(probe.work());
 const nbit32 = nbitPath(shape, "32-true", { threads });
 const nbit64 = nbitPath(shape, "64-true", { threads });
+// The same steps replayed through a StepCapture (the Trainer's captureSteps).
+const nbit32c = nbitPath(shape, "32-true", { threads }, { captured: true });
+const nbit64c = nbitPath(shape, "64-true", { threads }, { captured: true });
 // One PyTorch process at a time: its idle threads would otherwise slow everything else down.
 const variants = {
   "as installed": {},
@@ -63,7 +66,14 @@ for (const [variant, extraEnv] of Object.entries(variants)) {
     header = true;
   }
   const rates = await interleave(
-    { "nbit 32-true": nbit32, "torch fp32": torch.fp32, "nbit 64-true": nbit64, "torch fp64": torch.fp64 },
+    {
+      "nbit 32-true": nbit32,
+      "nbit 32 capt.": nbit32c,
+      "torch fp32": torch.fp32,
+      "nbit 64-true": nbit64,
+      "nbit 64 capt.": nbit64c,
+      "torch fp64": torch.fp64,
+    },
     { rounds: ROUNDS, steps: STEPS, warmup: WARMUP },
   );
   torch.close();
@@ -71,4 +81,6 @@ for (const [variant, extraEnv] of Object.entries(variants)) {
   for (const [name, r] of Object.entries(rates)) console.log(`  ${name.padEnd(14)}${spread(r as number[], 1)}`);
   console.log(`  nbit 32-true / torch fp32, per round: ${spread(ratios(rates["nbit 32-true"], rates["torch fp32"]))}`);
   console.log(`  nbit 64-true / torch fp64, per round: ${spread(ratios(rates["nbit 64-true"], rates["torch fp64"]))}`);
+  console.log(`  nbit 32-true captured / torch fp32, per round: ${spread(ratios(rates["nbit 32 capt."], rates["torch fp32"]))}`);
+  console.log(`  nbit 64-true captured / torch fp64, per round: ${spread(ratios(rates["nbit 64 capt."], rates["torch fp64"]))}`);
 }
