@@ -345,6 +345,35 @@ describe("cpu fused lowering", () => {
     },
   );
 
+  it("keeps NaN through the ReLU onnxruntime fuses into a convolution or a Gemm, as the reference backend does", async () => {
+    const relus = (backend: Backend) =>
+      withRuntime(new Runtime(backend), async () => {
+        manualSeed(3);
+        const conv = new Conv2d(1, 8, 3, { padding: 1 });
+        const image = new Float32Array(2 * 28 * 28).map((_, i) => (i === 30 ? Number.NaN : (i % 7) - 3));
+        const convOut = Array.from(
+          await conv
+            .forward(Tensor.fromHost(image, [2, 1, 28, 28], "float32"))
+            .relu()
+            .data(),
+        );
+        const linear = new Linear(3, 4);
+        const linearOut = Array.from(
+          await linear
+            .forward(Tensor.fromHost(Float32Array.of(Number.NaN, 1, 2, -1, 0, 1), [2, 3], "float32"))
+            .relu()
+            .data(),
+        );
+        return { convOut, linearOut };
+      });
+    const [reference, fused] = [await relus(new ReferenceBackend()), await relus(cpu())];
+    // Object.is: NaN equals NaN, and +0 and -0 differ.
+    expect(fused.convOut.map((v, i) => Object.is(v, reference.convOut[i]))).not.toContain(false);
+    expect(fused.linearOut.map((v, i) => Object.is(v, reference.linearOut[i]))).not.toContain(false);
+    expect(reference.convOut.filter(Number.isNaN).length).toBeGreaterThan(0);
+    expect(reference.linearOut.slice(0, 4).every(Number.isNaN)).toBe(true);
+  });
+
   /** A small CNN trained with SGD on `backend` (conv, ReLU, max pool twice, linear). */
   async function trainCnn(backend: Backend, steps = 3) {
     const programs: Program[] = [];
