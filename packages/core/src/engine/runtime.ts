@@ -114,10 +114,7 @@ export class Runtime {
     }
     this.observer?.({ leaves: graph.leaves, roots: pending, signature: graph.signature, program });
     const buffers = await this.execute(program, inputBuffers);
-    if (this.disposed) {
-      for (const b of buffers) this.backend.dispose?.(b);
-      this.checkOpen();
-    }
+    this.discardIfDisposed(buffers);
     pending.forEach((n, i) => {
       n.realizeAs(this, buffers[i]!);
       this.track(n, buffers[i]!);
@@ -139,28 +136,26 @@ export class Runtime {
   /**
    * Runs a program realized earlier on new input buffers, without walking, lowering or keying a
    * graph, and returns its outputs as new leaves (`outputs` gives their dtypes and shapes). The
-   * compiled program comes from the cache as for `realize`, so eviction and dispose hold.
+   * compiled program comes from the cache as for `realize`, so eviction and dispose hold. The
+   * outputs come back at once (not as a promise) when the backend's compiled program returns them
+   * at once: a replayed step then waits on no promise the backend does not make (each promise
+   * costs more while an AsyncLocalStorage watches promises).
    */
-  async runProgram(program: Program, inputs: readonly BackendBuffer[], outputs: readonly ValueInfo[]): Promise<LazyNode[]> {
-    return this.runProgramNow(program, inputs, outputs);
-  }
-
-  /**
-   * As runProgram, but the outputs come back at once (not as a promise) when the backend's
-   * compiled program returns them at once: a replayed step then waits on no promise the backend
-   * does not make (each promise costs more while an AsyncLocalStorage watches promises).
-   */
-  runProgramNow(program: Program, inputs: readonly BackendBuffer[], outputs: readonly ValueInfo[]): LazyNode[] | Promise<LazyNode[]> {
+  runProgram(program: Program, inputs: readonly BackendBuffer[], outputs: readonly ValueInfo[]): LazyNode[] | Promise<LazyNode[]> {
     this.checkOpen();
     const buffers = this.executeNow(program, inputs);
     return isPromiseLike(buffers) ? Promise.resolve(buffers).then((b) => this.outputLeaves(b, outputs)) : this.outputLeaves(buffers, outputs);
   }
 
+  /** Frees outputs that arrived after dispose() (their runtime can no longer hold them) and throws. */
+  private discardIfDisposed(buffers: readonly BackendBuffer[]): void {
+    if (!this.disposed) return;
+    for (const b of buffers) this.backend.dispose?.(b);
+    this.checkOpen();
+  }
+
   private outputLeaves(buffers: readonly BackendBuffer[], outputs: readonly ValueInfo[]): LazyNode[] {
-    if (this.disposed) {
-      for (const b of buffers) this.backend.dispose?.(b);
-      this.checkOpen();
-    }
+    this.discardIfDisposed(buffers);
     const nodes = new Array<LazyNode>(buffers.length);
     for (let i = 0; i < buffers.length; i++) {
       const buffer = buffers[i]!;
@@ -255,8 +250,10 @@ export class Runtime {
     return this.executeNow(program, inputs);
   }
 
-  /** Runs `program`; the outputs at once when the compiled program is ready and returns them at once. */
-  /** Runs `program`, first letting the event loop turn when it has not for EVENT_LOOP_TURN_MS. */
+  /**
+   * Runs `program`, first letting the event loop turn when it has not for EVENT_LOOP_TURN_MS; the
+   * outputs at once when no turn is due and the compiled program returns them at once.
+   */
   private executeNow(program: Program, inputs: readonly BackendBuffer[]): BackendBuffer[] | PromiseLike<BackendBuffer[]> {
     const turn = eventLoopTurnIfDue();
     if (!turn) return this.executeProgram(program, inputs);
@@ -371,7 +368,6 @@ const programsOfCollectedRuntimes = new FinalizationRegistry<Map<string, CachedP
   }
 });
 
-/** Releases a compiled program's backend resources (an onnxruntime session); a failed compile has none. */
 /** Ends one run of `entry`: an evicted program is released once its last run settles. */
 function settle(entry: CachedProgram): void {
   entry.running--;
@@ -380,6 +376,7 @@ function settle(entry: CachedProgram): void {
 
 const isPromiseLike = <T>(value: T | PromiseLike<T>): value is PromiseLike<T> => typeof (value as { then?: unknown } | null)?.then === "function";
 
+/** Releases a compiled program's backend resources (an onnxruntime session); a failed compile has none. */
 async function release(entry: CachedProgram): Promise<void> {
   const compiled = await entry.compiled.catch(() => null);
   compiled?.dispose?.();

@@ -375,7 +375,7 @@ export class StepCapture {
       }
     }
     // One await at most: none when the backend returns the outputs at once.
-    const ran = runtime.runProgramNow(record.program, buffers, record.outputInfo);
+    const ran = runtime.runProgram(record.program, buffers, record.outputInfo);
     const out = Array.isArray(ran) ? ran : await ran;
     if (uploaded) for (const node of uploaded) node.host = undefined;
     for (const slot of record.slots) {
