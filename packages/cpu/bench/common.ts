@@ -19,7 +19,7 @@ import {
 } from "@nbit/core";
 import { createRequire } from "node:module";
 import type * as ortTypes from "onnxruntime-node";
-import { CpuAccelerator, programWork, type CpuBackendOptions } from "../src/index.js";
+import { CpuAccelerator, programWork, type CpuBackendOptions, type MallocTuning } from "../src/index.js";
 import { loadNativeBinding } from "../src/native.js";
 import { encodeModel, OnnxType, type OnnxNode } from "../src/onnx-proto.js";
 
@@ -69,7 +69,7 @@ export function nbitPath(
   precision: Precision,
   options: CpuBackendOptions = {},
   { captured = false }: { captured?: boolean } = {},
-): Path & { sessions(): number; work(): number; capture: StepCapture | null } {
+): Path & { sessions(): number; work(): number; capture: StepCapture | null; mallocTuning: MallocTuning } {
   const backend = new CpuAccelerator(options).createBackend();
   // The work of the largest program compiled: the training step.
   let work = 0;
@@ -103,6 +103,7 @@ export function nbitPath(
     capture,
     sessions: () => backend.sessionsCreated,
     work: () => work,
+    mallocTuning: backend.mallocTuning,
   };
 }
 

@@ -13,6 +13,7 @@ const BENCHES = {
   alloc: "where a training step's JavaScript allocations come from, by package (sampling heap profiler)",
   binding: "onnxruntime-node's binding cost per graph input and per graph output",
   native: "onnxruntime's native run of nbit's step session against the hand-built one, binding called directly",
+  malloc: "glibc malloc tuning on and off: fresh buffers, a 1 MiB run output, the standard MLP step",
   compare: "another build of @nbit/core (NBIT_CORE_BEFORE) against this one, interleaved",
 } as const;
 const name = process.argv[2] ?? "standard";

@@ -16,6 +16,7 @@ import type * as ort from "onnxruntime-node";
 import { CPU_KERNELS } from "./kernels.js";
 import { lowerProgram } from "./lower.js";
 import { loadNativeBinding, type NativeBinding } from "./native.js";
+import { tuneMalloc, type MallocTuning } from "./malloc-tuning.js";
 import { encodeModel } from "./onnx-proto.js";
 import { PACKED_OUTPUT_BYTES, packOutputs, type PackedOutput } from "./pack.js";
 
@@ -74,6 +75,12 @@ export interface CpuBackendOptions {
    * program output then a view of it (default `PACKED_OUTPUT_BYTES`, 64 KiB; 0 packs none).
    */
   readonly packedOutputBytes?: number;
+  /**
+   * Keep freed heap memory in the process rather than return it to the kernel after every
+   * garbage collection (default true; see `tuneMalloc`): glibc's trim and mmap thresholds, set once
+   * per process when the first backend that wants them is created. NBIT_MALLOC_TUNING=0 turns it off too.
+   */
+  readonly tuneMalloc?: boolean;
 }
 
 /**
@@ -133,6 +140,8 @@ export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly capabilities = CPU_CAPABILITIES;
   sessionsCreated = 0;
+  /** The process's malloc tuning as this backend found or made it (see `tuneMalloc`). */
+  readonly mallocTuning: MallocTuning;
 
   /** onnxruntime-node's native binding, when this version has the one nbit knows (see native.ts). */
   private readonly native: NativeBinding | undefined;
@@ -142,6 +151,7 @@ export class CpuBackend implements Backend {
     private readonly options: CpuBackendOptions = {},
   ) {
     this.native = options.directRun === false ? undefined : loadNativeBinding();
+    this.mallocTuning = options.tuneMalloc === false ? { applied: false, reason: "this backend's tuneMalloc option is false" } : tuneMalloc();
   }
 
   upload(data: HostArray, dtype: DType, shape: Shape): ort.Tensor {

@@ -1,0 +1,69 @@
+import { createRequire } from "node:module";
+
+/**
+ * glibc malloc settings for a training process. onnxruntime-node copies every run output into a
+ * fresh ArrayBuffer (its binding has no pre-allocated or external output path), so each step
+ * allocates its new parameters anew: 1.5 MiB for the standard MLP. V8 frees those buffers only at
+ * a garbage collection, tens of MiB at once, and glibc then returns the top of its heap to the
+ * kernel, so the next steps page-fault the same memory in again. On this workplace's VMs a fresh
+ * 1 MiB Float32Array cost 550-670 us with glibc's defaults and 24-31 us with these settings
+ * (bench/malloc.ts). Freed memory stays with the process instead, as in PyTorch's caching
+ * allocators: up to `MALLOC_TRIM_THRESHOLD` of free heap is kept rather than returned.
+ */
+export const MALLOC_TRIM_THRESHOLD = 256 * 2 ** 20;
+/** Allocations above this size still get their own mapping: glibc's largest mmap threshold on 64-bit. */
+export const MALLOC_MMAP_THRESHOLD = 32 * 2 ** 20;
+
+// mallopt parameters from glibc's malloc.h.
+const M_TRIM_THRESHOLD = -1;
+const M_MMAP_THRESHOLD = -3;
+
+export type MallocTuning =
+  | { readonly applied: true; readonly trimThreshold: number; readonly mmapThreshold: number }
+  | { readonly applied: false; readonly reason: string };
+
+/** What the process looks like to `tuneMalloc`: its environment, platform and glibc version. */
+export interface MallocTuningContext {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly platform: string;
+  readonly glibcVersion: string | undefined;
+}
+
+const USER_MALLOC_SETTINGS = ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"];
+
+/** Why the tuning does not apply in `context`, or undefined when it does. */
+export function mallocTuningRefusal({ env, platform, glibcVersion }: MallocTuningContext): string | undefined {
+  if (env.NBIT_MALLOC_TUNING === "0") return "turned off by NBIT_MALLOC_TUNING=0";
+  if (platform !== "linux") return `the settings are glibc's, and this platform is ${platform}`;
+  if (!glibcVersion) return "the settings are glibc's, and this process does not run on glibc";
+  const own = USER_MALLOC_SETTINGS.find((name) => env[name] !== undefined);
+  if (own) return `the process sets its own malloc settings (${own})`;
+  if (env.GLIBC_TUNABLES?.includes("glibc.malloc.")) return "the process sets its own malloc settings (GLIBC_TUNABLES)";
+  return undefined;
+}
+
+let tuning: MallocTuning | undefined;
+
+/**
+ * Sets glibc's trim and mmap thresholds for this process (once; later calls return the first
+ * result) through mallopt, called with koffi. Skipped, with the reason, off glibc, when
+ * NBIT_MALLOC_TUNING=0, when the process sets its own malloc settings, or when koffi cannot load.
+ */
+export function tuneMalloc(): MallocTuning {
+  if (tuning) return tuning;
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const refusal = mallocTuningRefusal({ env: process.env, platform: process.platform, glibcVersion: report?.header?.glibcVersionRuntime });
+  if (refusal) return (tuning = { applied: false, reason: refusal });
+  let mallopt: (param: number, value: number) => number;
+  try {
+    const koffi = createRequire(import.meta.url)("koffi") as {
+      load(path: string): { func(signature: string): (param: number, value: number) => number };
+    };
+    mallopt = koffi.load("libc.so.6").func("int mallopt(int param, int value)");
+  } catch (e) {
+    return (tuning = { applied: false, reason: `koffi could not call mallopt: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}` });
+  }
+  if (mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) !== 1 || mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) !== 1)
+    return (tuning = { applied: false, reason: "glibc's mallopt refused the settings" });
+  return (tuning = { applied: true, trimThreshold: MALLOC_TRIM_THRESHOLD, mmapThreshold: MALLOC_MMAP_THRESHOLD });
+}

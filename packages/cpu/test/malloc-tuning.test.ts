@@ -1,0 +1,55 @@
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { CpuAccelerator, mallocTuningRefusal, MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, tuneMalloc } from "../src/index.js";
+
+const glibc = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
+const onGlibc = process.platform === "linux" && glibc !== undefined;
+const context = { env: {}, platform: "linux", glibcVersion: "2.41" };
+
+describe("mallocTuningRefusal", () => {
+  it("tunes a plain glibc process", () => {
+    expect(mallocTuningRefusal(context)).toBeUndefined();
+  });
+  it("refuses when turned off, off Linux, off glibc, or when the process sets its own malloc settings", () => {
+    expect(mallocTuningRefusal({ ...context, env: { NBIT_MALLOC_TUNING: "0" } })).toMatch(/NBIT_MALLOC_TUNING=0/);
+    expect(mallocTuningRefusal({ ...context, platform: "darwin" })).toMatch(/darwin/);
+    expect(mallocTuningRefusal({ ...context, glibcVersion: undefined })).toMatch(/not run on glibc/);
+    expect(mallocTuningRefusal({ ...context, env: { MALLOC_TRIM_THRESHOLD_: "0" } })).toMatch(/MALLOC_TRIM_THRESHOLD_/);
+    expect(mallocTuningRefusal({ ...context, env: { GLIBC_TUNABLES: "glibc.malloc.trim_threshold=1" } })).toMatch(/GLIBC_TUNABLES/);
+    expect(mallocTuningRefusal({ ...context, env: { GLIBC_TUNABLES: "glibc.pthread.rseq=0" } })).toBeUndefined();
+  });
+});
+
+describe("tuneMalloc", () => {
+  it.runIf(onGlibc && mallocTuningRefusal({ env: process.env, platform: "linux", glibcVersion: glibc }) === undefined)(
+    "sets glibc's thresholds once per process, and a cpu backend reports it",
+    () => {
+      const tuning = tuneMalloc();
+      expect(tuning).toEqual({ applied: true, trimThreshold: MALLOC_TRIM_THRESHOLD, mmapThreshold: MALLOC_MMAP_THRESHOLD });
+      expect(tuneMalloc()).toBe(tuning);
+      expect(new CpuAccelerator().createBackend().mallocTuning).toBe(tuning);
+      expect(new CpuAccelerator({ tuneMalloc: false }).createBackend().mallocTuning).toEqual({
+        applied: false,
+        reason: "this backend's tuneMalloc option is false",
+      });
+    },
+  );
+
+  it.runIf(onGlibc)("keeps freed buffers' memory in the process: re-allocating it page-faults far less", () => {
+    const fixture = fileURLToPath(new URL("./malloc-faults.fixture.mts", import.meta.url));
+    const run = (env: Record<string, string>) => {
+      const { MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, MALLOC_TOP_PAD_, GLIBC_TUNABLES, NBIT_MALLOC_TUNING, ...rest } = process.env;
+      const child = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", fixture], { env: { ...rest, ...env }, encoding: "utf8" });
+      expect(child.status, child.stderr).toBe(0);
+      return JSON.parse(child.stdout.trim().split("\n").at(-1)!) as { applied: boolean; faults: number };
+    };
+    const tuned = run({});
+    const untuned = run({ NBIT_MALLOC_TUNING: "0" });
+    expect(tuned.applied).toBe(true);
+    expect(untuned.applied).toBe(false);
+    // 128 MiB re-allocated: 32,768 pages. Measured: about 450 faults tuned, 14,100 with glibc's defaults.
+    expect(untuned.faults).toBeGreaterThan(4000);
+    expect(tuned.faults).toBeLessThan(untuned.faults / 5);
+  });
+});
