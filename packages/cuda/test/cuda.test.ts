@@ -165,7 +165,10 @@ describe("training on tfjs", () => {
         counts.push(tf.memory().numTensors);
       }
       // Live tensors: parameters, momentum buffers, inputs, and what the last step still references.
-      expect(counts.at(-1)!).toBeLessThanOrEqual(counts[9]! + 5);
+      // A finalizer can lag a step behind under load (one step's tensors, about 9), so the check
+      // compares the last five steps' lowest count with steps 5-9's highest: a leak of one tensor
+      // a step puts it 15 or more above, a finalizer that lags once does not.
+      expect(Math.min(...counts.slice(-5))).toBeLessThanOrEqual(Math.max(...counts.slice(5, 10)));
     });
   });
 });
