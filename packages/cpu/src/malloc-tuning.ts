@@ -22,20 +22,18 @@ export type MallocTuning =
   | { readonly applied: true; readonly trimThreshold: number; readonly mmapThreshold: number }
   | { readonly applied: false; readonly reason: string };
 
-/** What the process looks like to `tuneMalloc`: its environment, platform and glibc version. */
+/** What the process looks like to `tuneMalloc`: its environment and platform. */
 export interface MallocTuningContext {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly platform: string;
-  readonly glibcVersion: string | undefined;
 }
 
 const USER_MALLOC_SETTINGS = ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"];
 
-/** Why the tuning does not apply in `context`, or undefined when it does. */
-export function mallocTuningRefusal({ env, platform, glibcVersion }: MallocTuningContext): string | undefined {
+/** Why the tuning does not apply in `context`, or undefined when it may (on glibc, which `tuneMalloc` checks). */
+export function mallocTuningRefusal({ env, platform }: MallocTuningContext): string | undefined {
   if (env.NBIT_MALLOC_TUNING === "0") return "turned off by NBIT_MALLOC_TUNING=0";
   if (platform !== "linux") return `the settings are glibc's, and this platform is ${platform}`;
-  if (!glibcVersion) return "the settings are glibc's, and this process does not run on glibc";
   const own = USER_MALLOC_SETTINGS.find((name) => env[name] !== undefined);
   if (own) return `the process sets its own malloc settings (${own})`;
   if (env.GLIBC_TUNABLES?.includes("glibc.malloc.")) return "the process sets its own malloc settings (GLIBC_TUNABLES)";
@@ -48,21 +46,27 @@ let tuning: MallocTuning | undefined;
  * Sets glibc's trim and mmap thresholds for this process (once; later calls return the first
  * result) through mallopt, called with koffi. Skipped, with the reason, off glibc, when
  * NBIT_MALLOC_TUNING=0, when the process sets its own malloc settings, or when koffi cannot load.
+ * glibc is recognised by its `gnu_get_libc_version`, not by `process.report`: a report builds
+ * hundreds of KB of JavaScript objects, enough surviving garbage to make V8 grow its young
+ * generation during training (bench/rss.ts).
  */
 export function tuneMalloc(): MallocTuning {
   if (tuning) return tuning;
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  const refusal = mallocTuningRefusal({ env: process.env, platform: process.platform, glibcVersion: report?.header?.glibcVersionRuntime });
+  const refusal = mallocTuningRefusal({ env: process.env, platform: process.platform });
   if (refusal) return (tuning = { applied: false, reason: refusal });
-  let mallopt: (param: number, value: number) => number;
+  let libc: { func(signature: string): (...args: number[]) => unknown };
   try {
-    const koffi = createRequire(import.meta.url)("koffi") as {
-      load(path: string): { func(signature: string): (param: number, value: number) => number };
-    };
-    mallopt = koffi.load("libc.so.6").func("int mallopt(int param, int value)");
+    const koffi = createRequire(import.meta.url)("koffi") as { load(path: string): typeof libc };
+    libc = koffi.load("libc.so.6");
   } catch (e) {
-    return (tuning = { applied: false, reason: `koffi could not call mallopt: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}` });
+    return (tuning = { applied: false, reason: `koffi could not load libc.so.6: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}` });
   }
+  try {
+    libc.func("const char *gnu_get_libc_version()");
+  } catch {
+    return (tuning = { applied: false, reason: "the settings are glibc's, and this process's libc is not glibc" });
+  }
+  const mallopt = libc.func("int mallopt(int param, int value)");
   if (mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) !== 1 || mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) !== 1)
     return (tuning = { applied: false, reason: "glibc's mallopt refused the settings" });
   return (tuning = { applied: true, trimThreshold: MALLOC_TRIM_THRESHOLD, mmapThreshold: MALLOC_MMAP_THRESHOLD });
