@@ -69,7 +69,7 @@ export function nbitPath(
   precision: Precision,
   options: CpuBackendOptions = {},
   { captured = false }: { captured?: boolean } = {},
-): Path & { sessions(): number; work(): number; capture: StepCapture | null; mallocTuning: MallocTuning } {
+): Path & { sessions(): number; work(): number; capture: StepCapture | null; mallocTuning(): MallocTuning } {
   const backend = new CpuAccelerator(options).createBackend();
   // The work of the largest program compiled: the training step.
   let work = 0;
@@ -103,7 +103,7 @@ export function nbitPath(
     capture,
     sessions: () => backend.sessionsCreated,
     work: () => work,
-    mallocTuning: backend.mallocTuning,
+    mallocTuning: () => backend.mallocTuning,
   };
 }
 

@@ -2,16 +2,17 @@
 // one with the tuning and one with NBIT_MALLOC_TUNING=0, run one after the other in rounds. Each
 // child measures a fresh 1 MiB Float32Array, a one-node onnxruntime session with a 1 MiB output
 // (the binding copies it into a fresh ArrayBuffer, as it does a step's new parameters), and nbit's
-// 32-true standard-MLP step, recorded and captured; minor page faults per call come from
-// process.resourceUsage(). npm run bench -w @nbit/cpu -- malloc
+// 32-true MLP step, recorded and captured; minor page faults per call come from
+// process.resourceUsage(). npm run bench -w @nbit/cpu -- malloc [small|medium|standard]
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { CpuAccelerator } from "../src/index.js";
+import { tuneMalloc } from "../src/index.js";
 import { loadNativeBinding } from "../src/native.js";
 import { encodeModel, OnnxType } from "../src/onnx-proto.js";
-import { env, nbitPath, ort, spread, STANDARD } from "./common.js";
+import { env, MEDIUM, nbitPath, ort, SMALL, spread, STANDARD, type MlpShape } from "./common.js";
 
 const [ROUNDS, CALLS, STEPS] = [env("BENCH_ROUNDS", 3), env("BENCH_CALLS", 300), env("BENCH_STEPS", 200)];
+const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "STANDARD").toUpperCase() as "STANDARD"] ?? STANDARD;
 interface Figures {
   tuning: string;
   arrayUs: number;
@@ -23,8 +24,9 @@ interface Figures {
 }
 
 async function measure(): Promise<Figures> {
-  const backend = new CpuAccelerator().createBackend();
-  const tuning = backend.mallocTuning.applied ? "tuned" : `not tuned (${backend.mallocTuning.reason})`;
+  // The tuning as a backend makes it for a program with outputs above MALLOC_TUNING_OUTPUT_BYTES.
+  const tuned = tuneMalloc();
+  const tuning = tuned.applied ? "tuned" : `not tuned (${tuned.reason})`;
   const timed = async (calls: number, f: (i: number) => unknown) => {
     const faults = process.resourceUsage().minorPageFault;
     const t = performance.now();
@@ -49,8 +51,8 @@ async function measure(): Promise<Figures> {
   await timed(CALLS, run);
   const output = await timed(CALLS, run);
   session.dispose();
-  const recordedPath = nbitPath(STANDARD, "32-true");
-  const capturedPath = nbitPath(STANDARD, "32-true", {}, { captured: true });
+  const recordedPath = nbitPath(shape, "32-true");
+  const capturedPath = nbitPath(shape, "32-true", {}, { captured: true });
   for (let i = 0; i < 20; i++) {
     await recordedPath.step(i);
     await capturedPath.step(i);
@@ -74,7 +76,7 @@ if (process.env.BENCH_MALLOC_CHILD) {
   const runs: Record<"tuned" | "untuned", Figures[]> = { tuned: [], untuned: [] };
   for (let r = 0; r < ROUNDS; r++)
     for (const which of ["untuned", "tuned"] as const) {
-      const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+      const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), "malloc", process.argv[3] ?? "standard"], {
         env: { ...process.env, BENCH_MALLOC_CHILD: "1", ...(which === "untuned" ? { NBIT_MALLOC_TUNING: "0" } : {}) },
         encoding: "utf8",
       });
@@ -92,7 +94,7 @@ if (process.env.BENCH_MALLOC_CHILD) {
     console.log(`\n${f[0]!.tuning}`);
     console.log(`  new Float32Array(1 MiB):          ${col("arrayUs")} us, ${col("arrayFaults", 1)} page faults`);
     console.log(`  run with a 1 MiB output:          ${col("outputUs")} us, ${col("outputFaults", 1)} page faults`);
-    console.log(`  standard MLP 32-true, recorded:   ${col("recorded", 1)} steps/s`);
-    console.log(`  standard MLP 32-true, captured:   ${col("captured", 1)} steps/s`);
+    console.log(`  MLP ${shape.name}, 32-true, recorded: ${col("recorded", 1)} steps/s`);
+    console.log(`  MLP ${shape.name}, 32-true, captured: ${col("captured", 1)} steps/s`);
   }
 }

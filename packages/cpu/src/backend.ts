@@ -16,9 +16,9 @@ import type * as ort from "onnxruntime-node";
 import { CPU_KERNELS } from "./kernels.js";
 import { lowerProgram } from "./lower.js";
 import { loadNativeBinding, type NativeBinding } from "./native.js";
-import { tuneMalloc, type MallocTuning } from "./malloc-tuning.js";
+import { MALLOC_TUNING_OUTPUT_BYTES, tuneMalloc, type MallocTuning } from "./malloc-tuning.js";
 import { encodeModel } from "./onnx-proto.js";
-import { PACKED_OUTPUT_BYTES, packOutputs, type PackedOutput } from "./pack.js";
+import { largestOutputBytes, PACKED_OUTPUT_BYTES, packOutputs, type PackedOutput } from "./pack.js";
 
 type Ort = typeof ort;
 
@@ -78,7 +78,8 @@ export interface CpuBackendOptions {
   /**
    * Keep freed heap memory in the process rather than return it to the kernel after every
    * garbage collection (default true; see `tuneMalloc`): glibc's trim and mmap thresholds, set once
-   * per process when the first backend that wants them is created. NBIT_MALLOC_TUNING=0 turns it off too.
+   * per process when the backend first compiles a program with an output larger than
+   * `MALLOC_TUNING_OUTPUT_BYTES` (128 KiB). NBIT_MALLOC_TUNING=0 turns it off too.
    */
   readonly tuneMalloc?: boolean;
 }
@@ -88,6 +89,12 @@ export interface CpuBackendOptions {
  * it: a loss kept for logging then holds its own few bytes, not the whole packed buffer.
  */
 const COPIED_OUTPUT_ELEMENTS = 256;
+
+const TUNING_OFF: MallocTuning = { applied: false, reason: "this backend's tuneMalloc option is false" };
+const TUNING_NOT_NEEDED: MallocTuning = {
+  applied: false,
+  reason: `no program compiled so far has an output larger than ${MALLOC_TUNING_OUTPUT_BYTES / 1024} KiB`,
+};
 
 /** The binding's run options: none, the same object every run. */
 const RUN_OPTIONS = {};
@@ -140,8 +147,8 @@ export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly capabilities = CPU_CAPABILITIES;
   sessionsCreated = 0;
-  /** The process's malloc tuning as this backend found or made it (see `tuneMalloc`). */
-  readonly mallocTuning: MallocTuning;
+  /** The process's malloc tuning as this backend made it, or why it did not (see `tuneMalloc`). */
+  mallocTuning: MallocTuning;
 
   /** onnxruntime-node's native binding, when this version has the one nbit knows (see native.ts). */
   private readonly native: NativeBinding | undefined;
@@ -151,7 +158,7 @@ export class CpuBackend implements Backend {
     private readonly options: CpuBackendOptions = {},
   ) {
     this.native = options.directRun === false ? undefined : loadNativeBinding();
-    this.mallocTuning = options.tuneMalloc === false ? { applied: false, reason: "this backend's tuneMalloc option is false" } : tuneMalloc();
+    this.mallocTuning = options.tuneMalloc === false ? TUNING_OFF : TUNING_NOT_NEEDED;
   }
 
   upload(data: HostArray, dtype: DType, shape: Shape): ort.Tensor {
@@ -187,6 +194,7 @@ export class CpuBackend implements Backend {
   async compile(program: Program): Promise<CompiledProgram> {
     const lowered = lowerProgram(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
     const { graph, outputs } = packOutputs(lowered, this.options.packedOutputBytes ?? PACKED_OUTPUT_BYTES);
+    if (this.mallocTuning === TUNING_NOT_NEEDED && largestOutputBytes(graph) > MALLOC_TUNING_OUTPUT_BYTES) this.mallocTuning = tuneMalloc();
     const model = encodeModel(graph);
     const inputNames = program.inputs.map((_, i) => `v${i}`);
     const feedsOf = (inputs: readonly object[]) => {

@@ -6,6 +6,14 @@ export { programToOnnx, lowerProgram, physicalType, type OnnxLowering, type Lowe
 export { encodeModel, OnnxType, type OnnxGraph, type OnnxNode, type OnnxTensor, type OnnxValue, type Attribute } from "./onnx-proto.js";
 export { exportOnnx, exportOnnxBytes, ExportError, type ExportOnnxOptions } from "./export.js";
 export { CPU_KERNELS } from "./kernels.js";
-export { tuneMalloc, mallocTuningRefusal, MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, type MallocTuning, type MallocTuningContext } from "./malloc-tuning.js";
+export {
+  tuneMalloc,
+  mallocTuningRefusal,
+  MALLOC_MMAP_THRESHOLD,
+  MALLOC_TRIM_THRESHOLD,
+  MALLOC_TUNING_OUTPUT_BYTES,
+  type MallocTuning,
+  type MallocTuningContext,
+} from "./malloc-tuning.js";
 
 registerCpu();

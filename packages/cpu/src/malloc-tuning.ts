@@ -8,11 +8,21 @@ import { createRequire } from "node:module";
  * kernel, so the next steps page-fault the same memory in again. On this workplace's VMs a fresh
  * 1 MiB Float32Array cost 550-670 us with glibc's defaults and 24-31 us with these settings
  * (bench/malloc.ts). Freed memory stays with the process instead, as in PyTorch's caching
- * allocators: up to `MALLOC_TRIM_THRESHOLD` of free heap is kept rather than returned.
+ * allocators: up to `MALLOC_TRIM_THRESHOLD` of free heap is kept rather than returned, so resident
+ * memory stays at its high-water mark.
  */
 export const MALLOC_TRIM_THRESHOLD = 256 * 2 ** 20;
 /** Allocations above this size still get their own mapping: glibc's largest mmap threshold on 64-bit. */
 export const MALLOC_MMAP_THRESHOLD = 32 * 2 ** 20;
+/**
+ * A cpu backend tunes malloc once it compiles a program with an output larger than this: glibc's
+ * default mmap threshold, above which a buffer gets fresh pages of its own until glibc raises the
+ * threshold. Measured (bench/malloc.ts, 32-true captured steps): the 128-256-256-10 MLP, largest
+ * output 256 KiB, 1598 -> 1987 steps/s; the standard MLP, 1 MiB, 326 -> 391; the 64-64-64-10 MLP,
+ * whose outputs leave packed in 36 KB, no gain (6415 and 6333), so small models keep glibc's
+ * defaults and resident memory that shrinks after collections.
+ */
+export const MALLOC_TUNING_OUTPUT_BYTES = 128 * 1024;
 
 // mallopt parameters from glibc's malloc.h.
 const M_TRIM_THRESHOLD = -1;

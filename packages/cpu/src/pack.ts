@@ -18,6 +18,16 @@ const ELEMENT_BYTES: Partial<Record<OnnxTypeCode, number>> = {
   [OnnxType.BOOL]: 1,
 };
 
+/** The bytes of `graph`'s largest output (0 when no output has a known size). */
+export function largestOutputBytes(graph: OnnxGraph): number {
+  let largest = 0;
+  for (const o of graph.outputs) {
+    const bytes = o.dims.reduce<number>((a, d) => a * (typeof d === "number" ? d : Number.NaN), ELEMENT_BYTES[o.type] ?? Number.NaN);
+    if (bytes > largest) largest = bytes;
+  }
+  return largest;
+}
+
 /** Where one of the original graph's outputs lies among the packed graph's outputs. */
 export type PackedOutput =
   /** An output left as it was. */

@@ -1,7 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { CpuAccelerator, mallocTuningRefusal, MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, tuneMalloc } from "../src/index.js";
+import { Runtime, tensor } from "@nbit/core";
+import { CpuAccelerator, mallocTuningRefusal, MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD, MALLOC_TUNING_OUTPUT_BYTES, tuneMalloc } from "../src/index.js";
 
 const glibc = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
 const onGlibc = process.platform === "linux" && glibc !== undefined;
@@ -22,16 +23,25 @@ describe("mallocTuningRefusal", () => {
 
 describe("tuneMalloc", () => {
   it.runIf(onGlibc && mallocTuningRefusal({ env: process.env, platform: "linux" }) === undefined)(
-    "sets glibc's thresholds once per process, and a cpu backend reports it",
-    () => {
+    "a cpu backend tunes once it compiles a program with an output above 128 KiB, and glibc's thresholds are set once per process",
+    async () => {
+      const backend = new CpuAccelerator().createBackend();
+      const runtime = new Runtime(backend);
+      const compute = (elements: number) => runtime.run(() => tensor(new Float32Array(elements).fill(1), [elements]).mul(2).data());
+      await compute(MALLOC_TUNING_OUTPUT_BYTES / 4);
+      expect(backend.mallocTuning).toEqual({ applied: false, reason: "no program compiled so far has an output larger than 128 KiB" });
+      await compute(MALLOC_TUNING_OUTPUT_BYTES / 4 + 1);
       const tuning = tuneMalloc();
       expect(tuning).toEqual({ applied: true, trimThreshold: MALLOC_TRIM_THRESHOLD, mmapThreshold: MALLOC_MMAP_THRESHOLD });
+      expect(backend.mallocTuning).toBe(tuning);
       expect(tuneMalloc()).toBe(tuning);
-      expect(new CpuAccelerator().createBackend().mallocTuning).toBe(tuning);
-      expect(new CpuAccelerator({ tuneMalloc: false }).createBackend().mallocTuning).toEqual({
-        applied: false,
-        reason: "this backend's tuneMalloc option is false",
-      });
+      const off = new CpuAccelerator({ tuneMalloc: false }).createBackend();
+      await new Runtime(off).run(() =>
+        tensor(new Float32Array(2 ** 18).fill(1), [2 ** 18])
+          .mul(2)
+          .data(),
+      );
+      expect(off.mallocTuning).toEqual({ applied: false, reason: "this backend's tuneMalloc option is false" });
     },
   );
 
