@@ -63,7 +63,7 @@ for (const [variant, extraEnv] of Object.entries(variants)) {
       `MLP ${shape.name}, SGD lr ${shape.lr}; ${threads} thread(s) each (nbit intra-op, torch.set_num_threads), PyTorch ${torch.hello.torch} via ${python}`,
     );
     console.log(`${ROUNDS} rounds of ${STEPS} steps per path after ${WARMUP} warm-up, paths alternating step by step; nbit spinning off`);
-    const malloc = nbit32.mallocTuning();
+    const malloc = probe.mallocTuning();
     console.log(`nbit's glibc malloc tuning: ${malloc.applied ? "on" : `off (${malloc.reason})`}`);
     header = true;
   }
