@@ -1,38 +1,17 @@
 // CUDA backend benchmark: the standard MLP (256-512-512-10, ReLU, cross-entropy, SGD lr 0.05,
 // batch 128, synthetic data), steps/s per precision on whichever tfjs engine loads. Without
 // @tensorflow/tfjs-node-gpu and a GPU this measures tfjs's JavaScript CPU kernels, and says so.
-import { crossEntropy, Generator, Linear, manualSeed, precisionPluginFor, ReLU, Runtime, Sequential, SGD, tensor } from "@nbit/core";
+import { standardMlpRates } from "@nbit/conformance/bench";
 import { CudaAccelerator } from "../src/index.js";
 
-const [IN, H, OUT, BATCH] = [256, 512, 10, 128];
 const gpu = new CudaAccelerator();
 const status = gpu.isAvailable();
 const accelerator = status.available ? gpu : new CudaAccelerator("tfjs-cpu");
-const STEPS = Number(process.env.BENCH_STEPS ?? (status.available ? 200 : 10));
+const steps = Number(process.env.BENCH_STEPS ?? (status.available ? 200 : 10));
 console.log(status.available ? "engine: @tensorflow/tfjs-node-gpu (CUDA)" : `engine: tfjs CPU kernels, NOT a GPU (${status.reason})`);
-console.log(`MLP ${IN}-${H}-${H}-${OUT}, batch ${BATCH}, ${STEPS} timed steps after 2 warm-up\n`);
-const g = new Generator(0);
-const x = new Float32Array(BATCH * IN).map(() => g.normal());
-const y = new Int32Array(BATCH).map(() => g.int(OUT));
+console.log(`MLP 256-512-512-10, batch 128, ${steps} timed steps after 2 warm-up\n`);
 console.log(`${"precision".padEnd(12)}${"steps/s".padStart(9)}${"param bytes".padStart(14)}  backend`);
-for (const precision of accelerator.supportedPrecisions) {
-  const backend = accelerator.createBackend();
-  await new Runtime(backend).run(async () => {
-    manualSeed(0);
-    const plugin = precisionPluginFor(precision);
-    const model = plugin.initContext(() => new Sequential(new Linear(IN, H), new ReLU(), new Linear(H, H), new ReLU(), new Linear(H, OUT)));
-    const optimizer = new SGD(model.parameters(), { lr: 0.05 });
-    const step = () =>
-      plugin.optimizerStep(
-        optimizer,
-        plugin.forwardContext(() => crossEntropy(model.forward(plugin.convertInput(tensor(x, [BATCH, IN]))), tensor(y, [BATCH], "int32"))),
-      );
-    for (let i = 0; i < 2; i++) await step();
-    const t0 = performance.now();
-    for (let i = 0; i < STEPS; i++) await step();
-    const rate = STEPS / ((performance.now() - t0) / 1000);
-    console.log(
-      `${precision.padEnd(12)}${rate.toFixed(2).padStart(9)}${String(model.parameterBytes()).padStart(14)}  ${backend.name} / tfjs ${backend.tf.getBackend()}`,
-    );
-  });
-}
+for (const { precision, stepsPerSecond, parameterBytes, backend } of await standardMlpRates(accelerator, { steps }))
+  console.log(
+    `${precision.padEnd(12)}${stepsPerSecond.toFixed(2).padStart(9)}${String(parameterBytes).padStart(14)}  ${backend.name} / tfjs ${backend.tf.getBackend()}`,
+  );
