@@ -147,8 +147,7 @@ export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly capabilities = CPU_CAPABILITIES;
   sessionsCreated = 0;
-  /** The process's malloc tuning as this backend made it, or why it did not (see `tuneMalloc`). */
-  mallocTuning: MallocTuning;
+  private tuning: MallocTuning;
 
   /** onnxruntime-node's native binding, when this version has the one nbit knows (see native.ts). */
   private readonly native: NativeBinding | undefined;
@@ -158,7 +157,12 @@ export class CpuBackend implements Backend {
     private readonly options: CpuBackendOptions = {},
   ) {
     this.native = options.directRun === false ? undefined : loadNativeBinding();
-    this.mallocTuning = options.tuneMalloc === false ? TUNING_OFF : TUNING_NOT_NEEDED;
+    this.tuning = options.tuneMalloc === false ? TUNING_OFF : TUNING_NOT_NEEDED;
+  }
+
+  /** The process's malloc tuning as this backend made it, or why it did not (see `tuneMalloc`). */
+  get mallocTuning(): MallocTuning {
+    return this.tuning;
   }
 
   upload(data: HostArray, dtype: DType, shape: Shape): ort.Tensor {
@@ -194,7 +198,7 @@ export class CpuBackend implements Backend {
   async compile(program: Program): Promise<CompiledProgram> {
     const lowered = lowerProgram(program, CPU_KERNELS, { fuse: this.options.fuse ?? true });
     const { graph, outputs } = packOutputs(lowered, this.options.packedOutputBytes ?? PACKED_OUTPUT_BYTES);
-    if (this.mallocTuning === TUNING_NOT_NEEDED && largestOutputBytes(graph) > MALLOC_TUNING_OUTPUT_BYTES) this.mallocTuning = tuneMalloc();
+    if (this.tuning === TUNING_NOT_NEEDED && largestOutputBytes(graph) > MALLOC_TUNING_OUTPUT_BYTES) this.tuning = tuneMalloc();
     const model = encodeModel(graph);
     const inputNames = program.inputs.map((_, i) => `v${i}`);
     const feedsOf = (inputs: readonly object[]) => {

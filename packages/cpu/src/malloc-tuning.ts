@@ -6,7 +6,7 @@ import { createRequire } from "node:module";
  * allocates its new parameters anew: 1.5 MiB for the standard MLP. V8 frees those buffers only at
  * a garbage collection, tens of MiB at once, and glibc then returns the top of its heap to the
  * kernel, so the next steps page-fault the same memory in again. On this workplace's VMs a fresh
- * 1 MiB Float32Array cost 550-670 us with glibc's defaults and 24-31 us with these settings
+ * 1 MiB Float32Array cost 245-528 us with glibc's defaults and 52-77 us with these settings
  * (bench/malloc.ts). Freed memory stays with the process instead, as in PyTorch's caching
  * allocators: up to `MALLOC_TRIM_THRESHOLD` of free heap is kept rather than returned, so resident
  * memory stays at its high-water mark.
