@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { EVENT_LOOP_TURN_MS, ReferenceBackend, Runtime, tensor, withRuntime } from "../src/index.js";
+import { DataLoader, EVENT_LOOP_TURN_MS, ReferenceBackend, Runtime, tensor, Trainer, withRuntime, type Callback } from "../src/index.js";
+import { blobs, Classifier, quiet } from "./helpers.js";
 
 describe("Runtime and the event loop", () => {
   it("lets the event loop turn during a long run of programs on an eager backend, which computes synchronously", async () => {
@@ -16,5 +17,34 @@ describe("Runtime and the event loop", () => {
       expect(timerFiredAt).toBeDefined();
       expect(timerFiredAt!).toBeLessThan(end);
     });
+  });
+
+  it("the Trainer lets it turn between training steps, where no step's graph is alive", async () => {
+    let inStep = false;
+    const turns = { between: 0, inside: 0 };
+    const tracker: Callback = {
+      onTrainBatchStart: () => {
+        inStep = true;
+      },
+      onTrainBatchEnd: () => {
+        inStep = false;
+      },
+    };
+    let ticking = true;
+    const tick = () => {
+      turns[inStep ? "inside" : "between"]++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const trainer = new Trainer(quiet({ maxEpochs: 4, seed: 1, callbacks: [tracker] }));
+    const start = performance.now();
+    await trainer.fit(
+      trainer.initModule(() => new Classifier()),
+      new DataLoader(blobs(256, 1), { batchSize: 4 }),
+    );
+    ticking = false;
+    // A step on this model takes well under EVENT_LOOP_TURN_MS, so the turns come at step starts.
+    expect(performance.now() - start).toBeGreaterThan(4 * EVENT_LOOP_TURN_MS);
+    expect(turns.between).toBeGreaterThan(2);
   });
 });

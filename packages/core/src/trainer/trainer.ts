@@ -3,6 +3,7 @@ import { NbitError } from "../errors.js";
 import { noGrad } from "../engine/context.js";
 import { defaultGenerator, manualSeed } from "../engine/random.js";
 import { Runtime } from "../engine/runtime.js";
+import { eventLoopTurnIfDue } from "../engine/event-loop.js";
 import { realize, Tensor } from "../engine/tensor.js";
 import { collectLabelChecks, LabelOutOfRangeError, verifyLabelChecks, type BatchLocation, type DeferredLabelCheck } from "../nn/labels.js";
 import { Optimizer } from "../optim/optimizer.js";
@@ -443,6 +444,8 @@ export class Trainer {
       batchIdx++;
       if (batchIdx < skip) continue;
       if (batchIdx >= this.numTrainingBatches || this.stepLimitReached || (this.shouldStop && this.canStopEarly)) break;
+      const turn = eventLoopTurnIfDue();
+      if (turn) await turn;
       for (const c of this.callbacks) {
         // Awaited only when a hook returns something: a promise per callback per step adds up on small steps.
         const started = c.onTrainBatchStart?.(this, module, rawBatch, batchIdx);
