@@ -14,9 +14,23 @@ type BinaryOp = "add" | "sub" | "mul" | "div" | "maximum" | "less" | "equal";
 
 export type TensorOrScalar = Tensor | number;
 
-interface GradFn {
-  readonly inputs: readonly Tensor[];
-  readonly backward: (grad: Tensor) => readonly (Tensor | null)[];
+/**
+ * How a recorded tensor's gradient reaches its inputs: its op's gradient rule with the op's
+ * attributes, or a hand-written backward. One object per recorded node, with no closures: a
+ * recorded step makes one of these for each of its nodes.
+ */
+class GradFn {
+  constructor(
+    readonly inputs: readonly Tensor[],
+    private readonly out: Tensor,
+    private readonly attrs: OpAttrs,
+    private readonly rule: OpDef["grad"],
+    private readonly custom: Backward | undefined,
+  ) {}
+
+  backward(grad: Tensor): readonly (Tensor | null)[] {
+    return this.custom ? this.custom(grad, this.out) : this.rule!(grad, this.inputs, this.out, this.attrs);
+  }
 }
 
 /** The value `value` takes once stored in `dtype`. */
@@ -528,13 +542,15 @@ type Backward = (grad: Tensor, out: Tensor) => readonly (Tensor | null)[];
  * gradient (or null) per input.
  */
 export function customGradient(out: Tensor, inputs: readonly Tensor[], backward: Backward): Tensor {
-  return withGrad(new Tensor(out.node), inputs, backward);
+  return withGrad(new Tensor(out.node), inputs, NO_ATTRS, undefined, backward);
 }
 
-function withGrad(out: Tensor, inputs: readonly Tensor[], backward: Backward): Tensor {
+const NO_ATTRS: OpAttrs = {};
+
+function withGrad(out: Tensor, inputs: readonly Tensor[], attrs: OpAttrs, rule: OpDef["grad"], custom: Backward | undefined): Tensor {
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
-    out.gradFn = { inputs, backward: (g) => backward(g, out) };
+    out.gradFn = new GradFn(inputs, out, attrs, rule, custom);
   }
   return out;
 }
@@ -553,9 +569,7 @@ export function apply(op: PrimitiveOp, inputs: readonly Tensor[], attrs: OpAttrs
   const nodes = inputs.map((t) => t.node);
   const { shape, dtype } = row.infer(nodes, attrs);
   const out = new Tensor(new LazyNode(op, nodes, attrs, shape, dtype));
-  const rule = row.grad;
-  const grad = backward ?? (rule ? (g: Tensor, o: Tensor) => rule(g, inputs, o, attrs) : undefined);
-  return grad ? withGrad(out, inputs, grad) : out;
+  return backward || row.grad ? withGrad(out, inputs, attrs, row.grad, backward) : out;
 }
 
 export const rawUnary = (op: UnaryOp, x: Tensor): Tensor => apply(op, [x]);
@@ -585,7 +599,7 @@ export function rawTranspose(x: Tensor, perm: readonly number[]): Tensor {
     const source = inner.src[0]!;
     const node = composed.every((p, i) => p === i) ? source : new LazyNode("transpose", [source], { perm: composed }, shape, x.dtype);
     const inverse = perm.map((_, i) => perm.indexOf(i));
-    return withGrad(new Tensor(node), [x], (g) => [rawTranspose(g, inverse)]);
+    return withGrad(new Tensor(node), [x], NO_ATTRS, undefined, (g) => [rawTranspose(g, inverse)]);
   }
   return apply("transpose", [x], { perm: [...perm] });
 }
