@@ -18,11 +18,14 @@ const ELEMENT_BYTES: Partial<Record<OnnxTypeCode, number>> = {
   [OnnxType.BOOL]: 1,
 };
 
+/** Elements in a tensor of `dims`; NaN when a dimension is symbolic. */
+const elementCount = (dims: readonly (number | string)[]) => dims.reduce<number>((a, d) => a * (typeof d === "number" ? d : Number.NaN), 1);
+
 /** The bytes of `graph`'s largest output (0 when no output has a known size). */
 export function largestOutputBytes(graph: OnnxGraph): number {
   let largest = 0;
   for (const o of graph.outputs) {
-    const bytes = o.dims.reduce<number>((a, d) => a * (typeof d === "number" ? d : Number.NaN), ELEMENT_BYTES[o.type] ?? Number.NaN);
+    const bytes = elementCount(o.dims) * (ELEMENT_BYTES[o.type] ?? Number.NaN);
     if (bytes > largest) largest = bytes;
   }
   return largest;
@@ -41,12 +44,11 @@ export type PackedOutput =
  * Concat and Reshape copy values unchanged.
  */
 export function packOutputs(graph: OnnxGraph, maxBytes: number): { graph: OnnxGraph; outputs: PackedOutput[] } {
-  const size = (dims: readonly (number | string)[]) => dims.reduce<number>((a, d) => a * (typeof d === "number" ? d : Number.NaN), 1);
   const groups = new Map<OnnxTypeCode, number[]>();
   graph.outputs.forEach((o, k) => {
     const bytes = ELEMENT_BYTES[o.type];
     // Empty outputs stay as they are: nothing to save, and Reshape's -1 has nothing to divide.
-    if (bytes !== undefined && size(o.dims) > 0) groups.set(o.type, [...(groups.get(o.type) ?? []), k]);
+    if (bytes !== undefined && elementCount(o.dims) > 0) groups.set(o.type, [...(groups.get(o.type) ?? []), k]);
   });
   const placed: PackedOutput[] = graph.outputs.map((o) => ({ output: o.name }));
   const nodes: OnnxNode[] = [...graph.nodes];
@@ -54,7 +56,7 @@ export function packOutputs(graph: OnnxGraph, maxBytes: number): { graph: OnnxGr
   const packed = new Set<number>();
   const outputs = [];
   for (const [type, ks] of groups) {
-    const total = ks.reduce((a, k) => a + size(graph.outputs[k]!.dims), 0);
+    const total = ks.reduce((a, k) => a + elementCount(graph.outputs[k]!.dims), 0);
     if (ks.length < 2 || total * ELEMENT_BYTES[type]! > maxBytes) continue;
     if (!initializers.some((t) => t.name === "pack_flat"))
       initializers.push({ name: "pack_flat", type: OnnxType.INT64, dims: [1], raw: new Uint8Array(BigInt64Array.of(-1n).buffer) });
@@ -62,7 +64,7 @@ export function packOutputs(graph: OnnxGraph, maxBytes: number): { graph: OnnxGr
     let offset = 0;
     for (const k of ks) {
       const o = graph.outputs[k]!;
-      const length = size(o.dims);
+      const length = elementCount(o.dims);
       nodes.push({ op: "Reshape", inputs: [o.name, "pack_flat"], outputs: [`${o.name}_flat`] });
       placed[k] = { output: name, offset, length, dims: o.dims as number[] };
       packed.add(k);
