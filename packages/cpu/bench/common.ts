@@ -37,6 +37,10 @@ export const SMALL: MlpShape = { name: "64-64-64-10, batch 32", dims: [64, 64, 6
 export const MEDIUM: MlpShape = { name: "128-256-256-10, batch 64", dims: [128, 256, 256, 10], batch: 64, lr: 0.05 };
 export const STANDARD: MlpShape = { name: "256-512-512-10, batch 128", dims: [256, 512, 512, 10], batch: 128, lr: 0.05 };
 
+/** The MLP a bench's optional size argument names (`small`, `medium` or `standard`, after the bench's name), else `fallback`. */
+export const shapeArg = (fallback: MlpShape): MlpShape =>
+  (({ SMALL, MEDIUM, STANDARD }) as Record<string, MlpShape>)[(process.argv[3] ?? "").toUpperCase()] ?? fallback;
+
 export interface Path {
   step(i: number): Promise<void>;
   loss(): number;

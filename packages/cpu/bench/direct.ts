@@ -4,9 +4,9 @@
 // one process, taking turns step by step (each path first in turn); per-step medians per round.
 // An optional size after the name picks the MLP: npm run bench -w @nbit/cpu -- direct medium
 import type { CpuBackendOptions } from "../src/index.js";
-import { env, handBuiltPath, median, MEDIUM, nbitPath, ratios, SMALL, STANDARD, spread, type MlpShape, type Path } from "./common.js";
+import { env, handBuiltPath, median, nbitPath, ratios, SMALL, spread, type Path, shapeArg } from "./common.js";
 
-const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "SMALL").toUpperCase() as "SMALL"] ?? SMALL;
+const shape = shapeArg(SMALL);
 const [ROUNDS, STEPS, WARMUP] = [env("BENCH_ROUNDS", 7), env("BENCH_STEPS", 200), env("BENCH_WARMUP", 50)];
 
 /** nbit's training step on 1 thread with these backend options. */

@@ -1,9 +1,9 @@
 // Writes onnxruntime's optimized graphs of nbit's 32-true step and the hand-built step (to
 // $DUMP_DIR/{nbit,hand}-<size>.onnx) for comparing their nodes: npm run bench -w @nbit/cpu -- dump small
 import { join } from "node:path";
-import { env, handBuiltPath, MEDIUM, nbitPath, SMALL, STANDARD, type MlpShape } from "./common.js";
+import { env, handBuiltPath, nbitPath, SMALL, shapeArg } from "./common.js";
 
-const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "SMALL").toUpperCase() as "SMALL"] ?? SMALL;
+const shape = shapeArg(SMALL);
 const dir = process.env.DUMP_DIR ?? "/tmp";
 const size = (process.argv[3] ?? "small").toLowerCase();
 process.env.HAND_DUMP = join(dir, `hand-${size}.onnx`);

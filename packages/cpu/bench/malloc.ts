@@ -9,10 +9,10 @@ import { fileURLToPath } from "node:url";
 import { tuneMalloc } from "../src/index.js";
 import { loadNativeBinding } from "../src/native.js";
 import { encodeModel, OnnxType } from "../src/onnx-proto.js";
-import { env, MEDIUM, nbitPath, ort, SMALL, spread, STANDARD, type MlpShape } from "./common.js";
+import { env, nbitPath, ort, spread, STANDARD, shapeArg } from "./common.js";
 
 const [ROUNDS, CALLS, STEPS] = [env("BENCH_ROUNDS", 3), env("BENCH_CALLS", 300), env("BENCH_STEPS", 200)];
-const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "STANDARD").toUpperCase() as "STANDARD"] ?? STANDARD;
+const shape = shapeArg(STANDARD);
 interface Figures {
   tuning: string;
   arrayUs: number;

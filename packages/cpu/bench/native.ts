@@ -9,7 +9,7 @@ import { CPU_KERNELS, CpuBackend, lowerProgram, physicalType } from "../src/inde
 import { encodeModel, OnnxType, type OnnxGraph } from "../src/onnx-proto.js";
 import { PACKED_OUTPUT_BYTES, packOutputs } from "../src/pack.js";
 import type * as ort from "onnxruntime-node";
-import { env, handBuiltPath, ort as onnxruntime, median, MEDIUM, nbitPath, SMALL, STANDARD, type MlpShape } from "./common.js";
+import { env, handBuiltPath, ort as onnxruntime, median, nbitPath, SMALL, shapeArg } from "./common.js";
 
 type Run = (feeds: object, fetches: object, options?: object) => unknown;
 interface NativeSessionLike {
@@ -30,7 +30,7 @@ binding.InferenceSession = class extends NativeSession {
 };
 const busiest = () => [...calls].sort((a, b) => b[1].runs - a[1].runs)[0]!;
 
-const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "SMALL").toUpperCase() as "SMALL"] ?? SMALL;
+const shape = shapeArg(SMALL);
 const [ROUNDS, CALLS, WARMUP] = [env("BENCH_ROUNDS", 7), env("BENCH_STEPS", 400), env("BENCH_WARMUP", 100)];
 const hand = await handBuiltPath(shape, { threads: 1 });
 await hand.step(0);

@@ -9,7 +9,7 @@
 import { createRequire } from "node:module";
 import { crossEntropy, manualSeed, precisionPluginFor, realize, Runtime, SGD, StepCapture, Tensor, withRuntime } from "@nbit/core";
 import { CpuAccelerator } from "../src/index.js";
-import { batchesFor, env, handBuiltPath, median, MEDIUM, mlp, SMALL, STANDARD, type MlpShape } from "./common.js";
+import { batchesFor, env, handBuiltPath, median, mlp, SMALL, shapeArg } from "./common.js";
 
 const { binding } = createRequire(import.meta.url)("onnxruntime-node/dist/binding.js") as {
   binding: { InferenceSession: new () => { run(...args: unknown[]): unknown } };
@@ -27,7 +27,7 @@ binding.InferenceSession = class extends NativeSession {
   }
 };
 
-const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "SMALL").toUpperCase() as "SMALL"] ?? SMALL;
+const shape = shapeArg(SMALL);
 const [ROUNDS, STEPS, WARMUP] = [env("BENCH_ROUNDS", 5), env("BENCH_STEPS", 300), env("BENCH_WARMUP", 50)];
 const runtime = new Runtime(new CpuAccelerator({ threads: 1 }).createBackend());
 const batches = batchesFor(shape);

@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CpuBackend, defaultThreads } from "../src/index.js";
-import { env, handBuiltPath, median, MEDIUM, nbitPath, SMALL, STANDARD, type MlpShape } from "./common.js";
+import { env, handBuiltPath, median, nbitPath, STANDARD, shapeArg } from "./common.js";
 
-const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "STANDARD").toUpperCase() as "STANDARD"] ?? STANDARD;
+const shape = shapeArg(STANDARD);
 const [STEPS, WARMUP] = [env("BENCH_STEPS", 200), env("BENCH_WARMUP", 50)];
 const dir = mkdtempSync(join(tmpdir(), "nbit-profile-"));
 process.env.NBIT_PROFILE = join(dir, "nbit");

@@ -9,9 +9,9 @@ import { spawn, spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { defaultThreads } from "../src/index.js";
-import { env, interleave, MEDIUM, nbitPath, ratios, SMALL, spread, STANDARD, type MlpShape } from "./common.js";
+import { env, interleave, nbitPath, ratios, spread, STANDARD, shapeArg } from "./common.js";
 
-const shape: MlpShape = { SMALL, MEDIUM, STANDARD }[(process.argv[3] ?? "STANDARD").toUpperCase() as "STANDARD"] ?? STANDARD;
+const shape = shapeArg(STANDARD);
 const [ROUNDS, STEPS, WARMUP] = [env("BENCH_ROUNDS", 5), env("BENCH_STEPS", 30), env("BENCH_WARMUP", 10)];
 const python = [process.env.BENCH_PYTHON, "python3", "/usr/bin/python3"].find(
   (p) => p && spawnSync(p, ["-c", "import torch"], { stdio: "ignore" }).status === 0,
