@@ -10,10 +10,21 @@ import {
   SGD,
   tensor,
   type Backend,
+  type Module,
   type Precision,
 } from "@nbit/core";
 
 // Free of vitest, so a backend's benchmark script can run it (`@nbit/conformance/bench`).
+
+/** Linear layers of widths `dims` (input first) with a ReLU between each two. */
+export function mlp(dims: readonly number[]): Module {
+  const layers: Module[] = [];
+  for (let k = 0; k + 1 < dims.length; k++) {
+    layers.push(new Linear(dims[k]!, dims[k + 1]!));
+    if (k + 2 < dims.length) layers.push(new ReLU());
+  }
+  return new Sequential(...layers);
+}
 
 /** The standard MLP benchmark: layer widths, batch size and SGD learning rate. */
 export const STANDARD_MLP = { dims: [256, 512, 512, 10], batch: 128, lr: 0.05 } as const;
@@ -47,9 +58,7 @@ export async function standardMlpRates<B extends Backend>(
     await new Runtime(backend).run(async () => {
       manualSeed(0);
       const plugin = precisionPluginFor(precision);
-      const model = plugin.initContext(
-        () => new Sequential(new Linear(dims[0], dims[1]), new ReLU(), new Linear(dims[1], dims[2]), new ReLU(), new Linear(dims[2], dims[3])),
-      );
+      const model = plugin.initContext(() => mlp(dims));
       const optimizer = new SGD(model.parameters(), { lr });
       const step = () =>
         plugin.optimizerStep(

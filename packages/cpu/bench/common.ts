@@ -4,19 +4,16 @@ import {
   crossEntropy,
   FLOAT_FORMATS,
   Generator,
-  Linear,
   manualSeed,
   precisionPluginFor,
-  ReLU,
   Runtime,
-  Sequential,
   SGD,
   StepCapture,
   Tensor,
   withRuntime,
-  type Module,
   type Precision,
 } from "@nbit/core";
+import { mlp } from "@nbit/conformance/bench";
 import { createRequire } from "node:module";
 import type * as ortTypes from "onnxruntime-node";
 import { CpuAccelerator, programWork, type CpuBackendOptions, type MallocTuning } from "../src/index.js";
@@ -55,14 +52,8 @@ export function batchesFor(shape: MlpShape, count = 8) {
   }));
 }
 
-export function mlp(dims: readonly number[]): Module {
-  const layers: Module[] = [];
-  for (let k = 0; k + 1 < dims.length; k++) {
-    layers.push(new Linear(dims[k]!, dims[k + 1]!));
-    if (k + 2 < dims.length) layers.push(new ReLU());
-  }
-  return new Sequential(...layers);
-}
+// The conformance kit's MLP builder, shared with its standard-MLP bench.
+export { mlp };
 
 /**
  * A training step through nbit (the Trainer's path: plugin, lazy graph, one fused program). With
